@@ -1,0 +1,388 @@
+"""``hwaml run | plugins | report | deploy | doctor``.
+
+``hwaml run`` is a Hydra application: everything after ``run`` is a Hydra
+override (``searcher=optuna_tpe budget.trials=50``) or flag (``--multirun``,
+``--cfg job``, ``--info``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import __version__
+
+log = logging.getLogger("hwaml")
+
+GROUPS = ("searcher", "evaluator", "backend", "executor", "experiment")
+
+
+class UsageError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------
+
+
+def run_config(cfg: Any, run_dir: Path) -> Any:
+    """Check, instantiate and run one composed config in ``run_dir``."""
+    from hydra.utils import instantiate
+
+    from .config import check_run_config, instantiate_components, resolve_objectives
+    from .loop import SearchLoop
+    from .report import write_run_report
+
+    check_run_config(cfg)
+    components = instantiate_components(cfg)
+    objectives = resolve_objectives(cfg, components["evaluator"])
+    executor = instantiate(cfg.executor, _convert_="all") if cfg.get("executor") is not None else None
+    loop = SearchLoop(
+        components=components,
+        run_dir=run_dir,
+        objectives=objectives,
+        constraints=dict(cfg.constraints or {}),
+        budget_trials=cfg.budget.trials,
+        budget_seconds=cfg.budget.seconds,
+        seed=cfg.seed,
+        resume=cfg.resume,
+        executor=executor,
+        batch_size=cfg.batch_size,
+        progress=cfg.progress and sys.stderr.isatty() or bool(os.environ.get("HWAML_PROGRESS")),
+        cfg=cfg,
+        synchronous=str(cfg.store.synchronous),
+    )
+    try:
+        result = loop.run()
+    finally:
+        loop.close()
+    summary = write_run_report(run_dir, plots=cfg.plots)
+    counts = summary["counts"]
+    print(
+        f"hwaml: {summary['trials']} trials in {run_dir} "
+        f"({counts['complete']} complete, {counts['infeasible']} infeasible, {counts['failed']} failed; stopped: {result.stopped_because})"
+    )
+    if summary["best"]:
+        b = summary["best"]
+        shown = {**b["metrics"], **{k: v for k, v in b["cost"].items()}}
+        print("hwaml: best trial", b["number"], json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in shown.items()}))
+    if len(objectives) > 1:
+        print(f"hwaml: Pareto front has {len(summary['pareto_front'])} trials (pareto.png)")
+    if cfg.deploy.enabled:
+        deploy_run(run_dir, cfg.deploy.trial)
+    return result
+
+
+def _hydra_task(cfg: Any) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    logging.getLogger("hwaml").setLevel(logging.INFO)
+    run_config(cfg, run_dir)
+
+
+def _requested_options(overrides: Sequence[str]) -> List[tuple]:
+    """(group, option) pairs named on the command line, sweeps and lists included."""
+    out = []
+    for ov in overrides:
+        m = re.match(r"^[+~]*(searcher|evaluator|backend|executor|experiment)=(.*)$", ov)
+        if not m:
+            continue
+        group, value = m.group(1), m.group(2)
+        for opt in re.split(r"[,\[\]\s]+", value):
+            opt = opt.strip().strip("'\"")
+            if opt and opt != "null" and not opt.startswith(("choice(", "range(", "glob(")):
+                out.append((group, opt))
+    return out
+
+
+def _precheck_options(overrides: Sequence[str]) -> None:
+    """Name the plugin behind a missing option (failed import, disabled) before Hydra does."""
+    from .plugins import load_plugins
+
+    registry = load_plugins()
+    registry.check_conflicts()
+    owners = registry.option_owners()
+    for group, option in _requested_options(overrides):
+        if (group, option) in owners:
+            continue
+        why = registry.explain_missing(group, option)
+        available = sorted(o for g, o in owners if g == group)
+        msg = f"unknown {group} option {option!r}. Available: {', '.join(available) or '(none)'}"
+        if why:
+            msg += "\n" + why
+        raise UsageError(msg)
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    import hydra
+
+    from .config import register_schema
+    from .plugins import PluginError
+    from .searchpath import register_search_path_plugin
+
+    register_schema()
+    register_search_path_plugin()
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        _precheck_options(overrides)
+    except (UsageError, PluginError) as exc:
+        print(f"hwaml run: error: {exc}", file=sys.stderr)
+        return 2
+    main = hydra.main(version_base="1.3", config_path="pkg://hwaml_conf", config_name="config")(_hydra_task)
+    old = sys.argv
+    sys.argv = ["hwaml"] + list(argv)
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    finally:
+        sys.argv = old
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# plugins, report, deploy
+# ---------------------------------------------------------------------------
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import PluginError, load_plugins
+
+    registry = load_plugins()
+    rows = [i.to_dict() for i in registry.infos]
+    conflicts = ""
+    try:
+        registry.check_conflicts()
+    except PluginError as exc:
+        conflicts = str(exc)
+    if args.json:
+        print(json.dumps({"plugins": rows, "conflicts": conflicts or None}, indent=2))
+        return 0
+    if not rows:
+        print("no hwaml plugins installed (pip install hwaml-<name>)")
+    for r in rows:
+        line = f"{r['name']:<16} {r['distribution']:<24} {r['version']:<8} {r['status']}"
+        print(line)
+        if r["hooks"]:
+            print(f"    hooks: {', '.join(r['hooks'])}")
+        if r["config_groups"]:
+            print(f"    configs: {', '.join(r['config_groups'])}")
+        if r["error"]:
+            print("    error: " + r["error"].strip().splitlines()[-1])
+    if conflicts:
+        print(conflicts)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import find_runs, format_table, write_multirun_report, write_run_report
+    from .store import TrialStore
+
+    path = Path(args.run_dir)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist")
+    if (path / TrialStore.FILENAME).exists():
+        s = write_run_report(path, plots=not args.no_plots)
+        c = s["counts"]
+        print(f"{path}: {s['trials']} trials ({c['complete']} complete, {c['infeasible']} infeasible, {c['failed']} failed)")
+        if s["best"]:
+            print(f"best trial {s['best']['number']}: {json.dumps(s['best']['metrics'])} cost {json.dumps(s['best']['cost'])}")
+        if len(s["objectives"]) > 1:
+            print(f"Pareto front: {[t['number'] for t in s['pareto_front']]}")
+        print(f"wrote {path / 'trials.csv'}, {path / 'best.json'}" + ("" if args.no_plots else f", {path / 'pareto.png'}"))
+        return 0
+    if not find_runs(path):
+        raise UsageError(f"{path} holds no hwaml run (no trials.sqlite inside)")
+    rows = write_multirun_report(path, plots=not args.no_plots)
+    print(format_table(rows))
+    print(f"wrote {path / 'summary.csv'}" + ("" if args.no_plots else f", {path / 'summary.png'}"))
+    return 0
+
+
+def deploy_run(run_dir: Path, trial: Optional[int] = None) -> Any:
+    """Call the deploy hook on the best trial (or trial ``trial``) of a run."""
+    from omegaconf import OmegaConf
+
+    from .config import instantiate_components
+    from .loop import best_trial, step_rng
+    from .plugins import PluginError, build_run_manager, implementers
+    from .store import TrialStore
+    from .types import RunContext, TrialStatus
+
+    run_dir = Path(run_dir)
+    if not (run_dir / TrialStore.FILENAME).exists():
+        raise UsageError(f"{run_dir} has no {TrialStore.FILENAME}: not an hwaml run directory")
+    with TrialStore(run_dir / TrialStore.FILENAME) as store:
+        raw = store.get_meta("config")
+        if raw is None:
+            raise UsageError(f"{run_dir}: the store has no run config (was it made by hwaml run?)")
+        cfg = OmegaConf.create(raw)
+        objectives = store.get_meta("objectives") or dict(cfg.objectives)
+        if trial is None:
+            chosen = best_trial(store.trials(), objectives)
+            if chosen is None:
+                raise UsageError(f"{run_dir}: no complete trial to deploy")
+        else:
+            chosen = store.trial(int(trial))
+            if chosen.status != TrialStatus.COMPLETE:
+                print(f"hwaml deploy: warning: trial {chosen.number} is {chosen.status}", file=sys.stderr)
+        comps = instantiate_components(cfg, with_searcher=False)
+        pm = build_run_manager(comps)
+        if not pm.hook.deploy.get_hookimpls():
+            raise PluginError(f"no component of this run implements deploy (components: {', '.join(comps)})")
+        ctx = RunContext(
+            cfg=cfg,
+            run_dir=run_dir,
+            seed=int(cfg.seed),
+            rng=step_rng(int(cfg.seed), 10**6 + chosen.number),
+            store=store,
+            logger=log,
+            objectives=objectives,
+            constraints=dict(cfg.constraints or {}),
+        )
+        result = pm.hook.deploy(candidate=chosen.candidate, ctx=ctx)
+        if result is None:
+            raise PluginError(f"deploy returned nothing ({implementers(pm, 'deploy')})")
+        store.add_deployment(chosen.number, result.ok, dict(result.artifacts), dict(result.metrics), result.message)
+    status = "ok" if result.ok else "FAILED"
+    print(f"hwaml deploy: trial {chosen.number}: {status}: {result.message}")
+    for k, v in result.artifacts.items():
+        print(f"  {k}: {v}")
+    if result.metrics:
+        print("  metrics: " + json.dumps(dict(result.metrics)))
+    return result
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    trial = None
+    for extra in args.overrides:
+        m = re.match(r"^trial=(\d+)$", extra)
+        if not m:
+            raise UsageError(f"unknown deploy argument {extra!r}; expected trial=N")
+        trial = int(m.group(1))
+    result = deploy_run(Path(args.run_dir), trial)
+    return 0 if result.ok else 1
+
+
+# ---------------------------------------------------------------------------
+# doctor
+# ---------------------------------------------------------------------------
+
+
+def _check_import(mod: str) -> Optional[str]:
+    try:
+        m = __import__(mod)
+        return getattr(m, "__version__", "installed")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def doctor_checks() -> List[Dict[str, str]]:
+    checks: List[Dict[str, str]] = []
+
+    def add(name: str, ok: bool, detail: str, fix: str, needed_by: str) -> None:
+        checks.append({"name": name, "ok": "ok" if ok else "missing", "detail": detail, "fix": "" if ok else fix, "needed_by": needed_by})
+
+    add("python", sys.version_info >= (3, 10), sys.version.split()[0], "use Python >= 3.10", "everything")
+    v = _check_import("torch")
+    add("torch", v is not None, v or "not importable", "pip install torch==2.13.0 (CPU build; install it before the plugins)", "ofa-nas, tinynas, tinyengine, gcn-rl-circuit")
+    v = _check_import("onnxruntime")
+    add("onnxruntime", v is not None, v or "not importable", "pip install onnxruntime", "ofa-nas latency tables and ONNX export")
+    gcc = shutil.which("gcc")
+    add("gcc", gcc is not None, gcc or "not on PATH", "apt-get install -y gcc make", "tinyengine code generation")
+    ngspice = shutil.which("ngspice")
+    lib = None
+    for cand in ("/usr/lib/x86_64-linux-gnu/libngspice.so", "/usr/lib/aarch64-linux-gnu/libngspice.so", "/usr/lib/libngspice.so", "/usr/local/lib/libngspice.so"):
+        if os.path.exists(cand):
+            lib = cand
+    add("ngspice", ngspice is not None and lib is not None, f"{ngspice or 'no ngspice binary'}; {lib or 'no libngspice.so'}", "apt-get install -y ngspice libngspice0 libngspice0-dev", "gcn-rl-circuit")
+    v = _check_import("ray")
+    add("ray", v is not None, v or "not importable", "pip install 'hwaml[ray]' (and set RAY_AUTH_MODE=disabled)", "executor=ray, hydra/launcher=ray")
+    for mod, pkg in (("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"), ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")):
+        ok = _check_import(mod) is not None
+        add(pkg, ok, "installed" if ok else "not importable", f"pip install {pkg}", "--multirun with that launcher")
+    from .plugins import PluginError, load_plugins
+
+    registry = load_plugins()
+    for info in registry.infos:
+        detail = f"{info.distribution} {info.version}: {info.status}"
+        if info.error:
+            detail += ": " + info.error.strip().splitlines()[-1]
+        add(f"plugin {info.name}", info.status == "loaded", detail, "pip install the plugin's missing dependency (see the error)" if info.status == "failed" else "unset HWAML_LOAD_PLUGINS/HWAML_DISABLE_PLUGINS", "configs it ships")
+    try:
+        registry.check_conflicts()
+        add("config options", True, "no two plugins ship the same group/option", "", "hwaml run")
+    except PluginError as exc:
+        add("config options", False, str(exc).splitlines()[1].strip(), "uninstall or disable one of the plugins", "hwaml run")
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    checks = doctor_checks()
+    if args.json:
+        print(json.dumps(checks, indent=2))
+    else:
+        for c in checks:
+            mark = "ok " if c["ok"] == "ok" else "!! "
+            print(f"{mark}{c['name']:<28} {c['detail']}")
+            if c["fix"]:
+                print(f"    needed by {c['needed_by']}; fix: {c['fix']}")
+    missing = [c for c in checks if c["ok"] != "ok"]
+    print(f"\n{len(checks) - len(missing)} ok, {len(missing)} missing" if not args.json else "", end="\n" if not args.json else "")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwaml", description="hardware-aware AutoML: searchers x evaluators x hardware backends")
+    p.add_argument("--version", action="version", version=f"hwaml {__version__}")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("run", help="run a search (Hydra overrides follow, --multirun to sweep)", add_help=False)
+    pp = sub.add_parser("plugins", help="list installed plugins")
+    pp.add_argument("--json", action="store_true")
+    pr = sub.add_parser("report", help="rebuild trials.csv, best.json and plots from a run (or multirun) directory")
+    pr.add_argument("run_dir")
+    pr.add_argument("--no-plots", action="store_true")
+    pd = sub.add_parser("deploy", help="deploy the best trial (or trial=N) of a run")
+    pd.add_argument("run_dir")
+    pd.add_argument("overrides", nargs="*")
+    pdoc = sub.add_parser("doctor", help="check the environment and say what is missing")
+    pdoc.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
+    if argv and argv[0] == "run":
+        return cmd_run(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from .config import ConfigError
+    from .plugins import PluginError
+    from .report import ReportError
+    from .store import StoreError
+
+    try:
+        return {"plugins": cmd_plugins, "report": cmd_report, "deploy": cmd_deploy, "doctor": cmd_doctor}[args.command](args)
+    except (UsageError, ConfigError, PluginError, ReportError, StoreError) as exc:
+        print(f"hwaml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

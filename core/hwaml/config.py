@@ -1,0 +1,232 @@
+"""Structured-config schema of a run and early validation of component configs.
+
+The top-level keys are a dataclass in Hydra's ConfigStore (``hwaml_schema``), so a
+misspelled key or a wrong type fails at composition, before any work, naming the
+key. Component nodes (``searcher``, ``evaluator``, ``backend.*``, ``executor``)
+hold a ``_target_``; their keys are checked against the target's signature (and
+its simple type annotations) before anything is instantiated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before any work; ``key`` names it."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+@dataclass
+class BudgetConfig:
+    trials: Optional[int] = 100
+    seconds: Optional[float] = None
+
+
+@dataclass
+class DeployConfig:
+    enabled: bool = False  # deploy the best trial at the end of the run
+    trial: Optional[int] = None  # a trial number instead of the best
+
+
+@dataclass
+class StoreConfig:
+    # "NORMAL" with WAL survives a killed process (kill -9) with every committed
+    # trial; "FULL" also survives power loss, at the cost of an fsync per commit.
+    synchronous: str = "NORMAL"
+
+
+@dataclass
+class RunConfig:
+    searcher: Any = None
+    evaluator: Any = None
+    backend: Dict[str, Any] = field(default_factory=dict)
+    executor: Any = None
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    # empty: the evaluator's ``default_objectives`` (add one: +objectives.latency_ms=min)
+    objectives: Dict[str, str] = field(default_factory=dict)
+    constraints: Dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    resume: bool = False
+    batch_size: Optional[int] = None  # candidates per step; default: the executor's workers
+    progress: bool = True
+    plots: bool = True
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    name: str = "run"
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="hwaml_schema", node=RunConfig)
+
+
+_RESERVED = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+
+
+def _locate(path: str) -> Any:
+    module, _, attr = path.rpartition(".")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError:
+        # nested attribute (module.Class.method)
+        module2, _, attr2 = module.rpartition(".")
+        obj = getattr(importlib.import_module(module2), attr2)
+    return getattr(obj, attr)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    if annotation is inspect.Parameter.empty or annotation is Any or value is None:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+        return isinstance(value, (list, tuple, ListConfig))
+    if origin in (dict, typing.Mapping) or annotation is dict:
+        return isinstance(value, (dict, DictConfig))
+    return True
+
+
+def check_component(node: Any, key: str) -> None:
+    """Check one ``_target_`` node against its target's signature.
+
+    Raises :class:`ConfigError` naming ``key.sub_key`` for an unknown key (with a
+    close match when there is one), a wrong simple type, or a target that cannot
+    be imported.
+    """
+    if not isinstance(node, (DictConfig, dict)):
+        raise ConfigError(key, f"expected a config node with _target_, got {node!r}")
+    target = node.get("_target_")
+    if target is None:
+        raise ConfigError(key, "has no _target_ (is the config group option selected?)")
+    try:
+        obj = _locate(str(target))
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"{key}._target_", f"cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    try:
+        hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are not checked
+        hints = {}
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    for sub, value in values.items():
+        if sub in _RESERVED:
+            continue
+        if sub not in params:
+            if takes_kwargs:
+                continue
+            close = difflib.get_close_matches(sub, list(params), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{key}.{sub}", f"is not a parameter of {target}{hint} (valid: {', '.join(p for p in params if p not in ('self', 'args', 'kwargs'))})")
+        ann = hints.get(sub, params[sub].annotation)
+        if isinstance(ann, str):
+            continue
+        if not _type_ok(value, ann):
+            raise ConfigError(f"{key}.{sub}", f"expected {getattr(ann, '__name__', ann)}, got {type(value).__name__} {value!r}")
+    for name, p in params.items():
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self":
+            if name not in values:
+                raise ConfigError(f"{key}.{name}", f"is required by {target} but missing")
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Validate every component node and the objective/constraint settings."""
+    if cfg.get("evaluator") is None:
+        raise ConfigError("evaluator", "no evaluator selected (add evaluator=<option> or experiment=<preset>)")
+    if cfg.get("searcher") is None:
+        raise ConfigError("searcher", "no searcher selected (add searcher=<option>)")
+    check_component(cfg.searcher, "searcher")
+    check_component(cfg.evaluator, "evaluator")
+    for name, node in (cfg.get("backend") or {}).items():
+        check_component(node, f"backend.{name}")
+    if cfg.get("executor") is not None:
+        check_component(cfg.executor, "executor")
+    objectives = cfg.get("objectives") or {}
+    for name, direction in objectives.items():
+        if str(direction) not in ("max", "min"):
+            raise ConfigError(f"objectives.{name}", f"must be 'max' or 'min', got {direction!r}")
+    for name, bound in (cfg.get("constraints") or {}).items():
+        if isinstance(bound, (DictConfig, dict)):
+            for k, v in bound.items():
+                if k not in ("min", "max"):
+                    raise ConfigError(f"constraints.{name}.{k}", "only 'min' and 'max' bounds are allowed")
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise ConfigError(f"constraints.{name}.{k}", f"expected a number, got {v!r}")
+        elif not isinstance(bound, (int, float)) or isinstance(bound, bool):
+            raise ConfigError(f"constraints.{name}", f"expected a number (upper bound) or {{min:, max:}}, got {bound!r}")
+    budget = cfg.budget
+    if budget.trials is None and budget.seconds is None:
+        raise ConfigError("budget", "set budget.trials and/or budget.seconds")
+    if budget.trials is not None and budget.trials < 0:
+        raise ConfigError("budget.trials", f"must be >= 0, got {budget.trials}")
+    if str(cfg.store.synchronous).upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigError("store.synchronous", f"must be NORMAL or FULL, got {cfg.store.synchronous!r}")
+
+
+def resolve_objectives(cfg: DictConfig, evaluator: Any) -> Dict[str, str]:
+    """The run's objectives: ``cfg.objectives`` or else the evaluator's defaults."""
+    objectives = dict(cfg.get("objectives") or {})
+    if not objectives:
+        objectives = dict(getattr(evaluator, "default_objectives", None) or {})
+    if not objectives:
+        raise ConfigError("objectives", f"none set and {type(evaluator).__name__} has no default_objectives; add e.g. +objectives.accuracy=max")
+    for name, direction in objectives.items():
+        if str(direction) not in ("max", "min"):
+            raise ConfigError(f"objectives.{name}", f"must be 'max' or 'min', got {direction!r}")
+    return objectives
+
+
+def normalise_constraints(constraints: Mapping[str, Any]) -> Dict[str, Dict[str, float]]:
+    """``{m: 5}`` -> ``{m: {"max": 5}}``; mappings pass through."""
+    out: Dict[str, Dict[str, float]] = {}
+    for name, bound in (constraints or {}).items():
+        if isinstance(bound, Mapping):
+            out[name] = {k: float(v) for k, v in bound.items()}
+        else:
+            out[name] = {"max": float(bound)}
+    return out
+
+
+def instantiate_components(cfg: DictConfig, with_searcher: bool = True) -> Dict[str, Any]:
+    """Instantiate searcher, evaluator and backends from a checked config."""
+    from hydra.utils import instantiate
+
+    comps: Dict[str, Any] = {}
+    if with_searcher:
+        comps["searcher"] = _instantiate(instantiate, cfg.searcher, "searcher")
+    comps["evaluator"] = _instantiate(instantiate, cfg.evaluator, "evaluator")
+    for name, node in (cfg.get("backend") or {}).items():
+        comps[f"backend.{name}"] = _instantiate(instantiate, node, f"backend.{name}")
+    return comps
+
+
+def _instantiate(instantiate: Any, node: Any, key: str) -> Any:
+    try:
+        return instantiate(node, _convert_="all")
+    except Exception as exc:  # noqa: BLE001
+        cause = exc.__cause__ or exc
+        raise ConfigError(key, f"could not be instantiated ({node.get('_target_')}): {type(cause).__name__}: {cause}") from exc

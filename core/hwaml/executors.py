@@ -1,0 +1,223 @@
+"""Executors run a batch of candidates (cost + evaluation) and yield outcomes.
+
+``inline``  in the loop's own process (``workers=1``, the default: no overhead);
+``local``   a process pool on this machine;
+``ray``     Ray tasks on actors, connecting to ``address`` or starting a local
+            instance; the same code runs on a Ray cluster.
+
+Workers rebuild the evaluator and backends from the run's configuration, once per
+worker, rather than pickling live objects (models, simulators) across processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .types import Candidate, RunContext
+
+
+def trial_rng(seed: int, number: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(number), 0x7472])
+
+
+class Executor:
+    """Base class; ``run`` yields ``(candidate, TrialOutcome)`` as they finish."""
+
+    workers: int = 1
+
+    def start(self, pm: Any, ctx: RunContext, objectives: Mapping[str, str]) -> None:
+        self.pm, self.ctx, self.objectives = pm, ctx, dict(objectives)
+
+    def run(self, candidates: Sequence[Candidate]) -> Iterator[Tuple[Candidate, Any]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class InlineExecutor(Executor):
+    """Evaluate in the loop's process, one candidate after another."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = 1
+
+    def run(self, candidates):
+        from .loop import execute_trial
+
+        for c in candidates:
+            ctx = replace(self.ctx, rng=trial_rng(self.ctx.seed, c.number))
+            yield c, execute_trial(self.pm, c, ctx, self.objectives)
+
+
+# -- process pool ------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, constraints: dict) -> None:
+    """Build the evaluator and backends once per worker process."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from .config import instantiate_components
+    from .plugins import build_run_manager
+
+    cfg = OmegaConf.create(cfg_container)
+    comps = instantiate_components(cfg, with_searcher=False)
+    pm = build_run_manager(comps)
+    ctx = RunContext(
+        cfg=cfg,
+        run_dir=Path(run_dir),
+        seed=seed,
+        rng=None,
+        objectives=objectives,
+        constraints=constraints,
+        in_worker=True,
+    )
+    _WORKER.update(pm=pm, ctx=ctx, objectives=objectives)
+
+
+def _worker_run(candidate: Candidate):
+    from .loop import execute_trial
+
+    ctx = replace(_WORKER["ctx"], rng=trial_rng(_WORKER["ctx"].seed, candidate.number))
+    return execute_trial(_WORKER["pm"], candidate, ctx, _WORKER["objectives"])
+
+
+def _cfg_container(ctx: RunContext) -> Any:
+    from omegaconf import OmegaConf
+
+    if ctx.cfg is None:
+        raise RuntimeError(
+            "a process-pool or Ray executor rebuilds components from the run config; "
+            "construct SearchLoop with cfg=... (hwaml run does this) or use the inline executor"
+        )
+    return OmegaConf.to_container(ctx.cfg, resolve=True)
+
+
+class LocalExecutor(Executor):
+    """A process pool of ``workers`` processes (``workers<=1`` runs inline)."""
+
+    def __init__(self, workers: int = 1, start_method: str = "spawn"):
+        self.workers = int(workers) if workers and workers > 0 else (os.cpu_count() or 1)
+        self.start_method = start_method
+        self._pool: Optional[ProcessPoolExecutor] = None
+        self._inline: Optional[InlineExecutor] = None
+
+    def start(self, pm, ctx, objectives):
+        super().start(pm, ctx, objectives)
+        if self.workers <= 1:
+            self._inline = InlineExecutor()
+            self._inline.start(pm, ctx, objectives)
+            return
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=mp.get_context(self.start_method),
+            initializer=_worker_init,
+            initargs=(_cfg_container(ctx), str(ctx.run_dir), ctx.seed, dict(objectives), dict(ctx.constraints)),
+        )
+
+    def run(self, candidates):
+        if self._inline is not None:
+            yield from self._inline.run(candidates)
+            return
+        assert self._pool is not None
+        futures = {self._pool.submit(_worker_run, c): c for c in candidates}
+        while futures:
+            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futures[f].number):
+                cand = futures.pop(fut)
+                yield cand, _outcome_of(fut, cand)
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _outcome_of(fut: Any, cand: Candidate):
+    from .loop import TrialOutcome
+    from .types import TrialStatus
+
+    try:
+        return fut.result()
+    except Exception as exc:  # noqa: BLE001 - a dead worker fails the trial, not the run
+        return TrialOutcome(TrialStatus.FAILED, error=f"worker failed while running trial {cand.number}: {type(exc).__name__}: {exc}")
+
+
+# -- Ray -----------------------------------------------------------------------
+
+
+class RayExecutor(Executor):
+    """Evaluate on Ray actors (one per worker), locally or on a cluster.
+
+    ``address=None`` starts (or joins) a local Ray instance; ``address="auto"`` or
+    ``"ray://host:10001"`` connects to a running cluster.
+    """
+
+    def __init__(self, workers: int = 2, address: Optional[str] = None, num_cpus_per_worker: float = 1.0, init_kwargs: Optional[dict] = None):
+        self.workers = int(workers)
+        self.address = address
+        self.num_cpus_per_worker = num_cpus_per_worker
+        self.init_kwargs = dict(init_kwargs or {})
+        self._pool = None
+        self._started_ray = False
+
+    def start(self, pm, ctx, objectives):
+        super().start(pm, ctx, objectives)
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - exercised by doctor
+            raise RuntimeError("executor=ray needs Ray: pip install 'hwaml[ray]'") from exc
+        from ray.util import ActorPool
+
+        if not ray.is_initialized():
+            kwargs = dict(address=self.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+            kwargs.update(self.init_kwargs)
+            ray.init(**kwargs)
+            self._started_ray = True
+
+        @ray.remote(num_cpus=self.num_cpus_per_worker)
+        class TrialActor:  # pragma: no cover - runs inside Ray workers
+            def __init__(self, *args):
+                _worker_init(*args)
+
+            def run(self, candidate):
+                return _worker_run(candidate)
+
+        args = (_cfg_container(ctx), str(ctx.run_dir), ctx.seed, dict(objectives), dict(ctx.constraints))
+        self._actors = [TrialActor.remote(*args) for _ in range(self.workers)]
+        self._pool = ActorPool(self._actors)
+
+    def run(self, candidates):
+        from .loop import TrialOutcome
+        from .types import TrialStatus
+
+        cands: List[Candidate] = list(candidates)
+        for c in cands:
+            self._pool.submit(lambda actor, cand: actor.run.remote(cand), c)
+        results = {}
+        for c in cands:
+            try:
+                out = self._pool.get_next()
+            except Exception as exc:  # noqa: BLE001
+                out = TrialOutcome(TrialStatus.FAILED, error=f"Ray worker failed: {type(exc).__name__}: {exc}")
+            results[c.number] = out
+            yield c, out
+
+    def close(self):
+        if self._started_ray:
+            import ray
+
+            for a in getattr(self, "_actors", []):
+                ray.kill(a)
+            ray.shutdown()
+            self._started_ray = False

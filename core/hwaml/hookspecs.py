@@ -1,0 +1,161 @@
+"""The hwaml hook contract: every hook a plugin can implement, in one module.
+
+Hydra chooses the components of a run (searcher, evaluator, backends); the loop
+registers those objects with a per-run plugin manager and calls them through
+``pm.hook``. Hook arguments never have defaults (pluggy does not pass them) and
+an implementation may accept fewer arguments than the spec lists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    from .space import SearchSpace
+    from .types import Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial
+
+hookspec = pluggy.HookspecMarker("hwaml")
+
+# -------------------------------------------------------------------------
+# Start-up hooks
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def config_search_path() -> Sequence[str]:
+    """Return the Hydra config locations this plugin contributes.
+
+    Called once when Hydra builds its search path, on every installed plugin
+    module (the object named by the ``hwaml`` entry point). A plugin returns a list
+    like ``["pkg://hwaml_myplugin.conf"]``; that package holds config groups
+    (``evaluator/``, ``backend/``, ``searcher/``, ``experiment/``).
+
+    Two plugins shipping the same ``group/option`` is an error naming both.
+
+    :return: A list of Hydra search-path entries (``pkg://`` or ``file://``).
+
+    Implemented by: every plugin that ships configs.
+    """
+
+
+@hookspec(firstresult=True)
+def search_space(ctx: "RunContext") -> Optional["SearchSpace"]:
+    """Return the search space of the run.
+
+    Called once at the start of a run.
+
+    :param ctx: The run context (config, run directory, seed, rng, store).
+    :return: A :class:`hwaml.space.SearchSpace`. The space may carry typed
+        metadata in ``space.meta`` (``"graph"``, ``"encoder"`` ...) for
+        specialised searchers.
+
+    Stops at first non-None result.
+
+    Implemented by: the evaluator (exactly one active implementation).
+    """
+
+
+# -------------------------------------------------------------------------
+# Search-step hooks
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def propose(
+    space: "SearchSpace", history: Sequence["Trial"], n: int, ctx: "RunContext"
+) -> Optional[Sequence["Candidate"]]:
+    """Propose up to ``n`` new candidates.
+
+    Called at each step of the loop. ``history`` holds every finished trial so
+    far (complete, infeasible and failed), in trial-number order. To be
+    reproducible and resumable, a searcher draws its randomness from
+    ``ctx.rng`` (re-seeded by the loop for every step) and rebuilds any state it
+    needs from ``history``.
+
+    :param space: The run's search space.
+    :param history: Finished trials, oldest first.
+    :param n: The most candidates the loop wants now (the executor's batch size).
+    :param ctx: The run context.
+    :return: A list of at most ``n`` :class:`hwaml.Candidate`; an empty list means
+        the searcher is done and the run ends.
+
+    Stops at first non-None result.
+
+    Implemented by: the searcher (exactly one active implementation).
+    """
+
+
+@hookspec
+def cost(candidate: "Candidate", ctx: "RunContext") -> Optional["CostReport"]:
+    """Predict or measure the hardware cost of a candidate.
+
+    Called for each candidate before it is evaluated, on every active backend.
+    The reports are merged; a metric reported by two backends is an error naming
+    both. Constraints in the run config are checked on the merged metrics, and an
+    infeasible candidate is recorded without being evaluated.
+
+    :param candidate: The candidate to cost.
+    :param ctx: The run context.
+    :return: A :class:`hwaml.CostReport`, or ``None`` to abstain.
+
+    Implemented by: hardware backends (MCU profiles, latency tables, simulators).
+    """
+
+
+@hookspec(firstresult=True)
+def evaluate(candidate: "Candidate", ctx: "RunContext") -> Optional["EvalResult"]:
+    """Evaluate a feasible candidate (train, simulate, measure accuracy).
+
+    Called for each candidate that passed the constraints. An exception raised
+    here becomes a failed trial with its traceback stored; the search goes on.
+    A NaN metric also fails the trial, naming the metric.
+
+    :param candidate: The candidate to evaluate.
+    :param ctx: The run context (``ctx.in_worker`` is true inside an executor
+        worker).
+    :return: A :class:`hwaml.EvalResult` with the objective metrics.
+
+    Stops at first non-None result.
+
+    Implemented by: the evaluator (exactly one active implementation).
+    """
+
+
+@hookspec
+def trial_completed(trial: "Trial", ctx: "RunContext") -> None:
+    """Observe a trial once it is durably recorded.
+
+    Called after each trial (complete, infeasible or failed) is committed to the
+    store. Observers log, track or plot; the return value is ignored and an
+    exception here is reported as a warning, never failing the run.
+
+    :param trial: The recorded trial.
+    :param ctx: The run context.
+
+    Implemented by: observers (trackers, loggers), any plugin.
+    """
+
+
+# -------------------------------------------------------------------------
+# Deployment hooks
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def deploy(candidate: "Candidate", ctx: "RunContext") -> Optional["DeployResult"]:
+    """Turn a chosen candidate into an artefact (C project, ONNX file, netlist).
+
+    Called by ``hwaml deploy RUN_DIR`` (and by runs with ``deploy.enabled=true``)
+    on the best candidate or the trial asked for. Files go under
+    ``ctx.run_dir / "deploy"``.
+
+    :param candidate: The chosen candidate.
+    :param ctx: The run context (``ctx.run_dir`` is the run being deployed).
+    :return: A :class:`hwaml.DeployResult`.
+
+    Stops at first non-None result.
+
+    Implemented by: the backend that can deploy (or the evaluator).
+    """

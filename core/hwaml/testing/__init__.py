@@ -1,0 +1,232 @@
+"""Fixtures and contract test suites for plugin authors.
+
+Subclass a suite in your plugin's tests and provide the component as a fixture;
+every test of the suite then runs against it, so every evaluator, backend and
+searcher is held to the same behaviour (the way Hydra tests its launchers)::
+
+    from hwaml.testing import EvaluatorContract
+
+    class TestMyEvaluator(EvaluatorContract):
+        @pytest.fixture
+        def evaluator(self):
+            return MyEvaluator(epochs=1)
+
+Helpers: :func:`make_context` builds a ``RunContext`` for calling hooks directly,
+:func:`run_search` runs a short search through the real loop and store.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+import pytest
+
+from ..loop import RunResult, SearchLoop, step_rng
+from ..plugins import build_run_manager, make_plugin_manager
+from ..space import SearchSpace
+from ..types import Candidate, CostReport, EvalResult, RunContext, Trial, TrialStatus
+
+__all__ = [
+    "make_context",
+    "run_search",
+    "EvaluatorContract",
+    "BackendContract",
+    "SearcherContract",
+]
+
+
+def make_context(
+    run_dir: Path | str,
+    seed: int = 0,
+    step: int = 0,
+    objectives: Optional[Mapping[str, str]] = None,
+    constraints: Optional[Mapping[str, Any]] = None,
+    cfg: Any = None,
+) -> RunContext:
+    """A run context for calling hooks directly in tests."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return RunContext(
+        cfg=cfg,
+        run_dir=run_dir,
+        seed=seed,
+        rng=step_rng(seed, step),
+        objectives=dict(objectives or {"accuracy": "max"}),
+        constraints=dict(constraints or {}),
+    )
+
+
+def run_search(
+    components: Mapping[str, Any],
+    run_dir: Path | str,
+    trials: int = 10,
+    objectives: Optional[Mapping[str, str]] = None,
+    constraints: Optional[Mapping[str, Any]] = None,
+    seed: int = 0,
+    resume: bool = False,
+) -> RunResult:
+    """Run a short search through the real loop and SQLite store."""
+    evaluator = components.get("evaluator")
+    objectives = dict(objectives or getattr(evaluator, "default_objectives", None) or {"accuracy": "max"})
+    loop = SearchLoop(
+        components=components,
+        run_dir=run_dir,
+        objectives=objectives,
+        constraints=constraints,
+        budget_trials=trials,
+        seed=seed,
+        resume=resume,
+    )
+    try:
+        return loop.run()
+    finally:
+        loop.close()
+
+
+def _finite_metrics(metrics: Mapping[str, Any], what: str) -> None:
+    assert metrics, f"{what} returned no metrics"
+    for k, v in metrics.items():
+        assert isinstance(k, str), f"{what}: metric name {k!r} is not a string"
+        assert isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool), f"{what}: metric {k}={v!r} is not a number"
+        assert math.isfinite(float(v)), f"{what}: metric {k}={v!r} is not finite"
+
+
+class EvaluatorContract:
+    """Every evaluator: a valid space, finite metrics, its default objectives reported.
+
+    Provide an ``evaluator`` fixture. Override ``n_candidates`` to evaluate more or
+    fewer sampled candidates (default 2).
+    """
+
+    n_candidates = 2
+
+    @pytest.fixture
+    def evaluator(self) -> Any:  # pragma: no cover - must be overridden
+        raise NotImplementedError("provide an `evaluator` fixture")
+
+    @pytest.fixture
+    def contract_ctx(self, tmp_path: Path) -> RunContext:
+        return make_context(tmp_path / "run")
+
+    def test_registers_with_the_hook_contract(self, evaluator: Any) -> None:
+        pm = build_run_manager({"evaluator": evaluator}, registry=_EmptyRegistry())
+        assert pm.hook.search_space.get_hookimpls(), "the evaluator must implement search_space"
+        assert pm.hook.evaluate.get_hookimpls(), "the evaluator must implement evaluate"
+
+    def test_search_space_samples_validate_and_encode(self, evaluator: Any, contract_ctx: RunContext) -> None:
+        space = evaluator.search_space(ctx=contract_ctx)
+        assert isinstance(space, SearchSpace)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            cfg = space.sample(rng)
+            assert space.validate(cfg) == cfg
+            vec = space.encode(cfg)
+            assert vec.shape == (space.size,) and np.all(np.isfinite(vec))
+            child = space.mutate(cfg, rng, 0.5)
+            space.validate(child)
+
+    def test_evaluate_returns_finite_metrics(self, evaluator: Any, contract_ctx: RunContext) -> None:
+        space = evaluator.search_space(ctx=contract_ctx)
+        rng = np.random.default_rng(1)
+        for i in range(self.n_candidates):
+            cand = Candidate(space.sample(rng), number=i)
+            res = evaluator.evaluate(candidate=cand, ctx=contract_ctx)
+            assert isinstance(res, EvalResult)
+            _finite_metrics(res.metrics, f"{type(evaluator).__name__}.evaluate")
+            for name in getattr(evaluator, "default_objectives", {}) or {}:
+                assert name in res.metrics, f"default objective {name!r} not in evaluate's metrics {sorted(res.metrics)}"
+
+
+class BackendContract:
+    """Every cost backend: a CostReport with finite metrics, a source, determinism.
+
+    Provide ``backend`` and ``candidates`` (a list of :class:`Candidate`) fixtures.
+    """
+
+    @pytest.fixture
+    def backend(self) -> Any:  # pragma: no cover
+        raise NotImplementedError("provide a `backend` fixture")
+
+    @pytest.fixture
+    def candidates(self) -> List[Candidate]:  # pragma: no cover
+        raise NotImplementedError("provide a `candidates` fixture (a list of Candidate)")
+
+    @pytest.fixture
+    def contract_ctx(self, tmp_path: Path) -> RunContext:
+        return make_context(tmp_path / "run")
+
+    def test_cost_reports_finite_metrics_with_source(self, backend: Any, candidates: List[Candidate], contract_ctx: RunContext) -> None:
+        assert candidates, "the candidates fixture is empty"
+        for cand in candidates:
+            rep = backend.cost(candidate=cand, ctx=contract_ctx)
+            assert isinstance(rep, CostReport)
+            _finite_metrics(rep.metrics, f"{type(backend).__name__}.cost")
+            assert rep.source, "CostReport.source should name the backend"
+            assert rep.feasible in (None, True, False)
+
+    def test_cost_is_deterministic(self, backend: Any, candidates: List[Candidate], contract_ctx: RunContext) -> None:
+        a = backend.cost(candidate=candidates[0], ctx=contract_ctx)
+        b = backend.cost(candidate=candidates[0], ctx=contract_ctx)
+        assert dict(a.metrics) == dict(b.metrics)
+
+
+class SearcherContract:
+    """Every searcher: valid proposals, at most ``n``, reproducible, resumable.
+
+    Provide a ``searcher_factory`` fixture: a zero-argument callable returning a
+    fresh searcher (reproducibility and resume need new instances). By default the
+    suite searches the built-in analytic ``nas_toy`` space; override the
+    ``contract_evaluator`` fixture to use another evaluator.
+    """
+
+    trials = 12
+
+    @pytest.fixture
+    def searcher_factory(self) -> Any:  # pragma: no cover
+        raise NotImplementedError("provide a `searcher_factory` fixture (a callable returning a new searcher)")
+
+    @pytest.fixture
+    def contract_evaluator(self) -> Any:
+        from ..builtin.analytic import AnalyticEvaluator
+
+        return AnalyticEvaluator("nas_toy")
+
+    def _run(self, factory: Any, evaluator: Any, run_dir: Path, seed: int = 0, trials: Optional[int] = None, resume: bool = False) -> RunResult:
+        return run_search({"searcher": factory(), "evaluator": evaluator}, run_dir, trials=trials or self.trials, seed=seed, resume=resume)
+
+    def test_proposals_are_valid_and_at_most_n(self, searcher_factory: Any, contract_evaluator: Any, tmp_path: Path) -> None:
+        ctx = make_context(tmp_path, objectives=getattr(contract_evaluator, "default_objectives", None))
+        space = contract_evaluator.search_space(ctx=ctx)
+        cands = searcher_factory().propose(space=space, history=[], n=3, ctx=ctx)
+        assert 1 <= len(cands) <= 3
+        for c in cands:
+            space.validate(c.config if isinstance(c, Candidate) else c)
+
+    def test_runs_through_the_loop(self, searcher_factory: Any, contract_evaluator: Any, tmp_path: Path) -> None:
+        res = self._run(searcher_factory, contract_evaluator, tmp_path / "a")
+        assert len(res.trials) == self.trials
+        assert [t.number for t in res.trials] == list(range(self.trials))
+        assert res.best is not None
+
+    def test_same_seed_same_history(self, searcher_factory: Any, contract_evaluator: Any, tmp_path: Path) -> None:
+        a = self._run(searcher_factory, contract_evaluator, tmp_path / "a", seed=3)
+        b = self._run(searcher_factory, contract_evaluator, tmp_path / "b", seed=3)
+        assert [dict(t.config) for t in a.trials] == [dict(t.config) for t in b.trials]
+
+    def test_resume_continues_the_history(self, searcher_factory: Any, contract_evaluator: Any, tmp_path: Path) -> None:
+        full = self._run(searcher_factory, contract_evaluator, tmp_path / "full", seed=5)
+        half = self._run(searcher_factory, contract_evaluator, tmp_path / "half", seed=5, trials=self.trials // 2)
+        assert len(half.trials) == self.trials // 2
+        resumed = self._run(searcher_factory, contract_evaluator, tmp_path / "half", seed=5, resume=True)
+        assert len(resumed.trials) == self.trials
+        assert [dict(t.config) for t in resumed.trials] == [dict(t.config) for t in full.trials]
+
+
+class _EmptyRegistry:
+    """A registry with no entry-point plugins (contract tests check one component)."""
+
+    def __init__(self) -> None:
+        self.pm = make_plugin_manager()

@@ -1,0 +1,154 @@
+"""Small frozen dataclasses that travel through the hooks.
+
+Everything a hook receives or returns is one of these (or a ``SearchSpace``).
+They are deliberately plain: mappings of names to floats, paths as strings, so
+that a trial can be stored in SQLite, pickled to a worker process or sent to a
+Ray actor without custom serialisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+__all__ = [
+    "Candidate",
+    "EvalResult",
+    "CostReport",
+    "DeployResult",
+    "Trial",
+    "RunContext",
+    "TrialStatus",
+]
+
+
+class TrialStatus:
+    """The states a trial can be in (plain strings so they store as text)."""
+
+    PENDING = "pending"  #: proposed and recorded, not finished (a killed run re-runs it)
+    COMPLETE = "complete"  #: cost and evaluation finished, all metrics finite
+    INFEASIBLE = "infeasible"  #: a constraint was violated; not evaluated
+    FAILED = "failed"  #: an exception or a NaN metric; traceback kept in ``error``
+
+    ALL = (PENDING, COMPLETE, INFEASIBLE, FAILED)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the search space, as proposed by a searcher.
+
+    ``config`` is a nested mapping of plain Python values (ints, floats, strings,
+    lists of mappings for per-block choices) that ``SearchSpace.validate`` accepts.
+    ``number`` is the trial number the loop gives it when it is recorded; a searcher
+    leaves it ``None``. ``origin`` says how it was made (``"random"``,
+    ``"mutation"``, ``"crossover"``, ``"tpe"`` ...) and ``meta`` holds anything a
+    searcher wants back in the history (for example the parent trial numbers).
+    """
+
+    config: Mapping[str, Any]
+    number: Optional[int] = None
+    origin: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_number(self, number: int) -> "Candidate":
+        return Candidate(dict(self.config), number, self.origin, dict(self.meta))
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluator measured for one candidate.
+
+    ``metrics`` maps names (``accuracy``, ``fom``, ``perplexity`` ...) to floats;
+    ``artifacts`` maps names to file paths (a checkpoint, a plot); ``info`` is free
+    JSON-able detail stored with the trial.
+    """
+
+    metrics: Mapping[str, float]
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """What one hardware backend predicts or measures for one candidate.
+
+    ``metrics`` holds costs such as ``latency_ms``, ``energy_mj``,
+    ``peak_sram_kb``, ``flash_kb``, ``dram_bytes``, ``area_mm2``, ``power_mw``.
+    ``source`` names the backend (used in error messages when two backends report
+    the same metric). ``feasible`` is the backend's own verdict (for example "the
+    model does not fit this MCU"); ``None`` means the backend has no opinion and
+    only the run's ``constraints`` decide.
+    """
+
+    metrics: Mapping[str, float]
+    source: str = ""
+    feasible: Optional[bool] = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deploy step produced: files, whether it worked, and measurements."""
+
+    artifacts: Mapping[str, str]
+    ok: bool = True
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    message: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One finished (or pending) trial as the store records it."""
+
+    number: int
+    candidate: Candidate
+    status: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    cost: Mapping[str, float] = field(default_factory=dict)
+    error: Optional[str] = None
+    duration_s: float = 0.0
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.candidate.config
+
+    @property
+    def ok(self) -> bool:
+        return self.status == TrialStatus.COMPLETE
+
+    def value(self, name: str) -> float:
+        """A metric by name from the evaluation or the cost report (NaN if absent)."""
+        if name in self.metrics:
+            return float(self.metrics[name])
+        if name in self.cost:
+            return float(self.cost[name])
+        return math.nan
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Shared state of one run, passed to every hook as ``ctx``.
+
+    The dataclass is frozen (hooks cannot rebind its fields) but ``rng``,
+    ``store`` and ``logger`` are live objects. ``objectives`` maps metric names to
+    ``"max"`` or ``"min"``; ``constraints`` maps metric names to upper bounds
+    (or ``{"min": x}`` / ``{"max": x}`` mappings).
+    """
+
+    cfg: Any
+    run_dir: Path
+    seed: int
+    rng: Any
+    store: Any = None
+    logger: Any = None
+    device: str = "cpu"
+    objectives: Mapping[str, str] = field(default_factory=dict)
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+    in_worker: bool = False
+    #: ``cost_fn(candidate) -> {metric: value}`` merges every backend's cost; a
+    #: searcher uses it to reject infeasible children before proposing them.
+    cost_fn: Optional[Callable[["Candidate"], Mapping[str, float]]] = None

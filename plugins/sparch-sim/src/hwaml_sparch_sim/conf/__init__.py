@@ -1,0 +1,1 @@
+"""Hydra config group (a package so pkg:// search paths find it)."""
