@@ -57,7 +57,7 @@ class AreaTable:
     sram_mm2_per_kib: float = 0.012
     phy_mm2_per_channel: float = 0.45  # one 8 GB/s HBM channel's PHY and controller
     channel_gbps: float = 8.0
-    fixed_mm2: float = 2.0  # A-column fetcher, schedulers, partial-matrix writer
+    fixed_mm2: float = 2.35  # A-column fetcher, schedulers, partial-matrix writer
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class SparchConfig:
     condensed: bool = True
     huffman: bool = True
     prefetcher: bool = True
-    replacement: str = "belady"  # belady (lookahead, near-optimal) or lru
-    compute_product: bool = True  # carry the numeric values through the merges
+    replacement: str = "belady"  # prefetcher's policy: belady (lookahead, near-optimal) or lru
+    buffer_without_prefetcher: str = "lru"  # prefetcher off: same buffer as a demand LRU cache, or "none"
     energy: EnergyTable = field(default_factory=EnergyTable)
     area: AreaTable = field(default_factory=AreaTable)
 
@@ -100,6 +100,8 @@ class SparchConfig:
             raise ArchConfigError("pipeline_latency", f"must be >= 0, got {self.pipeline_latency}")
         if self.replacement not in ("belady", "lru"):
             raise ArchConfigError("replacement", f"must be 'belady' or 'lru', got {self.replacement!r}")
+        if self.buffer_without_prefetcher not in ("lru", "none"):
+            raise ArchConfigError("buffer_without_prefetcher", f"must be 'lru' or 'none', got {self.buffer_without_prefetcher!r}")
 
     # -- construction from config -------------------------------------------------
 
@@ -159,9 +161,10 @@ class SparchConfig:
 
 
 def area_breakdown(cfg: SparchConfig) -> Dict[str, float]:
-    """Area proxy per unit (mm^2); the buffer counts only when the prefetcher is on."""
+    """Area proxy per unit (mm^2); the row buffer counts unless it is switched off."""
     a = cfg.area
-    buffer_kib = cfg.buffer_bytes / 1024.0 if cfg.prefetcher else 0.0
+    has_buffer = cfg.prefetcher or cfg.buffer_without_prefetcher != "none"
+    buffer_kib = cfg.buffer_bytes / 1024.0 if has_buffer else 0.0
     channels = math.ceil(cfg.bandwidth_gbps / a.channel_gbps)
     return {
         "comparators": cfg.comparators() * a.comparator_mm2,

@@ -46,6 +46,8 @@ __all__ = [
     "poisson3d",
     "Operands",
     "load_operands",
+    "load_matrix",
+    "check_spec",
     "load_workload",
     "spec_name",
 ]
@@ -336,7 +338,7 @@ def spec_name(spec: Mapping[str, Any]) -> str:
     return f"{kind}_{spec.get('n')}"
 
 
-def _check_spec(spec: Mapping[str, Any], key: str) -> None:
+def check_spec(spec: Mapping[str, Any], key: str) -> None:
     if not isinstance(spec, Mapping):
         raise WorkloadSpecError(key, f"a workload entry must be a mapping with a 'kind', got {spec!r}")
     kind = spec.get("kind")
@@ -355,7 +357,7 @@ def _check_spec(spec: Mapping[str, Any], key: str) -> None:
 
 def load_matrix(spec: Mapping[str, Any], key: str = "workload") -> sp.csr_matrix:
     """Build or read the left matrix a spec describes."""
-    _check_spec(spec, key)
+    check_spec(spec, key)
     kind = spec["kind"]
     if kind == "mtx":
         return read_matrix_market(spec["path"])
