@@ -376,7 +376,8 @@ def load_matrix(spec: Mapping[str, Any], key: str = "workload") -> sp.csr_matrix
 
 def load_operands(spec: Mapping[str, Any], key: str = "workload") -> Operands:
     """``A`` and ``B`` of one spec: ``B = A`` when square (or ``rhs: same``), else ``A.T``."""
-    A = load_matrix(spec, key)
+    A = sp.csr_matrix(load_matrix(spec, key))
+    A.sort_indices()
     rhs = spec.get("rhs")
     if rhs is None:
         rhs = "same" if A.shape[0] == A.shape[1] else "transpose"
@@ -386,9 +387,7 @@ def load_operands(spec: Mapping[str, Any], key: str = "workload") -> Operands:
         B = A
     else:
         B = sp.csr_matrix(A.T)
-    A = sp.csr_matrix(A)
-    A.sort_indices()
-    B.sort_indices()
+        B.sort_indices()
     return Operands(spec_name(spec), A, B)
 
 
