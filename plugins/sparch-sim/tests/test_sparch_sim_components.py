@@ -1,0 +1,185 @@
+"""hwaml components: the sparch backends, the sparch_design evaluator, configs, search."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hwaml import Candidate
+from hwaml.builtin import OptunaSearcher, RandomSearch, RegularizedEvolution
+from hwaml.testing import BackendContract, EvaluatorContract, make_context, run_search
+
+from hwaml_sparch_sim.arch import ArchConfigError
+from hwaml_sparch_sim.components import SparchAreaBackend, SparchBackend, SparchDesignEvaluator
+from hwaml_sparch_sim.matrices import WorkloadSpecError
+
+WORKLOAD = [
+    {"kind": "rmat", "scale": 8, "edge_factor": 6, "seed": 0},
+    {"kind": "poisson2d", "n": 12},
+]
+SMALL_SPACE = {
+    "merger_width": [4, 16],
+    "buffer_lines": [16, 256],
+    "line_elems": [16, 48],
+    "huffman": [True, False],
+    "prefetcher": [True, False],
+}
+
+
+def _evaluator(**kw):
+    return SparchDesignEvaluator(workload=WORKLOAD, space=SMALL_SPACE, **kw)
+
+
+class TestSparchDesignContract(EvaluatorContract):
+    @pytest.fixture
+    def evaluator(self):
+        return _evaluator()
+
+
+class TestSparchBackendContract(BackendContract):
+    @pytest.fixture
+    def backend(self):
+        return SparchBackend(workload=WORKLOAD)
+
+    @pytest.fixture
+    def candidates(self):
+        return [Candidate({}), Candidate({"buffer_lines": 32, "merger_width": 8, "unrelated": 1})]
+
+
+class TestSparchAreaContract(BackendContract):
+    @pytest.fixture
+    def backend(self):
+        return SparchAreaBackend()
+
+    @pytest.fixture
+    def candidates(self):
+        return [Candidate({"buffer_lines": 64}), Candidate({"merger_width": 32})]
+
+
+def test_backend_reports_workload_costs(tmp_path):
+    backend = SparchBackend(workload=WORKLOAD)
+    ctx = make_context(tmp_path)
+    rep = backend.cost(candidate=Candidate({}), ctx=ctx)
+    m = rep.metrics
+    for key in ("dram_bytes", "dram_mb", "cycles", "runtime_ms", "energy_uj", "area_mm2", "dram_reduction"):
+        assert key in m and m[key] > 0
+    assert m["dram_mb"] == pytest.approx(m["dram_bytes"] / 1e6)
+    assert m["dram_reduction"] > 1.5  # SpArch beats the OuterSPACE model on this workload
+    assert [r["name"] for r in rep.info["matrices"]] == ["rmat_s8_e6", "poisson2d_12"]
+    # candidate keys that are architecture parameters override the defaults
+    small = backend.cost(candidate=Candidate({"buffer_lines": 4, "line_elems": 4}), ctx=ctx).metrics
+    assert small["dram_bytes"] > m["dram_bytes"] and small["area_mm2"] < m["area_mm2"]
+
+
+def test_bad_workload_and_arch_fail_at_construction():
+    with pytest.raises(WorkloadSpecError) as err:
+        SparchBackend(workload=[{"kind": "rmat"}])
+    assert err.value.key == "workload[0].scale"
+    with pytest.raises(ArchConfigError) as err:
+        SparchBackend(workload=WORKLOAD, arch={"bandwith_gbps": 1})
+    assert err.value.key == "bandwith_gbps"
+    with pytest.raises(ArchConfigError) as err:
+        SparchDesignEvaluator(workload=WORKLOAD, space={"merge_ways": [16, 48]})
+    assert err.value.key == "merge_ways"
+
+
+def test_evaluate_rejects_keys_outside_the_architecture(tmp_path):
+    ev = _evaluator()
+    with pytest.raises(ArchConfigError):
+        ev.evaluate(candidate=Candidate({"merger_width": 4, "colour": "red"}), ctx=make_context(tmp_path))
+
+
+def test_search_through_the_loop_under_an_area_constraint(tmp_path):
+    ev = _evaluator()
+    limit = 27.0
+    comps = {"searcher": RegularizedEvolution(), "evaluator": ev, "backend.sparch_area": SparchAreaBackend()}
+    res = run_search(comps, tmp_path / "evo", trials=12, objectives={"runtime_ms": "min"}, constraints={"area_mm2": limit})
+    assert len(res.trials) == 12
+    statuses = {t.status for t in res.trials}
+    assert statuses <= {"complete", "infeasible"} and "complete" in statuses
+    for t in res.trials:
+        assert (t.cost["area_mm2"] <= limit) == (t.status == "complete")
+        if t.status == "infeasible":
+            assert not t.metrics  # pruned before simulation
+    best = res.best
+    assert best.metrics["runtime_ms"] == min(t.metrics["runtime_ms"] for t in res.trials if t.ok)
+
+
+@pytest.mark.parametrize("searcher", [RandomSearch(), OptunaSearcher(sampler="tpe")])
+def test_other_searchers_minimise_dram(tmp_path, searcher):
+    res = run_search({"searcher": searcher, "evaluator": _evaluator()}, tmp_path / "s", trials=6, objectives={"dram_mb": "min"})
+    assert len(res.trials) == 6 and all(t.ok for t in res.trials)
+    assert res.best.metrics["dram_mb"] == min(t.metrics["dram_mb"] for t in res.trials)
+
+
+def test_deploy_writes_report_and_plot(tmp_path):
+    ev = _evaluator()
+    ctx = make_context(tmp_path)
+    cand = Candidate({"merger_width": 16, "buffer_lines": 256, "line_elems": 48, "huffman": True, "prefetcher": True}, number=3)
+    out = ev.deploy(candidate=cand, ctx=ctx)
+    assert out.ok and "less than OuterSPACE" in out.message
+    report = json.loads(open(out.artifacts["report"]).read())
+    assert report["candidate"]["buffer_lines"] == 256
+    assert [m["name"] for m in report["matrices"]] == ["rmat_s8_e6", "poisson2d_12"]
+    assert all(m["dram_reduction"] > 1 for m in report["matrices"])
+    assert sum(report["area_mm2"].values()) == pytest.approx(out.metrics["area_mm2"])
+    with open(out.artifacts["plot"], "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_workers_receive_specs_not_matrices():
+    import pickle
+
+    ev = _evaluator()
+    _ = ev.operands  # load the matrices
+    clone = pickle.loads(pickle.dumps(ev))
+    assert clone._operands is None and clone.workload_specs == ev.workload_specs
+    assert [o.name for o in clone.operands] == [o.name for o in ev.operands]
+
+
+def test_configs_compose_and_instantiate():
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from hwaml.config import check_component, register_schema
+    from hwaml.searchpath import register_search_path_plugin
+
+    register_schema()
+    register_search_path_plugin()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="hwaml_conf", version_base="1.3"):
+            cfg = compose("config", overrides=["experiment=sparch_dse"])
+            assert cfg.name == "sparch_dse" and cfg.constraints.area_mm2 == 25
+            assert cfg.objectives.runtime_ms == "min"
+            check_component(cfg.evaluator, "evaluator")
+            check_component(cfg.backend.sparch_area, "backend.sparch_area")
+            ev = instantiate(cfg.evaluator, _convert_="all")
+            assert isinstance(ev, SparchDesignEvaluator)
+            cfg = compose("config", overrides=["evaluator=sparch_design", "backend=[sparch]"])
+            check_component(cfg.backend.sparch, "backend.sparch")
+            backend = instantiate(cfg.backend.sparch, _convert_="all")
+            assert backend.base.merge_ways == 64 and backend.base.buffer_lines == 1024
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_cli_runs_the_dse_preset(tmp_path):
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwaml.cli", "run", "experiment=sparch_dse", "budget.trials=4", "progress=false", "deploy.enabled=true", f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 trials" in proc.stdout
+    assert list((run_dir / "deploy").glob("sparch_design_trial_*.json"))
