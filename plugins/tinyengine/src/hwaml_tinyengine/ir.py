@@ -143,7 +143,7 @@ class _Builder:
             pad = ph
         cin, cout, groups = m.in_channels, m.out_channels, m.groups
         if groups == 1:
-            op = "pwconv" if kh == 1 else "conv"
+            op = "pwconv" if kh == 1 and pad == 0 else "conv"
         elif groups == cin == cout:
             op = "dwconv"
         else:
