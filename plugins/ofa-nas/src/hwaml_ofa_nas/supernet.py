@@ -172,7 +172,7 @@ PRESETS: Dict[str, SupernetConfig] = {
     # the smallest useful instance, for unit tests
     "test_tiny": SupernetConfig(
         stages=_stages((8, 2, "relu", False), (16, 1, "hswish", True)),
-        n_classes=4,
+        n_classes=10,
         stem_width=8,
         first_block_width=8,
         final_expand_width=32,
@@ -436,35 +436,44 @@ class OFAMobileNetV3(nn.Module):
         backends and the accuracy predictor's encoder).
         """
         if self._space is None:
-            a = self.arch
-            dims: List[Any] = [Categorical("resolution", list(a.resolutions))]
-            for name in a.stage_names:
-                dims.append(
-                    Repeated(name, [Categorical("kernel", list(a.kernel_choices)), Categorical("expand", list(a.expand_choices))], lengths=list(a.depth_choices))
-                )
-            meta = {
-                "ofa": {
-                    "resolution_key": "resolution",
-                    "stage_keys": a.stage_names,
-                    "kernel_choices": list(a.kernel_choices),
-                    "expand_choices": list(a.expand_choices),
-                    "depth_choices": list(a.depth_choices),
-                    "resolutions": list(a.resolutions),
-                },
-                "arch": a.to_dict(),
-            }
-            self._space = SearchSpace(dims, meta=meta, name="ofa_mobilenetv3")
+            self._space = self.space_for(self.arch)
         return self._space
 
+    @staticmethod
+    def extreme_config(arch: SupernetConfig, which: str) -> Dict[str, Any]:
+        """The largest (``which="max"``) or smallest (``"min"``) sub-network."""
+        pick = max if which == "max" else min
+        block = {"kernel": pick(arch.kernel_choices), "expand": pick(arch.expand_choices)}
+        depth = pick(arch.depth_choices)
+        return {"resolution": pick(arch.resolutions), **{n: [dict(block) for _ in range(depth)] for n in arch.stage_names}}
+
+    @staticmethod
+    def space_for(arch: SupernetConfig) -> SearchSpace:
+        """The sub-network space of a supernet shape, without building weights."""
+        a = arch
+        dims: List[Any] = [Categorical("resolution", list(a.resolutions))]
+        for name in a.stage_names:
+            dims.append(
+                Repeated(name, [Categorical("kernel", list(a.kernel_choices)), Categorical("expand", list(a.expand_choices))], lengths=list(a.depth_choices))
+            )
+        meta = {
+            "ofa": {
+                "resolution_key": "resolution",
+                "stage_keys": a.stage_names,
+                "kernel_choices": list(a.kernel_choices),
+                "expand_choices": list(a.expand_choices),
+                "depth_choices": list(a.depth_choices),
+                "resolutions": list(a.resolutions),
+            },
+            "arch": a.to_dict(),
+        }
+        return SearchSpace(dims, meta=meta, name="ofa_mobilenetv3")
+
     def max_config(self) -> Dict[str, Any]:
-        a = self.arch
-        block = {"kernel": max(a.kernel_choices), "expand": max(a.expand_choices)}
-        return {"resolution": max(a.resolutions), **{n: [dict(block) for _ in range(a.max_depth)] for n in a.stage_names}}
+        return self.extreme_config(self.arch, "max")
 
     def min_config(self) -> Dict[str, Any]:
-        a = self.arch
-        block = {"kernel": min(a.kernel_choices), "expand": min(a.expand_choices)}
-        return {"resolution": min(a.resolutions), **{n: [dict(block) for _ in range(min(a.depth_choices))] for n in a.stage_names}}
+        return self.extreme_config(self.arch, "min")
 
     def set_active_subnet(self, config: Mapping[str, Any]) -> Dict[str, Any]:
         """Select a sub-network; returns the validated configuration."""
