@@ -37,7 +37,7 @@ ELEMENT_NETS = {
 }
 MOS_MODELS = {"nch": "nmos", "pch": "pmos"}
 #: nets that every device touches; they carry no topology, so the graph skips them
-SUPPLY_NETS = frozenset({"0", "gnd", "vdd", "vss", "vin"})
+SUPPLY_NETS = frozenset({"0", "gnd", "vdd", "vss"})
 
 
 class TemplateError(ValueError):

@@ -86,20 +86,21 @@ class SpiceSimulator:
             circuit_err = self._fatal_lines(ng._stdout) + self._fatal_lines(ng._stderr)
             if circuit_err:
                 raise SimulationError(f"ngspice rejected the deck: {circuit_err[0]}")
+            # ngspice's BGThreadRunning callback stores "no run in progress" in
+            # ng._is_running: False when the background thread starts, True when it ends.
+            ng._is_running = None
             try:
-                ng.run(background=True)
+                ng.exec_command("bg_run")
             except NgSpiceCommandError:
                 pass  # classified below from the collected stderr
             t0 = time.perf_counter()
-            # ngSpice_running() is true while the background thread simulates
-            running = ng._ngspice_shared.ngSpice_running
-            while running():
+            while ng._is_running is not True:
                 if time.perf_counter() - t0 > self.timeout_s:
                     try:
-                        ng.halt()
+                        ng._ngspice_shared.ngSpice_Command(b"bg_halt")
                     except Exception:  # noqa: BLE001
                         pass
-                    while running():
+                    while ng._is_running is not True and time.perf_counter() - t0 < self.timeout_s + 5.0:
                         time.sleep(self.poll_s)
                     raise SimulationError(f"ngspice timed out after {self.timeout_s:g} s")
                 time.sleep(self.poll_s)

@@ -1,0 +1,194 @@
+"""Circuit -> graph -> GCN inputs.
+
+The GCN-RL state is the circuit graph: one vertex per sized component
+(transistor, resistor, capacitor, bias current source), an edge wherever two
+components share a net (a wire). Supply and ground nets are left out -- every
+device touches them, so they would connect everything to everything and carry
+no topology.
+
+Each vertex has a feature vector
+
+    [one-hot component type | technology features | index k/N | current sizes]
+
+(the paper's ``(k, t, h)`` plus the sizes the agent is refining) and an action
+of :data:`ACTION_DIM` numbers in ``[-1, 1]``: ``(W, L)`` for a transistor, the
+value for a passive or a current source (the second slot masked). Actions map
+linearly onto each parameter's (log-)range. Matched devices (a differential
+pair) are separate vertices that share their parameters; the sizing takes the
+mean of their actions -- the paper's "refine" step that enforces matching.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import networkx as nx
+import numpy as np
+
+from .netlist import SUPPLY_NETS, Element
+from .technology import N_TECH_FEATURES, Technology
+
+#: the vertex types every circuit draws from (fixed, so agents transfer between topologies)
+COMPONENT_TYPES = ("nmos", "pmos", "resistor", "capacitor", "current_source")
+ACTION_DIM = 2
+FEATURE_DIM = len(COMPONENT_TYPES) + N_TECH_FEATURES + 1 + ACTION_DIM
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    low: float
+    high: float
+    log: bool
+
+    def to_unit(self, v: float) -> float:
+        if self.high == self.low:
+            return 0.0
+        if self.log:
+            return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (v - self.low) / (self.high - self.low)
+
+    def from_unit(self, u: float) -> float:
+        u = min(1.0, max(0.0, float(u)))
+        if self.log:
+            return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+        return float(self.low + u * (self.high - self.low))
+
+
+@dataclass
+class CircuitGraph:
+    """The sized components of a circuit as a graph, with everything the agent needs.
+
+    ``vertices`` are component names, ``types`` their component type,
+    ``vertex_params[i]`` the sizing parameters behind vertex i's action slots,
+    ``adjacency`` the symmetric 0/1 matrix (no self loops), ``nx_graph`` the
+    networkx graph (vertex attributes: ``type``, ``params``; edge attribute
+    ``nets``).
+    """
+
+    name: str
+    technology: str
+    vertices: List[str]
+    types: List[str]
+    vertex_params: List[Tuple[str, ...]]
+    ranges: Dict[str, ParamRange]
+    tech_features: List[float]
+    nx_graph: nx.Graph = field(repr=False)
+
+    # -- construction --------------------------------------------------------
+
+    @classmethod
+    def from_elements(cls, name: str, elements: Sequence[Element], ranges: Mapping[str, ParamRange], tech: Technology) -> "CircuitGraph":
+        sized = [e for e in elements if any(p in ranges for p in e.params)]
+        for e in sized:
+            if e.kind not in COMPONENT_TYPES:
+                raise ValueError(f"{name}: element {e.name} (line {e.line}) is a {e.kind}; sized components must be one of {COMPONENT_TYPES}")
+            want = 2 if e.kind in ("nmos", "pmos") else 1
+            if len(e.params) != want:
+                raise ValueError(f"{name}: element {e.name} (line {e.line}) uses {len(e.params)} sizing parameters {e.params}; a {e.kind} takes {want}")
+        # bipartite component--net graph, projected onto components over signal nets
+        bip = nx.Graph()
+        for e in sized:
+            bip.add_node(e.name, bipartite=0)
+            for net in set(e.nets):
+                if net not in SUPPLY_NETS:
+                    bip.add_node(("net", net), bipartite=1)
+                    bip.add_edge(e.name, ("net", net))
+        g = nx.Graph()
+        for e in sized:
+            g.add_node(e.name, type=e.kind, params=e.params)
+        for node in [n for n in bip.nodes if isinstance(n, tuple)]:
+            members = sorted(bip.neighbors(node))
+            for i, a in enumerate(members):
+                for b in members[i + 1 :]:
+                    if g.has_edge(a, b):
+                        g.edges[a, b]["nets"].append(node[1])
+                    else:
+                        g.add_edge(a, b, nets=[node[1]])
+        return cls(
+            name=name,
+            technology=tech.name,
+            vertices=[e.name for e in sized],
+            types=[e.kind for e in sized],
+            vertex_params=[tuple(e.params) for e in sized],
+            ranges=dict(ranges),
+            tech_features=list(tech.features()),
+            nx_graph=g,
+        )
+
+    @classmethod
+    def from_circuit(cls, circuit, tech: Technology) -> "CircuitGraph":
+        ranges = {}
+        for p in circuit.params:
+            lo, hi, _ = p.bounds(tech)
+            ranges[p.name] = ParamRange(lo, hi, p.log)
+        return cls.from_elements(circuit.name, circuit.template.elements, ranges, tech)
+
+    # -- GCN inputs ----------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        return len(self.vertices)
+
+    @property
+    def adjacency(self) -> np.ndarray:
+        return nx.to_numpy_array(self.nx_graph, nodelist=self.vertices, dtype=np.float32)
+
+    def normalized_adjacency(self) -> np.ndarray:
+        """``D^-1/2 (A + I) D^-1/2`` (Kipf and Welling's renormalisation)."""
+        a = self.adjacency + np.eye(self.n, dtype=np.float32)
+        d = 1.0 / np.sqrt(a.sum(axis=1))
+        return (a * d[:, None] * d[None, :]).astype(np.float32)
+
+    @property
+    def action_mask(self) -> np.ndarray:
+        m = np.zeros((self.n, ACTION_DIM), dtype=np.float32)
+        for i, ps in enumerate(self.vertex_params):
+            m[i, : len(ps)] = 1.0
+        return m
+
+    def features(self, config: Mapping[str, float] | None = None) -> np.ndarray:
+        """Vertex features; ``config`` gives the current sizes (zeros if None)."""
+        x = np.zeros((self.n, FEATURE_DIM), dtype=np.float32)
+        off = len(COMPONENT_TYPES)
+        for i, (t, ps) in enumerate(zip(self.types, self.vertex_params)):
+            x[i, COMPONENT_TYPES.index(t)] = 1.0
+            x[i, off : off + N_TECH_FEATURES] = self.tech_features
+            x[i, off + N_TECH_FEATURES] = i / max(1, self.n - 1)
+            if config is not None:
+                for j, p in enumerate(ps):
+                    x[i, off + N_TECH_FEATURES + 1 + j] = 2.0 * self.ranges[p].to_unit(float(config[p])) - 1.0
+        return x
+
+    # -- actions <-> sizing --------------------------------------------------
+
+    def config_from_actions(self, actions: np.ndarray) -> Dict[str, float]:
+        """Per-vertex actions in [-1, 1] -> a sizing (mean over vertices sharing a parameter)."""
+        actions = np.asarray(actions, dtype=np.float64).reshape(self.n, ACTION_DIM)
+        acc: Dict[str, List[float]] = {}
+        for i, ps in enumerate(self.vertex_params):
+            for j, p in enumerate(ps):
+                acc.setdefault(p, []).append(float(actions[i, j]))
+        missing = [p for p in self.ranges if p not in acc]
+        if missing:
+            raise ValueError(f"{self.name}: parameters {missing} belong to no vertex of the graph")
+        return {p: self.ranges[p].from_unit((float(np.mean(v)) + 1.0) / 2.0) for p, v in acc.items()}
+
+    def actions_from_config(self, config: Mapping[str, float]) -> np.ndarray:
+        a = np.zeros((self.n, ACTION_DIM), dtype=np.float32)
+        for i, ps in enumerate(self.vertex_params):
+            for j, p in enumerate(ps):
+                a[i, j] = 2.0 * self.ranges[p].to_unit(float(config[p])) - 1.0
+        return np.clip(a, -1.0, 1.0)
+
+    def describe(self) -> Dict[str, object]:
+        return {
+            "vertices": self.vertices,
+            "types": self.types,
+            "params": {v: list(p) for v, p in zip(self.vertices, self.vertex_params)},
+            "edges": [(a, b, d["nets"]) for a, b, d in self.nx_graph.edges(data=True)],
+        }
+
+    def __repr__(self) -> str:
+        return f"CircuitGraph({self.name} on {self.technology}: {self.n} vertices, {self.nx_graph.number_of_edges()} edges)"

@@ -1,0 +1,230 @@
+"""The ``gcn_rl`` searcher: GCN-RL Circuit Designer's agent behind hwaml's propose hook.
+
+Each proposal is one DDPG step on the circuit graph (``space.meta["graph"]``):
+
+* state: vertex features (component type, technology, index) with the sizes of
+  the best design found so far -- the design the agent refines;
+* action: one vector in ``[-1, 1]`` per vertex (warm-up: uniform random; then
+  the actor's output plus truncated-normal exploration noise whose sigma decays
+  exponentially), mapped onto every sizing parameter's range;
+* reward: the figure of merit (the run's first objective) minus an
+  exponential moving-average baseline; failed or infeasible trials get
+  ``failure_reward``.
+
+The agent stays in memory between calls. Trials in ``history`` it has not yet
+seen -- all of them after a resume -- are pushed into the replay buffer in
+trial order, each followed by ``updates_per_trial`` DDPG updates whose
+minibatches are drawn from a generator seeded by ``(seed, trial number)``; so a
+resumed searcher rebuilds the same agent the killed one had. Exploration draws
+from ``ctx.rng``. The agent is saved to ``run_dir/gcn_rl_agent.pt`` after each
+step; ``init_from`` loads such a file to fine-tune it on another node or
+topology (transfer learning).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from scipy.stats import truncnorm
+
+from hwaml import Candidate, RunContext, SearchSpace, Trial, TrialStatus, hookimpl
+
+from .ddpg import GCNRLAgent, torch_threads
+from .graph import CircuitGraph
+
+log = logging.getLogger("hwaml.gcn_rl_circuit")
+
+AGENT_FILE = "gcn_rl_agent.pt"
+
+
+class GCNRLSearcher:
+    """DDPG with GCN actor and critic (Wang et al., DAC 2020).
+
+    :param hidden: Hidden width of every GCN layer.
+    :param gcn_layers: Graph-convolution layers in actor and critic.
+    :param actor_lr: Adam learning rate of the actor.
+    :param critic_lr: Adam learning rate of the critic.
+    :param tau: Soft-update rate of the target networks.
+    :param gamma: Discount; 0 for the paper's one-step episodes.
+    :param batch_size: Replay minibatch size.
+    :param buffer_size: Replay buffer capacity.
+    :param warmup: Trials of uniform random actions before the actor acts.
+    :param noise_sigma: Initial std of the truncated-normal exploration noise.
+    :param noise_decay: Per-trial exponential decay of that std after warm-up.
+    :param noise_min: Floor of the std.
+    :param updates_per_trial: DDPG updates after each observed trial (once warm-up is done).
+    :param baseline_decay: Decay of the moving-average reward baseline (0 disables it).
+    :param failure_reward: Reward of failed/infeasible trials; ``None``: the worst reward seen minus 1.
+    :param objective: Metric used as reward (default: the run's first objective).
+    :param init_from: Path of a saved agent (``gcn_rl_agent.pt``) to start from.
+    :param save_agent: Save the agent to ``run_dir/gcn_rl_agent.pt`` after each step.
+    :param torch_threads: Intra-op threads for the agent's maths (``null``: torch's default).
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        gcn_layers: int = 7,
+        actor_lr: float = 1e-4,
+        critic_lr: float = 1e-3,
+        tau: float = 0.01,
+        gamma: float = 0.0,
+        batch_size: int = 64,
+        buffer_size: int = 10000,
+        warmup: int = 100,
+        noise_sigma: float = 0.5,
+        noise_decay: float = 0.99,
+        noise_min: float = 0.02,
+        updates_per_trial: int = 4,
+        baseline_decay: float = 0.95,
+        failure_reward: Optional[float] = None,
+        objective: Optional[str] = None,
+        init_from: Optional[str] = None,
+        save_agent: bool = True,
+        torch_threads: Optional[int] = 1,
+    ):
+        if warmup < 0 or updates_per_trial < 0:
+            raise ValueError("warmup and updates_per_trial must be >= 0")
+        if not 0.0 <= baseline_decay < 1.0:
+            raise ValueError("baseline_decay must be in [0, 1)")
+        self.agent_kwargs = dict(
+            hidden=hidden, gcn_layers=gcn_layers, actor_lr=actor_lr, critic_lr=critic_lr, tau=tau, gamma=gamma, batch_size=batch_size, buffer_size=buffer_size
+        )
+        self.warmup = int(warmup)
+        self.noise_sigma, self.noise_decay, self.noise_min = float(noise_sigma), float(noise_decay), float(noise_min)
+        self.updates_per_trial = int(updates_per_trial)
+        self.baseline_decay = float(baseline_decay)
+        self.failure_reward = failure_reward
+        self.objective = objective
+        self.init_from = init_from
+        self.save_agent = save_agent
+        self.torch_threads = torch_threads
+        self.agent: Optional[GCNRLAgent] = None
+        self._graph: Optional[CircuitGraph] = None
+        self._seen: set = set()
+        self._best_config: Optional[Dict[str, float]] = None
+        self._best_reward = -math.inf
+        self._worst_reward = math.inf
+        self._baseline: Optional[float] = None
+        self.losses: List[Dict[str, float]] = []
+
+    # -- set-up ------------------------------------------------------------------
+
+    @staticmethod
+    def graph_of(space: SearchSpace) -> CircuitGraph:
+        graph = space.meta.get("graph")
+        if graph is None:
+            raise ValueError(
+                "searcher gcn_rl needs a circuit graph in space.meta['graph']; compose it with a circuit evaluator "
+                "(evaluator=circuit_two_stage_tia, circuit_two_stage_amp, circuit_three_stage_tia or circuit_ldo)"
+            )
+        if not isinstance(graph, CircuitGraph):
+            raise ValueError(f"searcher gcn_rl: space.meta['graph'] is a {type(graph).__name__}, expected hwaml_gcn_rl_circuit.graph.CircuitGraph")
+        dims = {d.name for d in space.dims}
+        missing, unsized = sorted(set(graph.ranges) - dims), sorted(dims - set(graph.ranges))
+        if missing or unsized:
+            raise ValueError(
+                f"searcher gcn_rl: graph and search space disagree (graph only: {missing}, space only: {unsized})"
+            )
+        return graph
+
+    def _setup(self, space: SearchSpace, ctx: RunContext) -> None:
+        graph = self.graph_of(space)
+        if self.agent is not None and self._graph is graph:
+            return
+        self.agent = GCNRLAgent(seed=ctx.seed, **self.agent_kwargs)
+        if self.init_from:
+            self.agent.load(self.init_from)
+            log.info("gcn_rl: starting from agent %s (trained on %s)", self.init_from, self.agent.loaded_from)
+        self.agent.set_graph(graph)
+        self._graph = graph
+        self._seen = set()
+        self._best_config, self._best_reward, self._worst_reward, self._baseline = None, -math.inf, math.inf, None
+
+    def _objective(self, ctx: RunContext):
+        objectives = dict(ctx.objectives) or {"fom": "max"}
+        name = self.objective or next(iter(objectives))
+        sign = -1.0 if objectives.get(name, "max") == "min" else 1.0
+        return name, sign
+
+    # -- learning from history -----------------------------------------------------
+
+    def state(self, config: Optional[Dict[str, float]] = None) -> np.ndarray:
+        return self._graph.features(config if config is not None else self._best_config)
+
+    def _reward(self, trial: Trial, name: str, sign: float) -> Optional[float]:
+        if trial.status == TrialStatus.COMPLETE:
+            v = trial.value(name)
+            if math.isfinite(v):
+                return sign * v
+        return None
+
+    def _ingest(self, history: Sequence[Trial], ctx: RunContext) -> None:
+        name, sign = self._objective(ctx)
+        graph, agent = self._graph, self.agent
+        for t in sorted(history, key=lambda t: t.number):
+            if t.number in self._seen or t.status == TrialStatus.PENDING:
+                continue
+            self._seen.add(t.number)
+            try:
+                action = graph.actions_from_config(t.config)
+            except (KeyError, ValueError, TypeError):
+                continue  # a trial from another space (should not happen in one run)
+            state = self.state()
+            r = self._reward(t, name, sign)
+            if r is None:
+                r = self.failure_reward if self.failure_reward is not None else (self._worst_reward - 1.0 if math.isfinite(self._worst_reward) else -1.0)
+            else:
+                self._worst_reward = min(self._worst_reward, r)
+                if r > self._best_reward:
+                    self._best_reward, self._best_config = r, dict(t.config)
+            baseline = self._baseline if self._baseline is not None else r
+            shaped = r - baseline if self.baseline_decay > 0 else r
+            if self.baseline_decay > 0:
+                self._baseline = self.baseline_decay * baseline + (1.0 - self.baseline_decay) * r
+            agent.observe(state, action, shaped, self.state(), True)
+            if len(self._seen) >= self.warmup and len(agent.buffer) > 0:
+                rng = np.random.default_rng([int(ctx.seed), int(t.number), 0x67636E])
+                for _ in range(self.updates_per_trial):
+                    self.losses.append(agent.update(rng))
+
+    # -- proposing -----------------------------------------------------------------
+
+    def sigma(self, index: int) -> float:
+        return max(self.noise_min, self.noise_sigma * self.noise_decay ** max(0, index - self.warmup))
+
+    @hookimpl
+    def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
+        with torch_threads(self.torch_threads):
+            return self._propose(space, history, n, ctx)
+
+    def _propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
+        self._setup(space, ctx)
+        self._ingest(history, ctx)
+        graph, rng = self._graph, ctx.rng
+        mask = graph.action_mask
+        out: List[Candidate] = []
+        done = len(history)
+        for i in range(n):
+            index = done + i
+            if index < self.warmup:
+                action = rng.uniform(-1.0, 1.0, size=mask.shape) * mask
+                origin, meta = "gcn_rl_warmup", {}
+            else:
+                mu = self.agent.act(self.state()).astype(np.float64)
+                sigma = self.sigma(index)
+                lo, hi = (-1.0 - mu) / sigma, (1.0 - mu) / sigma
+                action = truncnorm.rvs(lo, hi, loc=mu, scale=sigma, random_state=rng) * mask
+                origin, meta = "gcn_rl", {"sigma": sigma}
+            cfg = graph.config_from_actions(action)
+            out.append(Candidate({k: float(v) for k, v in cfg.items()}, origin=origin, meta=meta))
+        if self.save_agent and ctx.run_dir is not None:
+            try:
+                self.agent.save(Path(ctx.run_dir) / AGENT_FILE)
+            except OSError as exc:  # a read-only run dir must not stop the search
+                log.warning("gcn_rl: could not save the agent: %s", exc)
+        return out

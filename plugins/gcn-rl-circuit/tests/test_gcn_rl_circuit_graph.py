@@ -1,0 +1,73 @@
+"""Circuit graph: vertices, shared parameters, adjacency, features, action mapping."""
+
+import numpy as np
+import pytest
+
+from hwaml_gcn_rl_circuit.circuits import CIRCUITS, get_circuit
+from hwaml_gcn_rl_circuit.evaluator import circuit_space, nominal_config
+from hwaml_gcn_rl_circuit.graph import ACTION_DIM, FEATURE_DIM, CircuitGraph
+from hwaml_gcn_rl_circuit.technology import NODES
+
+
+def amp_graph(node="n180"):
+    return CircuitGraph.from_circuit(get_circuit("two_stage_amp"), NODES[node])
+
+
+def test_vertices_are_the_sized_components():
+    g = amp_graph()
+    assert g.vertices == ["Ib", "M1", "M2", "M3", "M4", "M5", "M8", "M6", "M7", "Cc"]
+    assert g.types[g.vertices.index("Ib")] == "current_source"
+    assert g.types[g.vertices.index("M3")] == "pmos"
+    # the matched pair shares W and L
+    assert g.vertex_params[g.vertices.index("M1")] == g.vertex_params[g.vertices.index("M2")] == ("w1", "l1")
+
+
+def test_edges_follow_signal_nets_not_supplies():
+    g = amp_graph()
+    nxg = g.nx_graph
+    assert nxg.has_edge("M1", "M2")  # the tail net
+    assert "tail" in nxg.edges["M1", "M5"]["nets"]
+    assert nxg.has_edge("M6", "Cc") and nxg.has_edge("M2", "Cc")  # Miller cap between x2 and out
+    assert not nxg.has_edge("M3", "M6") or "vdd" not in nxg.edges["M3", "M6"]["nets"]
+    a = g.adjacency
+    assert (a == a.T).all() and np.trace(a) == 0
+    an = g.normalized_adjacency()
+    deg = a.sum(1) + 1
+    i, j = g.vertices.index("M1"), g.vertices.index("M2")
+    assert an[i, j] == pytest.approx(1.0 / np.sqrt(deg[i] * deg[j]))
+
+
+def test_features_carry_type_technology_and_sizes():
+    g180, g45 = amp_graph("n180"), amp_graph("n45")
+    circuit = get_circuit("two_stage_amp")
+    x = g180.features(nominal_config(circuit, NODES["n180"]))
+    assert x.shape == (g180.n, FEATURE_DIM)
+    assert (x[:, :5].sum(1) == 1).all()
+    assert not np.allclose(g180.features(), g45.features())  # technology features differ
+    assert np.abs(x).max() <= 2.0
+
+
+@pytest.mark.parametrize("name", sorted(CIRCUITS))
+def test_actions_and_configs_round_trip(name):
+    circuit = get_circuit(name)
+    space = circuit_space(circuit, NODES["n90"])
+    g = space.meta["graph"]
+    assert set(g.ranges) == {d.name for d in space.dims}
+    cfg = space.sample(np.random.default_rng(1))
+    a = g.actions_from_config(cfg)
+    assert a.shape == (g.n, ACTION_DIM) and np.abs(a).max() <= 1.0
+    back = g.config_from_actions(a)
+    space.validate(back)
+    for k in cfg:
+        assert back[k] == pytest.approx(cfg[k], rel=1e-5)
+    assert (a * (1 - g.action_mask) == 0).all()
+
+
+def test_shared_parameters_take_the_mean_action():
+    g = amp_graph()
+    a = np.zeros((g.n, ACTION_DIM))
+    a[g.vertices.index("M1"), 0] = 1.0
+    a[g.vertices.index("M2"), 0] = -1.0
+    cfg = g.config_from_actions(a)
+    r = g.ranges["w1"]
+    assert cfg["w1"] == pytest.approx(r.from_unit(0.5))
