@@ -84,7 +84,7 @@ class TinyEngineDigits:
         float_acc = accuracy(model, xte, yte)
         calib = xtr[: self.calib_samples]
         qg = quantize_graph(import_model(model, model.input_shape), calib)
-        int8_acc = float((torch.from_numpy(predict_int8(qg, xte)) == yte).float().mean())
+        int8_acc = float((predict_int8(qg, xte) == yte.numpy()).mean())
         return {"model": model, "qgraph": qg, "calib": calib, "x_test": xte, "y_test": yte, "float_accuracy": float_acc, "int8_accuracy": int8_acc}
 
     @hookimpl
