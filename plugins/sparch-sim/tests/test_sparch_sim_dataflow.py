@@ -365,3 +365,33 @@ def test_area_proxy_grows_with_resources():
     assert SparchConfig(merge_ways=128).area_mm2() > base.area_mm2()
     assert SparchConfig(prefetcher=False, buffer_without_prefetcher="none").area_mm2() < base.area_mm2()
     assert rmat(4).shape == (16, 16)
+
+
+def _reference_lookahead(trace, capacity, window):
+    """Straightforward O(n * capacity) model of the windowed policy."""
+    n = len(trace)
+    cache, last_use, misses = {}, {}, 0
+    for i, x in enumerate(trace):
+        later = [j for j in range(i + 1, n) if trace[j] == x]
+        nu = later[0] if later else n
+        if x not in cache:
+            misses += 1
+            if len(cache) >= capacity:
+                blind = [v for v in cache if cache[v] - i > window]
+                if blind:
+                    victim = min(blind, key=lambda v: last_use[v])
+                else:
+                    victim = max(cache, key=lambda v: cache[v])
+                del cache[victim]
+        cache[x] = nu
+        last_use[x] = i
+    return misses
+
+
+def test_windowed_belady_matches_a_reference_model():
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        trace = rng.integers(0, 12, size=150)
+        for cap, window in ((3, 5), (4, 20), (6, 1), (2, 200)):
+            got = int(simulate_buffer(trace, cap, "belady", lookahead=window).sum())
+            assert got == _reference_lookahead(trace.tolist(), cap, window)

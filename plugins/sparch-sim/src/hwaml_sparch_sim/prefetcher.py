@@ -128,41 +128,53 @@ def _lru(trace: np.ndarray, capacity: int) -> np.ndarray:
 def _belady(trace: np.ndarray, capacity: int, lookahead: int) -> np.ndarray:
     n = len(trace)
     miss = np.zeros(n, dtype=bool)
-    nxt = next_use(trace).tolist()
-    lines = trace.tolist()
+    nxt_arr = next_use(trace)
     window = lookahead if lookahead > 0 else n + 1
+    # Accesses whose next use lies beyond the window, ordered by the time that use
+    # enters the window: until then the hardware cannot rank the line.
+    far = np.flatnonzero(nxt_arr - np.arange(n) > window)
+    enter_at = nxt_arr[far] - window
+    by_time = np.argsort(enter_at, kind="stable")
+    ev_time = enter_at[by_time].tolist()
+    ev_line = trace[far][by_time].tolist()
+    ev_nu = nxt_arr[far][by_time].tolist()
+    n_events = len(ev_time)
+    nxt = nxt_arr.tolist()
+    lines = trace.tolist()
     nu_of: dict = {}  # cached line -> its next use
-    recency: "OrderedDict[int, None]" = OrderedDict()  # cached lines, least recent first
-    heap: list = []  # (-next use, line); stale entries are skipped lazily
+    heap: list = []  # (-next use, line) of cached lines with a visible next use; stale entries skipped lazily
+    # cached lines with no visible next use, least recently used first (a line joins
+    # when it is used, so appending keeps recency order)
+    unseen: "OrderedDict[int, int]" = OrderedDict()
     push, pop = heapq.heappush, heapq.heappop
+    ev = 0
     for i in range(n):
+        while ev < n_events and ev_time[ev] <= i:
+            gone = ev_line[ev]
+            if unseen.get(gone) == ev_nu[ev]:
+                del unseen[gone]
+                push(heap, (-ev_nu[ev], gone))
+            ev += 1
         line = lines[i]
         nu = nxt[i]
-        if line in nu_of:
-            nu_of[line] = nu
-            recency.move_to_end(line)
-            push(heap, (-nu, line))
-            continue
-        miss[i] = True
-        if len(nu_of) >= capacity:
-            # furthest known next use (drop stale heap entries first)
-            while True:
-                neg, victim = heap[0]
-                if nu_of.get(victim) == -neg:
-                    break
-                pop(heap)
-            if -neg - i > window:
-                # some lines are not used within the window: the hardware cannot rank
-                # them, so it evicts the least recently used of them
-                for victim in recency:
-                    if nu_of[victim] - i > window:
-                        break
-            del nu_of[victim]
-            del recency[victim]
+        if line not in nu_of:
+            miss[i] = True
+            if len(nu_of) >= capacity:
+                if unseen:
+                    # lines not used within the window cannot be ranked: evict the LRU one
+                    victim, _ = unseen.popitem(last=False)
+                else:
+                    while True:  # the furthest visible next use (dropping stale entries)
+                        neg, victim = pop(heap)
+                        if nu_of.get(victim) == -neg:
+                            break
+                del nu_of[victim]
         nu_of[line] = nu
-        recency[line] = None
-        push(heap, (-nu, line))
-        if len(heap) > 8 * capacity + 64:
-            heap = [(-v, k) for k, v in nu_of.items()]
-            heapq.heapify(heap)
+        if nu - i > window:
+            unseen[line] = nu
+        else:
+            push(heap, (-nu, line))
+            if len(heap) > 8 * capacity + 64:
+                heap = [(-v, k) for k, v in nu_of.items() if k not in unseen]
+                heapq.heapify(heap)
     return miss

@@ -106,16 +106,19 @@ class _Schedule:
 
 
 def _sum_sparse(parts: List[sp.csr_matrix], shape: Tuple[int, int]) -> sp.csr_matrix:
-    """Merge partial results: concatenate, sort by coordinate, accumulate duplicates."""
+    """Merge the partial results of one pass into a sorted, accumulated matrix.
+
+    scipy's CSR addition is a linear sorted merge that sums equal coordinates (a
+    two-way merger with its adder); adding the smallest operands first touches
+    the large ones once, the same reasoning as the Huffman scheduler's.
+    """
     if not parts:
         return sp.csr_matrix(shape)
-    if len(parts) == 1:
-        return parts[0]
-    coo = [p.tocoo() for p in parts]
-    data = np.concatenate([c.data for c in coo])
-    rows = np.concatenate([c.row for c in coo])
-    cols = np.concatenate([c.col for c in coo])
-    out = sp.csr_matrix((data, (rows, cols)), shape=shape)  # sums duplicates
+    ordered = sorted(parts, key=lambda p: p.nnz)
+    out = ordered[0]
+    for part in ordered[1:]:
+        out = out + part
+    out = sp.csr_matrix(out)
     out.sort_indices()
     return out
 
