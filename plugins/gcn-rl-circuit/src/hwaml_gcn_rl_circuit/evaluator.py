@@ -90,6 +90,9 @@ class CircuitEvaluator:
     :param template: Optional path to a replacement netlist template (checked at start).
     """
 
+    #: what a run optimises unless told otherwise (the paper's figure of merit)
+    default_objectives = {"fom": "max"}
+
     def __init__(self, circuit: str = "two_stage_tia", technology: str = "n180", timeout_s: float = 10.0, template: Optional[str] = None):
         self.circuit = get_circuit(circuit)
         self.tech = get_technology(technology)
