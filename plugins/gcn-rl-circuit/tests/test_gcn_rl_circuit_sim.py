@@ -25,7 +25,7 @@ def test_nominal_design_simulates(name, node):
     assert out["error"] is None, out["error"]
     assert m["sim_failed"] == 0.0
     assert all(math.isfinite(v) for v in m.values())
-    assert m["power_w"] > 0 and m["area_um2"] > 0
+    assert m["power_mw"] > 0 and m["area_um2"] > 0
     assert m["fom"] > circuit.failure_fom
     for metric in circuit.metrics:
         assert metric.name in m
@@ -83,7 +83,7 @@ def test_absurd_sizing_never_raises(tmp_path):
 
 def test_fom_penalises_violated_specs():
     circuit = get_circuit("two_stage_amp")
-    good = {"gain_db": 70.0, "ugbw_hz": 1e8, "phase_margin_deg": 70.0, "power_w": 1e-4, "area_scaled_um2": 100.0}
+    good = {"gain_db": 70.0, "ugbw_hz": 1e8, "phase_margin_deg": 70.0, "power_mw": 0.1, "area_scaled_um2": 100.0}
     fom_ok, violated = circuit.fom(good)
     assert violated == []
     fom_bad, violated = circuit.fom({**good, "phase_margin_deg": 30.0})

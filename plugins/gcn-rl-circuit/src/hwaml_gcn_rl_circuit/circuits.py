@@ -225,8 +225,8 @@ def _tia_measure(results, tech, sizes_si):
         "zt_ohm": zt,
         "bandwidth_hz": bw,
         "peaking_db": peaking,
-        "power_w": _supply_power(op, "vdd", tech.vdd),
-        "noise_a": onoise / zt,  # integrated output noise referred to the input by the DC transimpedance
+        "power_mw": _supply_power(op, "vdd", tech.vdd) * 1e3,
+        "noise_na": onoise / zt * 1e9,  # integrated output noise referred to the input by the DC transimpedance, nA rms
         "vout_dc": float(_vec(op, "out")[0]),
     }
 
@@ -251,7 +251,7 @@ def _amp_measure(results, tech, sizes_si):
         "gain_db": float(20 * math.log10(max(gain, 1e-12))),
         "ugbw_hz": float(ugbw),
         "phase_margin_deg": float(max(-180.0, min(180.0, pm))),
-        "power_w": _supply_power(op, "vdd", tech.vdd),
+        "power_mw": _supply_power(op, "vdd", tech.vdd) * 1e3,
         "vout_dc": float(_vec(op, "out")[0]),
     }
 
@@ -281,13 +281,13 @@ def _ldo_measure(results, tech, sizes_si):
     return {
         "vout_dc": vout,
         "vout_error_pct": abs(vout - target) / target * 100.0,
-        "quiescent_a": max(1e-12, i_in - fixed["iload"]),
+        "quiescent_ua": max(1e-6, (i_in - fixed["iload"]) * 1e6),
         "line_reg": max(line_reg, 1e-9),
         "load_reg_ohm": max(load_reg, 1e-6),
         "loop_gain_db": float(20 * math.log10(max(float(mag[0]), 1e-12))),
         "phase_margin_deg": float(max(-180.0, min(180.0, pm))),
         "ugf_hz": float(fu),
-        "power_w": i_in * tech.vdd,
+        "power_mw": i_in * tech.vdd * 1e3,
     }
 
 
@@ -329,8 +329,8 @@ def _two_stage_tia() -> Circuit:
         metrics=[
             Metric("zt_ohm", "max", 300.0, 3e4, 1.0),
             Metric("bandwidth_hz", "max", 1e7, 1e10, 1.0),
-            Metric("power_w", "min", 1e-2, 1e-5, 1.0),
-            Metric("noise_a", "min", 1e-5, 1e-7, 1.0),
+            Metric("power_mw", "min", 10.0, 1e-2, 1.0),
+            Metric("noise_na", "min", 1e4, 100.0, 1.0),
             Metric("area_scaled_um2", "min", 1e3, 1.0, 0.5),
         ],
         specs=[Spec("peaking_db", "<=", 1.0, 3.0), Spec("zt_ohm", ">=", 1e3, 1e3), Spec("bandwidth_hz", ">=", 1e8, 1e8)],
@@ -350,8 +350,8 @@ def _three_stage_tia() -> Circuit:
         metrics=[
             Metric("zt_ohm", "max", 300.0, 3e4, 1.0),
             Metric("bandwidth_hz", "max", 1e7, 1e10, 1.0),
-            Metric("power_w", "min", 1e-2, 1e-5, 1.0),
-            Metric("noise_a", "min", 1e-5, 1e-7, 1.0),
+            Metric("power_mw", "min", 10.0, 1e-2, 1.0),
+            Metric("noise_na", "min", 1e4, 100.0, 1.0),
             Metric("area_scaled_um2", "min", 1e3, 1.0, 0.5),
         ],
         specs=[Spec("peaking_db", "<=", 1.0, 3.0), Spec("zt_ohm", ">=", 1e3, 1e3), Spec("bandwidth_hz", ">=", 1e8, 1e8)],
@@ -372,7 +372,7 @@ def _two_stage_amp() -> Circuit:
             Metric("gain_db", "max", 20.0, 80.0, 1.0, log=False),
             Metric("ugbw_hz", "max", 1e6, 1e9, 1.0),
             Metric("phase_margin_deg", "max", 45.0, 90.0, 0.5, log=False),
-            Metric("power_w", "min", 1e-2, 1e-5, 1.0),
+            Metric("power_mw", "min", 10.0, 1e-2, 1.0),
             Metric("area_scaled_um2", "min", 1e4, 10.0, 0.5),
         ],
         specs=[Spec("phase_margin_deg", ">=", 60.0, 30.0), Spec("gain_db", ">=", 40.0, 20.0)],
@@ -393,7 +393,7 @@ def _ldo() -> Circuit:
         metrics=[
             Metric("line_reg", "min", 1.0, 1e-3, 1.0),
             Metric("load_reg_ohm", "min", 10.0, 1e-2, 1.0),
-            Metric("quiescent_a", "min", 1e-3, 1e-6, 1.0),
+            Metric("quiescent_ua", "min", 1e3, 1.0, 1.0),
             Metric("phase_margin_deg", "max", 45.0, 90.0, 0.5, log=False),
             Metric("area_scaled_um2", "min", 1e5, 1e2, 0.5),
         ],
