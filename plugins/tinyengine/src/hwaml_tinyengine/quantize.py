@@ -94,7 +94,9 @@ def _act_qparams(lo: float, hi: float) -> Tuple[float, int]:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     if hi - lo < 1e-8:
         hi = lo + 1e-8
-    scale = (hi - lo) / 255.0
+    # scales are float32 as in a .tflite file, so that multipliers derived from
+    # them (in double, as TFLite Micro does) agree bit for bit
+    scale = float(np.float32((hi - lo) / 255.0))
     zp = int(np.clip(round(-128 - lo / scale), -128, 127))
     return float(scale), zp
 
@@ -151,7 +153,7 @@ def quantize_graph(g: nx.DiGraph, calib: Optional[torch.Tensor] = None, seed: in
             w = d["weight"]
             w2 = w.reshape(w.shape[0], -1)
             absmax = np.abs(w2).max(axis=1)
-            w_scale = np.where(absmax > 0, absmax / 127.0, 1.0)
+            w_scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32).astype(np.float64)
             wq = np.clip(np.round(w2 / w_scale[:, None]), -127, 127).astype(np.int8).reshape(w.shape)
             d["w_scale"] = w_scale
             d["w_int8"] = wq
