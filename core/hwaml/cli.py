@@ -105,7 +105,9 @@ def _requested_options(overrides: Sequence[str]) -> List[tuple]:
 
 
 def _precheck_options(overrides: Sequence[str]) -> None:
-    """Name the plugin behind a missing option (failed import, disabled) before Hydra does."""
+    """Name the plugin behind a missing option (failed import, disabled) before
+    Hydra reports it as merely unknown; other unknown options are left to Hydra,
+    which lists the available ones."""
     from .plugins import load_plugins
 
     registry = load_plugins()
@@ -114,12 +116,9 @@ def _precheck_options(overrides: Sequence[str]) -> None:
     for group, option in _requested_options(overrides):
         if (group, option) in owners:
             continue
-        why = registry.explain_missing(group, option)
-        available = sorted(o for g, o in owners if g == group)
-        msg = f"unknown {group} option {option!r}. Available: {', '.join(available) or '(none)'}"
+        why = registry.explain_missing(group, option, specific_only=True)
         if why:
-            msg += "\n" + why
-        raise UsageError(msg)
+            raise UsageError(f"{group} option {option!r} is not available:\n{why}")
 
 
 def cmd_run(argv: Sequence[str]) -> int:

@@ -423,7 +423,8 @@ class SearchLoop:
                         log.warning("trial %d failed: %s", trial.number, first[0])
                     self._notify(trial)
                     bar.update(history)
-                history.sort(key=lambda t: t.number)
+                if len(cands) > 1:
+                    history.sort(key=lambda t: t.number)
         except KeyboardInterrupt:
             stopped = "interrupted"
             raise

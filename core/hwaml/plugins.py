@@ -150,7 +150,7 @@ class Registry:
                 "config option conflict between plugins:\n" + "\n".join(lines) + "\nUninstall or disable one of them (HWAML_DISABLE_PLUGINS=name)."
             )
 
-    def explain_missing(self, group: str, option: str) -> str:
+    def explain_missing(self, group: str, option: str, specific_only: bool = False) -> str:
         """Why ``group/option`` may be unavailable: a failed or disabled plugin shipping it."""
         notes = []
         for info in self.infos:
@@ -163,7 +163,7 @@ class Registry:
             if (group, option) in config_options(base / "conf"):
                 what = f"failed to import: {info.error.strip().splitlines()[-1]}" if info.status == "failed" else "is disabled"
                 notes.append(f"{group}/{option} is shipped by plugin {info.name!r} ({info.distribution}), which {what}")
-        if not notes:
+        if not notes and not specific_only:
             failed = ", ".join(f"{i.name} ({i.error.strip().splitlines()[-1]})" for i in self.failed)
             if failed:
                 notes.append(f"plugins that failed to import: {failed}")
@@ -178,6 +178,8 @@ def load_plugins(refresh: bool = False) -> Registry:
     global _REGISTRY
     if _REGISTRY is not None and not refresh:
         return _REGISTRY
+    if refresh:
+        importlib.invalidate_caches()
     pm = make_plugin_manager()
     registry = Registry(pm)
     only = _env_list("HWAML_LOAD_PLUGINS")

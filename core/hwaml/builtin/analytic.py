@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -81,6 +81,7 @@ class AnalyticEvaluator:
         fail_prob: float = 0.0,
         nan_prob: float = 0.0,
         sleep_s: float = 0.0,
+        trace_file: Optional[str] = None,
     ):
         if function not in FUNCTIONS:
             raise ValueError(f"unknown analytic function {function!r}; choose one of {FUNCTIONS}")
@@ -91,6 +92,7 @@ class AnalyticEvaluator:
         self.fail_prob = fail_prob
         self.nan_prob = nan_prob
         self.sleep_s = sleep_s
+        self.trace_file = trace_file  # appends "<trial number>\n" per finished evaluation
         self.default_objectives = {
             "nas_toy": {"accuracy": "max"},
             "branin": {"loss": "min"},
@@ -128,6 +130,9 @@ class AnalyticEvaluator:
             out = {k: v + float(rng.normal(0.0, self.noise)) for k, v in out.items()}
         if u[1] < self.nan_prob:
             out = {k: math.nan for k in out}
+        if self.trace_file:
+            with open(self.trace_file, "a") as f:
+                f.write(f"{candidate.number}\n")
         return EvalResult(out)
 
     @hookimpl

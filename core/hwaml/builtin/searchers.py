@@ -23,6 +23,42 @@ def _key(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
+class _SeenKeys:
+    """Canonical keys of every configuration in the history, updated
+    incrementally: a searcher instance lives for the whole run, so each step
+    only hashes the trials that are new (O(1) per trial instead of O(history))."""
+
+    def __init__(self) -> None:
+        self._numbers: set = set()
+        self.keys: set = set()
+
+    def update(self, history: Sequence[Trial]) -> set:
+        if len(self._numbers) != len(history):
+            # new trials sit at the end of the (number-ordered) history
+            for t in reversed(history):
+                if t.number in self._numbers:
+                    break
+                self._numbers.add(t.number)
+                self.keys.add(_key(t.config))
+            if len(self._numbers) != len(history):  # not append-only: rebuild
+                self._numbers = {t.number for t in history}
+                self.keys = {_key(t.config) for t in history}
+        return self.keys
+
+
+class _Overlay:
+    """The history's keys plus this step's proposals, without copying the former."""
+
+    def __init__(self, base: set) -> None:
+        self.base, self.extra = base, set()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.base or key in self.extra
+
+    def add(self, key: str) -> None:
+        self.extra.add(key)
+
+
 def _signed_values(trials: Sequence[Trial], objectives: Mapping[str, str]) -> np.ndarray:
     rows = [[t.value(k) * (1.0 if d == "max" else -1.0) for k, d in objectives.items()] for t in trials]
     return np.asarray(rows, dtype=float).reshape(len(trials), len(objectives))
@@ -52,10 +88,11 @@ class RandomSearch:
 
     def __init__(self, max_resample: int = 50):
         self.max_resample = max_resample
+        self._seen = _SeenKeys()
 
     @hookimpl
     def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
-        seen = {_key(t.config) for t in history}
+        seen = _Overlay(self._seen.update(history))
         out: List[Candidate] = []
         for _ in range(n):
             cfg = space.sample(ctx.rng)
@@ -97,6 +134,7 @@ class RegularizedEvolution:
         self.crossover_prob = crossover_prob
         self.reject_infeasible = reject_infeasible
         self.max_rejections = max_rejections
+        self._seen = _SeenKeys()
 
     def _feasible(self, cfg: Dict[str, Any], ctx: RunContext) -> bool:
         if not self.reject_infeasible or not ctx.constraints or ctx.cost_fn is None:
@@ -113,9 +151,14 @@ class RegularizedEvolution:
     def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
         rng = ctx.rng
         objectives = dict(ctx.objectives) or {"accuracy": "max"}
-        complete = [t for t in history if t.status == TrialStatus.COMPLETE]
-        population = complete[-self.population_size :]
-        seen = {_key(t.config) for t in history}
+        population: List[Trial] = []
+        for t in reversed(history):  # the youngest complete trials (aging)
+            if t.status == TrialStatus.COMPLETE:
+                population.append(t)
+                if len(population) == self.population_size:
+                    break
+        population.reverse()
+        seen = _Overlay(self._seen.update(history))
         out: List[Candidate] = []
         for _ in range(n):
             if len(population) < self.population_size:

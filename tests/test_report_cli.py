@@ -1,0 +1,115 @@
+"""hwaml run writes results; report rebuilds them; deploy and doctor work."""
+
+import csv
+import json
+import sqlite3
+
+import pytest
+
+from hwaml.report import write_run_report
+
+LIGHT = {"HWAML_LOAD_PLUGINS": ""}
+
+
+
+
+def _run(cli, run_dir, *extra):
+    out = cli("run", "experiment=quickstart", "budget.trials=25", f"hydra.run.dir={run_dir}", *extra, env=LIGHT)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_run_writes_results_and_report_rebuilds_them(tmp_path, cli):
+    run = tmp_path / "run"
+    out = _run(cli, run)
+    assert "25 trials" in out.stdout and "best trial" in out.stdout
+    rows = list(csv.DictReader(open(run / "trials.csv")))
+    assert len(rows) == 25 and {"accuracy", "cost.latency_ms", "config.resolution"} <= set(rows[0])
+    best = json.loads((run / "best.json").read_text())
+    acc = [float(r["accuracy"]) for r in rows if r["status"] == "complete"]
+    assert best["best"]["metrics"]["accuracy"] == pytest.approx(max(acc))
+    assert best["best"]["cost"]["latency_ms"] <= 20
+    png = (run / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    for f in ("trials.csv", "best.json", "pareto.png"):
+        (run / f).unlink()
+    rep = cli("report", run, env=LIGHT)
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads((run / "best.json").read_text())["best"] == best["best"]
+    assert len(list(csv.DictReader(open(run / "trials.csv")))) == 25
+    assert (run / "pareto.png").exists()
+
+
+def test_report_on_a_killed_run_with_pending_trials(tmp_path, cli):
+    run = tmp_path / "run"
+    _run(cli, run)
+    con = sqlite3.connect(run / "trials.sqlite")
+    con.execute("UPDATE trials SET status='pending' WHERE number=24")
+    con.commit()
+    s = write_run_report(run)
+    assert s["counts"]["pending"] == 1 and s["trials"] == 25
+
+
+def test_report_rejects_a_directory_without_runs(tmp_path, cli):
+    out = cli("report", tmp_path, env=LIGHT)
+    assert out.returncode == 2 and "no hwaml run" in out.stderr
+
+
+def test_multi_objective_run_reports_a_front(tmp_path, cli):
+    run = tmp_path / "mo"
+    out = cli("run", "experiment=quickstart_pareto", "budget.trials=30", f"hydra.run.dir={run}", env=LIGHT)
+    assert out.returncode == 0, out.stderr
+    best = json.loads((run / "best.json").read_text())
+    front = best["pareto_front"]
+    assert len(front) >= 2
+    lat = [t["cost"]["latency_ms"] for t in sorted(front, key=lambda t: t["metrics"]["accuracy"])]
+    assert lat == sorted(lat)  # along the front, more accuracy costs more latency
+
+
+def test_deploy_best_and_a_chosen_trial(tmp_path, cli):
+    run = tmp_path / "run"
+    _run(cli, run)
+    out = cli("deploy", run, env=LIGHT)
+    assert out.returncode == 0, out.stderr
+    best = json.loads((run / "best.json").read_text())["best"]["number"]
+    assert f"trial {best}: ok" in out.stdout
+    assert json.loads((run / "deploy" / f"trial_{best}.json").read_text())["config"]
+    out = cli("deploy", run, "trial=3", env=LIGHT)
+    assert out.returncode == 0 and (run / "deploy" / "trial_3.json").exists()
+    deployed = sqlite3.connect(run / "trials.sqlite").execute("SELECT trial, ok FROM deployments").fetchall()
+    assert deployed == [(best, 1), (3, 1)]
+    bad = cli("deploy", run, "trial=999", env=LIGHT)
+    assert bad.returncode == 2 and "no trial 999" in bad.stderr
+
+
+def test_deploy_at_the_end_of_a_run(tmp_path, cli):
+    run = tmp_path / "run"
+    out = _run(cli, run, "deploy.enabled=true")
+    assert "hwaml deploy: trial" in out.stdout
+    assert list((run / "deploy").glob("trial_*.json"))
+
+
+def test_doctor_names_what_is_missing_and_how_to_fix(cli):
+    out = cli("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    for name in ("python", "torch", "gcc", "ngspice", "ray", "hydra-joblib-launcher"):
+        assert name in checks
+    assert checks["torch"]["ok"] == "ok"
+    missing = [c for c in checks.values() if c["ok"] != "ok"]
+    assert all(c["fix"] for c in missing)
+
+
+def test_doctor_reports_a_missing_binary(cli, tmp_path):
+    # a PATH without gcc or ngspice: doctor must say how to install them
+    import os
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(sys.executable, bindir / "python")
+    out = cli("doctor", "--json", env={"PATH": str(bindir), **LIGHT})
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert checks["gcc"]["ok"] == "missing" and "apt-get install" in checks["gcc"]["fix"]
+    assert checks["ngspice"]["ok"] == "missing" and "libngspice0-dev" in checks["ngspice"]["fix"]
