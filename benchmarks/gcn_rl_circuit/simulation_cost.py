@@ -26,14 +26,17 @@ from hwaml_gcn_rl_circuit.simulator import default_simulator
 from hwaml_gcn_rl_circuit.technology import NODES
 
 
-def median_ms(fn, repeats):
-    fn()  # warm
-    times = []
+def median_ms(fns, repeats):
+    """Median ms of each callable, measured interleaved so that load on a shared machine hits all alike."""
+    for fn in fns:
+        fn()  # warm
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -64,8 +67,7 @@ def main() -> None:
         c = get_circuit(name)
         cfg = nominal_config(c, tech)
         decks = list(c.decks(sizes_si(c, cfg), tech).values())
-        plugin = median_ms(lambda: simulate_design(c, tech, cfg), args.repeats)
-        shared = median_ms(lambda: raw(decks), args.repeats)
+        plugin, shared = median_ms([lambda: simulate_design(c, tech, cfg), lambda: raw(decks)], args.repeats)
         proc = float("nan")
         if exe:
             files = []
@@ -73,7 +75,7 @@ def main() -> None:
                 p = tmp / f"{name}{i}.cir"
                 p.write_text(d)
                 files.append(p)
-            proc = median_ms(lambda: [subprocess.run([exe, "-b", str(p)], capture_output=True) for p in files], max(5, args.repeats // 5))
+            proc = median_ms([lambda: [subprocess.run([exe, "-b", str(p)], capture_output=True) for p in files]], max(5, args.repeats // 5))[0]
         print(f"| {name} | {len(decks)} | {plugin:.2f} | {shared:.2f} | {plugin / shared:.2f}x | {proc:.2f} |", flush=True)
 
 
