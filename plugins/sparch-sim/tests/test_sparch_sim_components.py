@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from hwaml import Candidate
@@ -96,12 +95,12 @@ def test_evaluate_rejects_keys_outside_the_architecture(tmp_path):
 
 def test_search_through_the_loop_under_an_area_constraint(tmp_path):
     ev = _evaluator()
-    limit = 27.0
+    limit = 22.0  # splits the small space: a 16-wide merger with 256 buffer lines is ~23 mm^2
     comps = {"searcher": RegularizedEvolution(), "evaluator": ev, "backend.sparch_area": SparchAreaBackend()}
     res = run_search(comps, tmp_path / "evo", trials=12, objectives={"runtime_ms": "min"}, constraints={"area_mm2": limit})
     assert len(res.trials) == 12
     statuses = {t.status for t in res.trials}
-    assert statuses <= {"complete", "infeasible"} and "complete" in statuses
+    assert statuses == {"complete", "infeasible"}
     for t in res.trials:
         assert (t.cost["area_mm2"] <= limit) == (t.status == "complete")
         if t.status == "infeasible":
