@@ -14,8 +14,8 @@ from hwaml_ofa_nas.predictors import count_macs
 from hwaml_ofa_nas.progressive_shrinking import train_supernet
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config
 
-TINY_EPOCHS = {"full": 1, "kernel": 1, "depth": 1, "expand": 1}
-TINY_LRS = {"full": 0.1, "kernel": 0.03, "depth": 0.03, "expand": 0.03}
+TINY_EPOCHS = {"full": 2, "kernel": 1, "depth": 1, "expand": 1}
+TINY_LRS = {"full": 0.3, "kernel": 0.1, "depth": 0.1, "expand": 0.1}
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +38,21 @@ def digits16():
 
 
 @pytest.fixture(scope="session")
-def trained_tiny(tmp_path_factory, digits16):
-    """(checkpoint path, supernet, report) of test_tiny after one epoch per phase."""
+def digits16_small(digits16):
+    from torch.utils.data import Subset
+
+    from hwaml_ofa_nas.data import DataSplits
+
+    return DataSplits(Subset(digits16.train, range(480)), Subset(digits16.val, range(200)), 10, digits16.classes, 16)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory, digits16_small):
+    """(checkpoint path, supernet, report) of test_tiny after two epochs of the full phase and one per later phase,
+    on 480 digits."""
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("supernet") / "tiny.pt"
-    net, report = train_supernet("test_tiny", data=digits16, epochs=TINY_EPOCHS, lrs=TINY_LRS, checkpoint=str(path), progress=False, calibration_size=200)
+    net, report = train_supernet("test_tiny", data=digits16_small, epochs=TINY_EPOCHS, lrs=TINY_LRS, checkpoint=str(path), progress=False, calibration_size=200, batch_size=32)
     return path, net, report
 
 
@@ -64,3 +74,13 @@ class SyntheticOFAEvaluator:
     @hookimpl
     def evaluate(self, candidate, ctx) -> EvalResult:
         return EvalResult({"accuracy": synthetic_accuracy(self.arch, candidate.config)})
+
+
+@pytest.fixture
+def accuracy_fn():
+    return synthetic_accuracy
+
+
+@pytest.fixture
+def synthetic_evaluator():
+    return SyntheticOFAEvaluator

@@ -105,7 +105,7 @@ class OFAEvaluator:
         self._net: Optional[OFAMobileNetV3] = None
         self._data: Optional[DataSplits] = None
         self._calib: Optional[torch.Tensor] = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # -- lazily built state (also inside executor workers) -------------------
     @property
