@@ -15,12 +15,17 @@ where PyTorch and TFLite padding differ). Reported per model:
 * host latency per inference: TinyEngine's generated C (gcc -O2) against TFLM's
   Python interpreter (``invoke`` timed in a loop; TFLM's reference kernels);
 * how many outputs are bit-identical between the two.
+
+PyTorch pads stride-2 convolutions symmetrically, TFLite's SAME pads at the
+bottom/right: by default explicit PAD ops keep the network identical (what a
+PyTorch-to-TFLite converter emits), and TFLM then also holds the padded copies.
+``--same-padding`` drops them (TFLM's best case for memory; outputs then differ
+by the padding shift).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -84,7 +89,8 @@ def _child(model_path: Path, x_path: Path, arena: int, mode: str) -> subprocess.
 
 def allocations(model_path: Path, x_path: Path, arena: int) -> dict:
     """TFLM's print_allocations: total, head (tensors, scratch) and tail (runtime)."""
-    text = _child(model_path, x_path, arena, "print").stdout
+    res = _child(model_path, x_path, arena, "print")
+    text = res.stdout + res.stderr  # TFLM logs to stderr
     out = {}
     for key in ("total", "head", "tail"):
         m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
@@ -114,6 +120,7 @@ def smallest_arena(model_path: Path, x_path: Path, hi: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="inferences timed per model")
+    ap.add_argument("--same-padding", action="store_true", help="export SAME padding instead of PAD ops (TFLM's best memory case; outputs shift)")
     args = ap.parse_args()
     head = (
         f"{'model':<23} {'MMACs':>6} {'TE arena KB':>11} {'TFLM arena KB':>13} {'(head/tail)':>13} {'mem ratio':>9} "
@@ -137,7 +144,7 @@ def main() -> None:
             te_ms = proj.last_ms
             assert np.array_equal(te_out, run_int8(qg, xq)), name
 
-            data = write_tflite(qg)
+            data = write_tflite(qg, explicit_pad=not args.same_padding)
             model_path = Path(tmp) / f"{name.replace(' ', '_')}.tflite"
             model_path.write_bytes(data)
             x_path = Path(tmp) / "x.npy"

@@ -86,8 +86,13 @@ def _same_matches(in_size: int, k: int, s: int, p: int) -> bool:
     return total // 2 == p
 
 
-def write_tflite(qg: nx.DiGraph) -> bytes:
-    """The quantised IR as an int8 .tflite model (NHWC, batch 1)."""
+def write_tflite(qg: nx.DiGraph, explicit_pad: bool = True) -> bytes:
+    """The quantised IR as an int8 .tflite model (NHWC, batch 1).
+
+    ``explicit_pad=False`` uses TFLite SAME padding everywhere instead of PAD
+    ops: TFLM's best case for memory, at the price of a one-pixel shift on
+    stride-2 layers (outputs no longer identical to TinyEngine's).
+    """
     w = _Writer()
     tid: Dict[str, int] = {}
     for n in qg.graph["order"]:
@@ -108,7 +113,7 @@ def write_tflite(qg: nx.DiGraph) -> bytes:
             cin, ih, iw = qg.nodes[ins[0]]["shape"]
             k, st, p = d["kernel"], d["stride"], d["padding"]
             pad_mode = fb.Padding.VALID if p == 0 else fb.Padding.SAME
-            if p and not (_same_matches(ih, k, st, p) and _same_matches(iw, k, st, p)):
+            if explicit_pad and p and not (_same_matches(ih, k, st, p) and _same_matches(iw, k, st, p)):
                 pads = w.tensor(f"{n}/pads", [4, 2], fb.TensorType.INT32, 0.0, 0, np.array([[0, 0], [p, p], [p, p], [0, 0]], dtype=np.int32))
                 padded = w.tensor(f"{n}/padded", [1, ih + 2 * p, iw + 2 * p, cin], fb.TensorType.INT8, sc_in, zp_in)
                 w.op(fb.BuiltinOperator.PAD, [src, pads], [padded], fb.BuiltinOptions.PadOptions, fb.PadOptionsT())

@@ -1,7 +1,6 @@
 """Backend and evaluator: hook contracts, device profiles, cost metrics, configs."""
 
 import pytest
-import torch
 
 from hwaml import Candidate, CostReport
 from hwaml.testing import BackendContract, EvaluatorContract, make_context

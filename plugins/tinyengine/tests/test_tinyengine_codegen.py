@@ -1,7 +1,6 @@
 """The generated C99 project is bit-exact with the Python int8 reference."""
 
 import numpy as np
-import pytest
 import torch
 
 from hwaml_tinyengine.codegen import build_and_run, build_project, generate_project, run_test_harness

@@ -1,7 +1,6 @@
 """Memory planner invariants: no live overlap, lifetimes cover every use,
 patch-based peak below the layer-by-layer peak, receptive fields cover patches."""
 
-import networkx as nx
 import pytest
 
 from hwaml_tinyengine.ir import import_model, inputs_of, macs_of

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import networkx as nx
-import numpy as np
 
 from .device import flash_bytes
 from .ir import SPATIAL_OPS, elements_of, inputs_of, macs_of
