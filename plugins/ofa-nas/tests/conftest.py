@@ -14,7 +14,7 @@ from hwaml_ofa_nas.predictors import count_macs
 from hwaml_ofa_nas.progressive_shrinking import train_supernet
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config
 
-TINY_EPOCHS = {"full": 2, "kernel": 1, "depth": 1, "expand": 1}
+TINY_EPOCHS = {"full": 3, "kernel": 1, "depth": 1, "expand": 1}
 TINY_LRS = {"full": 0.3, "kernel": 0.1, "depth": 0.1, "expand": 0.1}
 
 
@@ -48,7 +48,7 @@ def digits16_small(digits16):
 
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory, digits16_small):
-    """(checkpoint path, supernet, report) of test_tiny after two epochs of the full phase and one per later phase,
+    """(checkpoint path, supernet, report) of test_tiny after three epochs of the full phase and one per later phase,
     on 480 digits."""
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("supernet") / "tiny.pt"
