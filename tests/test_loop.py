@@ -169,15 +169,17 @@ class OtherCost:
         return CostReport({"latency_ms": 1.0}, source="other")
 
 
-def test_a_metric_from_two_backends_is_an_error_naming_both(tmp_path):
-    res = run_search(
-        {"searcher": RandomSearch(), "evaluator": AnalyticEvaluator(), "backend.a": AnalyticCost(), "backend.b": OtherCost()},
-        tmp_path,
-        trials=2,
-    )
-    for t in res.trials:
-        assert t.status == "failed"
-        assert "'latency_ms'" in t.error and "'analytic_cost'" in t.error and "'other'" in t.error
+def test_a_metric_from_two_backends_stops_the_run_naming_both(tmp_path):
+    with pytest.raises(PluginError) as err:
+        run_search(
+            {"searcher": RandomSearch(), "evaluator": AnalyticEvaluator(), "backend.a": AnalyticCost(), "backend.b": OtherCost()},
+            tmp_path,
+            trials=20,
+        )
+    msg = str(err.value)
+    assert "'latency_ms'" in msg and "'analytic_cost'" in msg and "'other'" in msg
+    con = sqlite3.connect(tmp_path / "trials.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM trials WHERE status != 'pending'").fetchone()[0] == 0
 
 
 def test_two_evaluators_is_an_error_naming_both(tmp_path):

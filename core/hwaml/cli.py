@@ -84,9 +84,18 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
 def _hydra_task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from .config import ConfigError
+    from .loop import RunError
+    from .plugins import PluginError
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     logging.getLogger("hwaml").setLevel(logging.INFO)
-    run_config(cfg, run_dir)
+    try:
+        run_config(cfg, run_dir)
+    except (ConfigError, PluginError, RunError) as exc:
+        # a configuration problem: one clear line, no traceback, exit status 2
+        print(f"hwaml run: error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _requested_options(overrides: Sequence[str]) -> List[tuple]:
@@ -316,7 +325,7 @@ def doctor_checks() -> List[Dict[str, str]]:
         detail = f"{info.distribution} {info.version}: {info.status}"
         if info.error:
             detail += ": " + info.error.strip().splitlines()[-1]
-        add(f"plugin {info.name}", info.status == "loaded", detail, "pip install the plugin's missing dependency (see the error)" if info.status == "failed" else "unset HWAML_LOAD_PLUGINS/HWAML_DISABLE_PLUGINS", "configs it ships")
+        add(f"plugin {info.name}", info.status in ("loaded", "disabled"), detail, "pip install the plugin's missing dependency (see the error)" if info.status == "failed" else "unset HWAML_LOAD_PLUGINS/HWAML_DISABLE_PLUGINS", "configs it ships")
     try:
         registry.check_conflicts()
         add("config options", True, "no two plugins ship the same group/option", "", "hwaml run")
@@ -363,9 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
     if argv and argv[0] == "run":
-        return cmd_run(argv[1:])
+        return cmd_run(argv[1:])  # Hydra configures logging for runs
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -70,8 +70,11 @@ def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, 
     from .plugins import build_run_manager
 
     cfg = OmegaConf.create(cfg_container)
+    from .plugins import Registry, make_plugin_manager
+
     comps = instantiate_components(cfg, with_searcher=False)
-    pm = build_run_manager(comps)
+    # workers only cost and evaluate: no need to import every installed plugin
+    pm = build_run_manager(comps, registry=Registry(make_plugin_manager()))
     ctx = RunContext(
         cfg=cfg,
         run_dir=Path(run_dir),
@@ -143,11 +146,13 @@ class LocalExecutor(Executor):
 
 
 def _outcome_of(fut: Any, cand: Candidate):
-    from .loop import TrialOutcome
+    from .loop import MetricConflict, TrialOutcome
     from .types import TrialStatus
 
     try:
         return fut.result()
+    except MetricConflict:
+        raise
     except Exception as exc:  # noqa: BLE001 - a dead worker fails the trial, not the run
         return TrialOutcome(TrialStatus.FAILED, error=f"worker failed while running trial {cand.number}: {type(exc).__name__}: {exc}")
 
@@ -209,6 +214,10 @@ class RayExecutor(Executor):
             try:
                 out = self._pool.get_next()
             except Exception as exc:  # noqa: BLE001
+                if "MetricConflict" in f"{type(exc).__name__} {exc}":
+                    from .loop import MetricConflict
+
+                    raise MetricConflict(str(exc)) from exc
                 out = TrialOutcome(TrialStatus.FAILED, error=f"Ray worker failed: {type(exc).__name__}: {exc}")
             results[c.number] = out
             yield c, out

@@ -32,6 +32,10 @@ class RunError(RuntimeError):
     """A problem with the run itself (not with one trial): stops the run."""
 
 
+class MetricConflict(PluginError):
+    """Two backends report the same cost metric: a configuration error that stops the run."""
+
+
 # ---------------------------------------------------------------------------
 # one trial
 # ---------------------------------------------------------------------------
@@ -49,7 +53,7 @@ def merge_costs(reports: Sequence[Tuple[str, Optional[CostReport]]]) -> Tuple[Di
         src = rep.source or name
         for k, v in rep.metrics.items():
             if k in merged:
-                raise PluginError(f"cost metric {k!r} is reported by both {owner[k]!r} and {src!r}; drop one backend")
+                raise MetricConflict(f"cost metric {k!r} is reported by both {owner[k]!r} and {src!r}; drop one backend")
             merged[k] = float(v)
             owner[k] = src
         if rep.feasible is not None:
@@ -146,6 +150,8 @@ def execute_trial(pm: Any, candidate: Candidate, ctx: RunContext, objectives: Ma
             info["violations"] = late
             return TrialOutcome(TrialStatus.INFEASIBLE, metrics, cost, None, time.perf_counter() - t0, info)
         return TrialOutcome(TrialStatus.COMPLETE, metrics, cost, None, time.perf_counter() - t0, info)
+    except MetricConflict:
+        raise
     except Exception:  # noqa: BLE001 - a plugin failure is a failed trial, the search goes on
         return TrialOutcome(TrialStatus.FAILED, {}, cost, traceback.format_exc(), time.perf_counter() - t0, info)
 

@@ -67,8 +67,14 @@ def run_search(
     constraints: Optional[Mapping[str, Any]] = None,
     seed: int = 0,
     resume: bool = False,
+    registry: Any = None,
 ) -> RunResult:
-    """Run a short search through the real loop and SQLite store."""
+    """Run a short search through the real loop and SQLite store.
+
+    ``registry`` defaults to the installed plugins (their observers see the run);
+    pass ``hwaml.plugins.Registry(hwaml.plugins.make_plugin_manager())`` to run
+    with only ``components``.
+    """
     evaluator = components.get("evaluator")
     objectives = dict(objectives or getattr(evaluator, "default_objectives", None) or {"accuracy": "max"})
     loop = SearchLoop(
@@ -79,6 +85,7 @@ def run_search(
         budget_trials=trials,
         seed=seed,
         resume=resume,
+        registry=registry,
     )
     try:
         return loop.run()

@@ -123,18 +123,20 @@ def test_constraint_prunes_and_observer_writes_jsonl(tmp_path):
 
 
 def test_two_presets_with_one_prefix_conflict(tmp_path):
+    from hwaml.plugins import PluginError
+
     loop = _loop(
         tmp_path,
         {"searcher": RandomSearch(), "evaluator": AnalyticEvaluator(), "backend.a": preset("roofline_a76"), "backend.b": preset("roofline_cortex_m7")},
-        budget_trials=1,
+        budget_trials=5,
     )
+    # the conflict is a configuration error: the run stops, naming both backends
     try:
-        result = loop.run()
+        with pytest.raises(PluginError) as err:
+            loop.run()
     finally:
         loop.close()
-    # the conflict is a plugin error inside cost: the trial fails, naming both backends
-    assert result.trials[0].status == "failed"
-    assert re.search(r"'roofline_latency_ms' is reported by both 'roofline:(a76|cortex_m7)' and 'roofline:(a76|cortex_m7)'", result.trials[0].error)
+    assert re.search(r"'roofline_latency_ms' is reported by both 'roofline:(a76|cortex_m7)' and 'roofline:(a76|cortex_m7)'", str(err.value))
 
 
 def test_observer_ignores_runs_without_a_roofline_backend(tmp_path):
