@@ -26,6 +26,7 @@ Other plugins (tinynas, apq) build their own supernets from these modules.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Iterable, List, Optional, Sequence
 
 import torch
@@ -49,6 +50,7 @@ __all__ = [
 ACTIVATIONS = ("relu", "hswish")
 
 
+@lru_cache(maxsize=65536)  # pure and called for every block of every costed sub-network
 def make_divisible(value: float, divisor: int = 8, min_value: Optional[int] = None) -> int:
     """Round a channel count to a multiple of ``divisor`` (MobileNet's rule: never
     drop more than 10% below ``value``)."""

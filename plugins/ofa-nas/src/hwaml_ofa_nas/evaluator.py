@@ -65,6 +65,9 @@ class OFAEvaluator:
     :param calibration_size: training images used to recalibrate batch norm per candidate.
     """
 
+    #: what a run optimises when its config names no objectives
+    default_objectives = {"accuracy": "max"}
+
     def __init__(
         self,
         arch: Any = "tiny_digits",

@@ -29,6 +29,7 @@ import json
 import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -114,15 +115,15 @@ class SupernetConfig:
     def scaled(self, width: int) -> int:
         return make_divisible(width * self.width_mult, self.divisor)
 
-    @property
+    @cached_property
     def stage_widths(self) -> List[int]:
         return [self.scaled(s.width) for s in self.stages]
 
-    @property
+    @cached_property
     def max_depth(self) -> int:
         return max(self.depth_choices)
 
-    @property
+    @cached_property
     def stage_names(self) -> List[str]:
         return [f"stage{i + 1}" for i in range(len(self.stages))]
 
