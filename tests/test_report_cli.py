@@ -113,3 +113,14 @@ def test_doctor_reports_a_missing_binary(cli, tmp_path):
     checks = {c["name"]: c for c in json.loads(out.stdout)}
     assert checks["gcc"]["ok"] == "missing" and "apt-get install" in checks["gcc"]["fix"]
     assert checks["ngspice"]["ok"] == "missing" and "libngspice0-dev" in checks["ngspice"]["fix"]
+
+
+def test_progress_bar_shows_counts_best_and_eta(tmp_path, cli):
+    out = cli("run", "experiment=quickstart", "budget.trials=12", "evaluator.fail_prob=0.3", f"hydra.run.dir={tmp_path}", env={**LIGHT, "HWAML_PROGRESS": "1"})
+    assert out.returncode == 0, out.stderr
+    last = [line for line in out.stderr.replace("\r", "\n").splitlines() if "12/12" in line][-1]
+    assert "ok=" in last and "failed=" in last and "infeasible=" in last and "best accuracy=" in last
+    assert "<00:00" in last or "<" in last  # tqdm's elapsed<remaining (the ETA)
+    failed = int(last.split("failed=")[1].split(",")[0])
+    rows = list(csv.DictReader(open(tmp_path / "trials.csv")))
+    assert failed == sum(r["status"] == "failed" for r in rows)

@@ -73,7 +73,7 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
     if summary["best"]:
         b = summary["best"]
         shown = {**b["metrics"], **{k: v for k, v in b["cost"].items()}}
-        print("hwaml: best trial", b["number"], json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in shown.items()}))
+        print("hwaml: best trial", b["number"], json.dumps({k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in shown.items()}))
     if len(objectives) > 1:
         print(f"hwaml: Pareto front has {len(summary['pareto_front'])} trials (pareto.png)")
     if cfg.deploy.enabled:

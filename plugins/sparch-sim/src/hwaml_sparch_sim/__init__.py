@@ -4,24 +4,39 @@ An outer-product SpGEMM accelerator simulator with each of SpArch's techniques
 switchable -- condensed representation of the left matrix, Huffman-tree merge
 scheduler, comparator-array merge tree with on-chip accumulation, row prefetcher
 with lookahead (Belady) replacement -- next to an OuterSPACE-style baseline.
+
+Names are imported lazily (on first use), so that loading the plugin entry
+point stays cheap for every ``hwaml`` command.
 """
 
-from .arch import SparchConfig
-from .matrices import load_operands, load_workload, poisson2d, poisson3d, read_edge_list, read_matrix_market, rmat
-from .outerspace import simulate_outerspace
-from .simulator import SimResult, SparchSimulator, simulate_sparch
+import importlib
+from typing import Any
 
-__all__ = [
-    "SparchConfig",
-    "SimResult",
-    "SparchSimulator",
-    "simulate_sparch",
-    "simulate_outerspace",
-    "load_operands",
-    "load_workload",
-    "read_matrix_market",
-    "read_edge_list",
-    "rmat",
-    "poisson2d",
-    "poisson3d",
-]
+_EXPORTS = {
+    'SparchConfig': '.arch',
+    'load_operands': '.matrices',
+    'load_workload': '.matrices',
+    'poisson2d': '.matrices',
+    'poisson3d': '.matrices',
+    'read_edge_list': '.matrices',
+    'read_matrix_market': '.matrices',
+    'rmat': '.matrices',
+    'simulate_outerspace': '.outerspace',
+    'SimResult': '.simulator',
+    'SparchSimulator': '.simulator',
+    'simulate_sparch': '.simulator',
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -4,26 +4,41 @@ An int8 compiler for microcontrollers: torch.fx import, post-training int8
 quantisation, whole-network memory planning with in-place depthwise layers and
 patch-based inference, and C99 code generation checked bit for bit against a
 Python int8 reference. See :mod:`hwaml_tinyengine.engine` for the API.
+
+Names are imported lazily (on first use), so that loading the plugin entry
+point stays cheap for every ``hwaml`` command.
 """
 
-from .device import DeviceProfile, estimate_latency_ms, load_profile
-from .engine import CompiledModel, compile_model, cost_of, plan_model
-from .ir import UnsupportedOpError, import_model
-from .memory_planner import MemoryPlan, plan_layer_by_layer, plan_memory
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DeviceProfile",
-    "load_profile",
-    "estimate_latency_ms",
-    "plan_model",
-    "compile_model",
-    "cost_of",
-    "CompiledModel",
-    "UnsupportedOpError",
-    "import_model",
-    "MemoryPlan",
-    "plan_memory",
-    "plan_layer_by_layer",
-]
+_EXPORTS = {
+    'DeviceProfile': '.device',
+    'estimate_latency_ms': '.device',
+    'load_profile': '.device',
+    'CompiledModel': '.engine',
+    'compile_model': '.engine',
+    'cost_of': '.engine',
+    'plan_model': '.engine',
+    'UnsupportedOpError': '.ir',
+    'import_model': '.ir',
+    'MemoryPlan': '.memory_planner',
+    'plan_layer_by_layer': '.memory_planner',
+    'plan_memory': '.memory_planner',
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_EXPORTS))
