@@ -38,7 +38,7 @@ log = logging.getLogger("hwaml.tinynas")
 __all__ = ["TinyNASDigits", "DIGITS_EPOCHS", "DIGITS_LRS"]
 
 #: progressive shrinking on digits: the published phase order, short phases
-DIGITS_EPOCHS: Dict[str, Any] = {"full": 12, "kernel": 4, "depth": [2, 4], "expand": [2, 4]}
+DIGITS_EPOCHS: Dict[str, Any] = {"full": 10, "kernel": 3, "depth": [2, 3], "expand": [2, 3]}
 DIGITS_LRS: Dict[str, Any] = {"full": 0.1, "kernel": 0.03, "depth": [0.01, 0.03], "expand": [0.01, 0.03]}
 
 
@@ -108,7 +108,7 @@ class TinyNASDigits:
         self.base = base_arch if isinstance(base_arch, str) else dict(base_arch)
         check_base(self.base)
         self.widths = [float(w) for w in (widths or [0.5, 0.75, 1.0, 1.25, 1.5])]
-        self.resolutions = [int(r) for r in (resolutions or [16, 24, 32])]
+        self.resolutions = [int(r) for r in (resolutions or [12, 16, 20, 24])]
         if samples_per_space < 1:
             raise ValueError(f"samples_per_space must be >= 1, got {samples_per_space}")
         if not 0.0 <= min_fit_fraction <= 1.0:
@@ -258,17 +258,15 @@ class TinyNASDigits:
         data = digits_splits(arch.resolutions[0], self.seed, self.val_fraction).ofa()
         phases = build_schedule(arch.kernel_choices, arch.depth_choices, arch.expand_choices, *self.schedule(arch))
         log.info("tinynas: training the supernet of w=%g r=%d with progressive shrinking (%s)", arch.width_mult, arch.resolutions[0], " -> ".join(p.name for p in phases))
-        report = train_progressive_shrinking(
-            net,
-            data,
-            phases,
-            batch_size=self.batch_size,
-            subnets_per_step=self.subnets_per_step,
-            kd_ratio=self.kd_ratio,
-            seed=self.seed,
-            calibration_size=self.calibration_size,
-            progress=self.progress,
-        )
+        # The full phase trains one network (the largest): one pass per step is
+        # enough; the elastic phases sample ``subnets_per_step`` sub-networks.
+        common = dict(batch_size=self.batch_size, kd_ratio=self.kd_ratio, seed=self.seed, calibration_size=self.calibration_size, progress=self.progress)
+        full = [p for p in phases if p.name == "full"]
+        report = train_progressive_shrinking(net, data, full, subnets_per_step=1, **common) if full else None
+        rest = [p for p in phases if p.name != "full"]
+        if rest:
+            later = train_progressive_shrinking(net, data, rest, subnets_per_step=self.subnets_per_step, **common)
+            report = later if report is None else type(later)(report.phases + later.phases)
         save_supernet(net, path, report)
         blob = torch.load(path, map_location="cpu", weights_only=False)
         blob["tinynas_settings"] = settings
