@@ -25,10 +25,17 @@ from hwaml_gcn_rl_circuit.evaluator import CircuitEvaluator
 from hwaml_gcn_rl_circuit.searcher import GCNRLSearcher
 
 
+#: GCN-RL's settings for this budget (the plugin's searcher/gcn_rl.yaml defaults, warm-up scaled to the budget)
+GCN_RL = dict(
+    noise_sigma=0.2, noise_decay=0.99, noise_min=0.05, actor_lr=1e-3, updates_per_trial=8, batch_size=32,
+    critics=3, reward_norm=True, candidates=32, ucb=0.0, best_fraction=0.5, baseline_decay=0.0,
+)
+
+
 def searchers(trials: int):
-    warm = max(10, trials // 4)
+    warm = max(10, trials // 7)
     return {
-        "gcn_rl": lambda: GCNRLSearcher(warmup=warm, noise_sigma=0.3, noise_decay=0.98, actor_lr=1e-3, updates_per_trial=4, save_agent=False),
+        "gcn_rl": lambda: GCNRLSearcher(warmup=warm, save_agent=False, **GCN_RL),
         "random": lambda: RandomSearch(),
         "evolution": lambda: RegularizedEvolution(population_size=20, tournament_size=5, mutation_prob=0.3),
         "cmaes": lambda: OptunaSearcher("cmaes"),
@@ -60,6 +67,7 @@ def main() -> None:
             table[(circuit, name)] = (float(np.mean(bests)), float(np.std(bests)), met, float(np.mean(secs)))
             print(f"{circuit:16s} {name:10s} best FoM {np.mean(bests):.3f} +- {np.std(bests):.3f}  specs met {met}/{len(args.seeds)}  {np.mean(secs):.0f} s/run", flush=True)
     names = list(searchers(args.trials))
+    print(f"\ngcn_rl: warmup {max(10, args.trials // 7)}, {GCN_RL}")
     print(f"\nBest FoM after {args.trials} simulations, node {args.node}, mean +- std over seeds {args.seeds} (higher is better)\n")
     print("| circuit | " + " | ".join(names) + " | GCN-RL best or tied-best |")
     print("| --- | " + " | ".join("---:" for _ in names) + " | --- |")

@@ -5,7 +5,9 @@ hidden size, ``gcn_layers`` graph convolutions ``H <- relu(A_hat H W)`` (Kipf
 and Welling, ``A_hat = D^-1/2 (A + I) D^-1/2``) mix information along the wires,
 and a per-type linear decoder with ``tanh`` gives each vertex its action in
 ``[-1, 1]``. Critic: the same encoder/GCN shape on ``[features | action]`` per
-vertex, mean-pooled over vertices, then a small MLP to ``Q``. Type-specific
+vertex, per-vertex value heads averaged over vertices to ``Q``; optionally an
+ensemble of such critics with independent weights and bootstrapped minibatches
+(``critics > 1``), evaluated in one batched pass. Type-specific
 encoders/decoders and vertex-count-free GCN weights are what make the agent
 load into another circuit or node (transfer learning).
 
@@ -13,7 +15,8 @@ DDPG (Lillicrap et al.): replay buffer, target actor and critic updated with
 soft updates of rate ``tau``, critic regression on ``r + gamma * (1 - done) *
 Q'(s', mu'(s'))``, actor ascent on ``Q(s, mu(s))``. GCN-RL treats each sizing
 as a one-step episode (``done = 1``), so with the default ``gamma = 0`` the
-critic regresses the (baseline-subtracted) FoM directly.
+critic regresses the FoM directly (optionally standardised with the replay
+buffer's mean and std).
 """
 
 from __future__ import annotations
@@ -86,20 +89,65 @@ class GCNActor(nn.Module):
         return torch.tanh(self.decoder(h, types)) * mask
 
 
-class GCNCritic(nn.Module):
-    def __init__(self, hidden: int, layers: int):
+class EnsembleTypeWiseLinear(nn.Module):
+    """``TypeWiseLinear`` for ``members`` independent networks evaluated in one batched op."""
+
+    def __init__(self, members: int, n_types: int, in_dim: int, out_dim: int):
         super().__init__()
-        self.encoder = TypeWiseLinear(len(COMPONENT_TYPES), FEATURE_DIM + ACTION_DIM, hidden)
-        self.gcn = nn.ModuleList(GCNLayer(hidden) for _ in range(layers))
-        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.weight = nn.Parameter(torch.empty(members, n_types, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(members, n_types, out_dim))
+        bound = 1.0 / np.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        # x: (K, B, N, in), types: (N,) long -> (K, B, N, out)
+        return torch.einsum("kbni,knio->kbno", x, self.weight[:, types]) + self.bias[:, types][:, None]
+
+
+class EnsembleLinear(nn.Module):
+    """``members`` independent linear maps, one per ensemble member: (K, ..., in) -> (K, ..., out)."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(members, out_dim))
+        bound = 1.0 / np.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[0]
+        y = torch.bmm(x.reshape(k, -1, x.shape[-1]), self.weight) + self.bias[:, None]
+        return y.reshape(*x.shape[:-1], -1)
+
+
+class GCNCritic(nn.Module):
+    """An ensemble of ``members`` GCN critics with independent weights (bootstrapped DDPG critic).
+
+    Each member encodes ``[features | action]`` per vertex with a per-type linear
+    map, runs ``layers`` residual graph convolutions and averages per-vertex value
+    heads. ``forward`` returns ``(members, B)``; with ``members = 1`` this is the
+    plain DDPG critic.
+    """
+
+    def __init__(self, hidden: int, layers: int, members: int = 1):
+        super().__init__()
+        self.members = int(members)
+        self.encoder = EnsembleTypeWiseLinear(self.members, len(COMPONENT_TYPES), FEATURE_DIM + ACTION_DIM, hidden)
+        self.gcn = nn.ModuleList(EnsembleLinear(self.members, hidden, hidden) for _ in range(layers))
+        self.head1 = EnsembleLinear(self.members, hidden, hidden)
+        self.head2 = EnsembleLinear(self.members, hidden, 1)
 
     def forward(self, x, action, a_hat, types):
-        h = torch.relu(self.encoder(torch.cat([x, action], dim=-1), types))
+        xa = torch.cat([x, action], dim=-1)
+        if xa.dim() == 3:  # one batch shared by every member
+            xa = xa.unsqueeze(0).expand(self.members, *xa.shape)
+        h = torch.relu(self.encoder(xa, types))
         for layer in self.gcn:
-            h = h + layer(h, a_hat)
+            h = h + torch.relu(a_hat @ layer(h))
         # per-vertex value heads, averaged: Q decomposes over components, which the
         # FoM's per-component sensitivities roughly do
-        return self.head(h).mean(dim=1).squeeze(-1)
+        return self.head2(torch.relu(self.head1(h))).mean(dim=2).squeeze(-1)
 
 
 class ReplayBuffer:
@@ -121,15 +169,22 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, batch: int, rng: np.random.Generator):
-        idx = rng.integers(0, self.size, size=min(batch, self.size))
+    def sample(self, batch: int, rng: np.random.Generator, members: Optional[int] = None):
+        """A minibatch drawn with replacement; ``members``: one independent draw per member, stacked."""
+        shape = (min(batch, self.size),) if members is None else (int(members), min(batch, self.size))
+        idx = rng.integers(0, self.size, size=shape)
         return self.s[idx], self.a[idx], self.r[idx], self.s2[idx], self.d[idx]
+
+    def reward_stats(self):
+        r = self.r[: self.size]
+        return float(r.mean()), float(r.std())
 
     def __len__(self) -> int:
         return self.size
 
 
-HPARAM_KEYS = ("hidden", "gcn_layers")
+HPARAM_KEYS = ("hidden", "gcn_layers", "critics")
+FORMAT = "hwaml-gcn-rl-agent/2"
 
 
 class GCNRLAgent:
@@ -138,6 +193,12 @@ class GCNRLAgent:
     ``set_graph`` points the agent at a circuit (adjacency, vertex types, action
     mask) and gives it a fresh replay buffer; the network weights do not depend
     on the graph, so an agent trained on one circuit or node continues on another.
+
+    ``critics > 1`` makes the critic a bootstrapped ensemble: every member
+    regresses its own minibatch (drawn independently with replacement) and the
+    actor ascends the members' mean Q. ``reward_norm`` standardises rewards with
+    the replay buffer's mean and standard deviation before the regression, so the
+    critic's targets keep one scale whatever the circuit's FoM range.
     """
 
     def __init__(
@@ -150,13 +211,18 @@ class GCNRLAgent:
         gamma: float = 0.0,
         batch_size: int = 64,
         buffer_size: int = 10000,
+        critics: int = 1,
+        reward_norm: bool = False,
         seed: int = 0,
     ):
-        self.hidden, self.gcn_layers = int(hidden), int(gcn_layers)
+        if int(critics) < 1:
+            raise ValueError(f"critics must be >= 1, got {critics}")
+        self.hidden, self.gcn_layers, self.critics = int(hidden), int(gcn_layers), int(critics)
         self.tau, self.gamma, self.batch_size, self.buffer_size = float(tau), float(gamma), int(batch_size), int(buffer_size)
+        self.reward_norm = bool(reward_norm)
         torch.manual_seed(int(seed))  # weight init only; all later randomness comes from numpy generators
         self.actor = GCNActor(self.hidden, self.gcn_layers)
-        self.critic = GCNCritic(self.hidden, self.gcn_layers)
+        self.critic = GCNCritic(self.hidden, self.gcn_layers, self.critics)
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)
         self.actor_lr, self.critic_lr = float(actor_lr), float(critic_lr)
@@ -186,10 +252,15 @@ class GCNRLAgent:
         return self.actor(x, self.a_hat, self.types, self.mask)[0].numpy()
 
     @torch.no_grad()
+    def q_values(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Every critic member's Q of ``actions`` (M, N, ACTION_DIM) in one state: shape (critics, M)."""
+        a = torch.from_numpy(np.asarray(actions, np.float32)) * self.mask
+        x = torch.from_numpy(np.asarray(state, np.float32))[None].expand(a.shape[0], -1, -1)
+        return self.critic(x, a, self.a_hat, self.types).numpy()
+
     def q_value(self, state: np.ndarray, action: np.ndarray) -> float:
-        x = torch.from_numpy(np.asarray(state, np.float32))[None]
-        a = torch.from_numpy(np.asarray(action, np.float32))[None]
-        return float(self.critic(x, a, self.a_hat, self.types)[0])
+        """Mean Q over the critic ensemble of one action."""
+        return float(self.q_values(state, np.asarray(action)[None]).mean())
 
     def observe(self, state, action, reward, next_state, done: bool = True) -> None:
         if self.buffer is None:
@@ -197,26 +268,33 @@ class GCNRLAgent:
         self.buffer.push(state, np.asarray(action, np.float32) * self.mask.numpy(), reward, next_state, done)
 
     def update(self, rng: np.random.Generator) -> Dict[str, float]:
-        """One DDPG update from a minibatch drawn with ``rng``."""
-        s, a, r, s2, d = (torch.from_numpy(v) for v in self.buffer.sample(self.batch_size, rng))
+        """One DDPG update (every critic member, then the actor) from minibatches drawn with ``rng``."""
+        k = self.critics
+        s, a, r, s2, d = (torch.from_numpy(v) for v in self.buffer.sample(self.batch_size, rng, members=k))
+        if self.reward_norm:
+            mean, std = self.buffer.reward_stats()
+            r = (r - mean) / max(std, 1e-6)
         with torch.no_grad():
             target = r
             if self.gamma > 0:
-                q_next = self.critic_target(s2, self.actor_target(s2, self.a_hat, self.types, self.mask), self.a_hat, self.types)
+                flat = s2.reshape(-1, *s2.shape[2:])
+                a2 = self.actor_target(flat, self.a_hat, self.types, self.mask).reshape(a.shape)
+                q_next = self.critic_target(s2, a2, self.a_hat, self.types)
                 target = r + self.gamma * (1.0 - d) * q_next
-        q = self.critic(s, a, self.a_hat, self.types)
-        critic_loss = torch.mean((q - target) ** 2)
+        q = self.critic(s, a, self.a_hat, self.types)  # (K, B): member k on its own minibatch
+        critic_loss = torch.mean((q - target) ** 2) * k  # sum over members of each member's MSE
         self.critic_opt.zero_grad()
         critic_loss.backward()
         self.critic_opt.step()
-        actor_loss = -self.critic(s, self.actor(s, self.a_hat, self.types, self.mask), self.a_hat, self.types).mean()
+        states = s[0]  # the actor ascends the ensemble's mean Q on one minibatch of states
+        actor_loss = -self.critic(states, self.actor(states, self.a_hat, self.types, self.mask), self.a_hat, self.types).mean()
         self.actor_opt.zero_grad()
         actor_loss.backward()
         self.actor_opt.step()
         self._soft_update(self.actor_target, self.actor)
         self._soft_update(self.critic_target, self.critic)
         self.updates += 1
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item()}
+        return {"critic_loss": critic_loss.item() / k, "actor_loss": actor_loss.item()}
 
     @torch.no_grad()
     def _soft_update(self, target: nn.Module, source: nn.Module) -> None:
@@ -227,8 +305,8 @@ class GCNRLAgent:
 
     def state_dict(self) -> Dict[str, Any]:
         return {
-            "format": "hwaml-gcn-rl-agent/1",
-            "hparams": {"hidden": self.hidden, "gcn_layers": self.gcn_layers},
+            "format": FORMAT,
+            "hparams": {k: getattr(self, k) for k in HPARAM_KEYS},
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "actor_target": self.actor_target.state_dict(),
@@ -252,13 +330,13 @@ class GCNRLAgent:
         if not path.is_file():
             raise FileNotFoundError(f"GCN-RL agent checkpoint {str(path)!r} does not exist")
         data = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(data, Mapping) or data.get("format") != "hwaml-gcn-rl-agent/1":
-            raise ValueError(f"{path} is not a GCN-RL agent checkpoint (saved by GCNRLAgent.save)")
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a GCN-RL agent checkpoint of format {FORMAT} (saved by GCNRLAgent.save)")
         if list(data.get("component_types", [])) != list(COMPONENT_TYPES):
             raise ValueError(f"{path}: component types {data.get('component_types')} differ from {list(COMPONENT_TYPES)}")
         hp = data["hparams"]
         for k in HPARAM_KEYS:
-            if int(hp[k]) != getattr(self, k):
+            if int(hp.get(k, 1)) != getattr(self, k):
                 raise ValueError(f"{path} was trained with {k}={hp[k]}, this agent has {k}={getattr(self, k)}; set the searcher's {k} to match")
         self.actor.load_state_dict(data["actor"])
         self.critic.load_state_dict(data["critic"])

@@ -57,6 +57,13 @@ class GCNRLSearcher:
     :param noise_decay: Per-trial exponential decay of that std after warm-up.
     :param noise_min: Floor of the std.
     :param updates_per_trial: DDPG updates after each observed trial (once warm-up is done).
+    :param critics: Critic ensemble size (bootstrapped DDPG critic; 1: plain DDPG).
+    :param reward_norm: Standardise rewards with the replay buffer's mean and std for the critic.
+    :param candidates: Noisy actions drawn around the actor's output per proposal; the one the
+        critic ensemble scores highest (mean + ``ucb`` * std over members) is simulated. 1: plain DDPG.
+    :param ucb: Weight of the ensemble's disagreement (std) in that score.
+    :param best_fraction: Share of those candidates drawn around the best design's action instead
+        of the actor's (same noise); 0: all around the actor.
     :param baseline_decay: Decay of the moving-average reward baseline (0 disables it).
     :param failure_reward: Reward of failed/infeasible trials; ``None``: the worst reward seen minus 1.
     :param objective: Metric used as reward (default: the run's first objective).
@@ -80,6 +87,11 @@ class GCNRLSearcher:
         noise_decay: float = 0.99,
         noise_min: float = 0.02,
         updates_per_trial: int = 4,
+        critics: int = 1,
+        reward_norm: bool = False,
+        candidates: int = 1,
+        ucb: float = 0.0,
+        best_fraction: float = 0.0,
         baseline_decay: float = 0.95,
         failure_reward: Optional[float] = None,
         objective: Optional[str] = None,
@@ -89,11 +101,21 @@ class GCNRLSearcher:
     ):
         if warmup < 0 or updates_per_trial < 0:
             raise ValueError("warmup and updates_per_trial must be >= 0")
+        if critics < 1 or candidates < 1:
+            raise ValueError(f"critics and candidates must be >= 1, got critics={critics}, candidates={candidates}")
+        if not 0.0 <= best_fraction <= 1.0:
+            raise ValueError(f"best_fraction must be in [0, 1], got {best_fraction}")
+        if best_fraction and candidates < 2:
+            raise ValueError("best_fraction needs candidates >= 2")
+        if ucb and critics < 2:
+            raise ValueError("ucb needs an ensemble of critics (critics >= 2)")
         if not 0.0 <= baseline_decay < 1.0:
             raise ValueError("baseline_decay must be in [0, 1)")
         self.agent_kwargs = dict(
-            hidden=hidden, gcn_layers=gcn_layers, actor_lr=actor_lr, critic_lr=critic_lr, tau=tau, gamma=gamma, batch_size=batch_size, buffer_size=buffer_size
+            hidden=hidden, gcn_layers=gcn_layers, actor_lr=actor_lr, critic_lr=critic_lr, tau=tau, gamma=gamma, batch_size=batch_size, buffer_size=buffer_size,
+            critics=critics, reward_norm=reward_norm,
         )
+        self.candidates, self.ucb, self.best_fraction = int(candidates), float(ucb), float(best_fraction)
         self.warmup = int(warmup)
         self.noise_sigma, self.noise_decay, self.noise_min = float(noise_sigma), float(noise_decay), float(noise_min)
         self.updates_per_trial = int(updates_per_trial)
@@ -215,11 +237,26 @@ class GCNRLSearcher:
                 action = rng.uniform(-1.0, 1.0, size=mask.shape) * mask
                 origin, meta = "gcn_rl_warmup", {}
             else:
-                mu = self.agent.act(self.state()).astype(np.float64)
+                state = self.state()
+                mu = self.agent.act(state).astype(np.float64)
                 sigma = self.sigma(index)
                 lo, hi = (-1.0 - mu) / sigma, (1.0 - mu) / sigma
-                action = truncnorm.rvs(lo, hi, loc=mu, scale=sigma, random_state=rng) * mask
                 origin, meta = "gcn_rl", {"sigma": sigma}
+                if self.candidates == 1:
+                    action = truncnorm.rvs(lo, hi, loc=mu, scale=sigma, random_state=rng) * mask
+                else:
+                    n_best = int(round(self.best_fraction * self.candidates)) if self._best_config is not None else 0
+                    centres = np.repeat(mu[None], self.candidates, axis=0)
+                    if n_best:
+                        centres[self.candidates - n_best :] = graph.actions_from_config(self._best_config)
+                    lo, hi = (-1.0 - centres) / sigma, (1.0 - centres) / sigma
+                    acts = truncnorm.rvs(lo, hi, loc=centres, scale=sigma, random_state=rng) * mask
+                    q = self.agent.q_values(state, acts)
+                    score = q.mean(axis=0) + self.ucb * q.std(axis=0)
+                    best = int(np.argmax(score))
+                    action = acts[best]
+                    meta["q_mean"], meta["q_std"] = float(q[:, best].mean()), float(q[:, best].std())
+                    meta["around"] = "best" if best >= self.candidates - n_best else "actor"
             cfg = graph.config_from_actions(action)
             out.append(Candidate({k: float(v) for k, v in cfg.items()}, origin=origin, meta=meta))
         if self.save_agent and ctx.run_dir is not None:
