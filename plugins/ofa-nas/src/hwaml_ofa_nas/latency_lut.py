@@ -264,7 +264,11 @@ class LatencyLUT:
                 measured[e].append(measure_latency_ms(model, shape, e, threads, warmup, repeats, statistic))
         calibration = {}
         for e in self.engines:
-            scale, offset = np.polyfit(np.asarray(sums[e]), np.asarray(measured[e]), 1)
+            x, y = np.asarray(sums[e]), np.asarray(measured[e])
+            scale, offset = np.polyfit(x, y, 1)
+            if not scale > 0 or not np.isfinite(offset):
+                # noise swamped the trend (a loaded machine): fall back to a pure ratio
+                scale, offset = float(y.sum() / x.sum()), 0.0
             calibration[e] = {"scale": float(scale), "offset": float(offset), "n": len(configs)}
         self.meta["calibration"] = calibration
         return calibration
