@@ -9,34 +9,22 @@ Names are imported lazily (on first use), so that loading the plugin entry
 point stays cheap for every ``hwaml`` command.
 """
 
-import importlib
-from typing import Any
+from hwaml.lazy import lazy_exports
 
-_EXPORTS = {
-    'SparchConfig': '.arch',
-    'load_operands': '.matrices',
-    'load_workload': '.matrices',
-    'poisson2d': '.matrices',
-    'poisson3d': '.matrices',
-    'read_edge_list': '.matrices',
-    'read_matrix_market': '.matrices',
-    'rmat': '.matrices',
-    'simulate_outerspace': '.outerspace',
-    'SimResult': '.simulator',
-    'SparchSimulator': '.simulator',
-    'simulate_sparch': '.simulator',
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "SparchConfig": ".arch",
+        "load_operands": ".matrices",
+        "load_workload": ".matrices",
+        "poisson2d": ".matrices",
+        "poisson3d": ".matrices",
+        "read_edge_list": ".matrices",
+        "read_matrix_market": ".matrices",
+        "rmat": ".matrices",
+        "simulate_outerspace": ".outerspace",
+        "SimResult": ".simulator",
+        "SparchSimulator": ".simulator",
+        "simulate_sparch": ".simulator",
+    },
+)

@@ -9,36 +9,24 @@ Names are imported lazily (on first use), so that loading the plugin entry
 point stays cheap for every ``hwaml`` command.
 """
 
-import importlib
-from typing import Any
+from hwaml.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    'DeviceProfile': '.device',
-    'estimate_latency_ms': '.device',
-    'load_profile': '.device',
-    'CompiledModel': '.engine',
-    'compile_model': '.engine',
-    'cost_of': '.engine',
-    'plan_model': '.engine',
-    'UnsupportedOpError': '.ir',
-    'import_model': '.ir',
-    'MemoryPlan': '.memory_planner',
-    'plan_layer_by_layer': '.memory_planner',
-    'plan_memory': '.memory_planner',
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "DeviceProfile": ".device",
+        "estimate_latency_ms": ".device",
+        "load_profile": ".device",
+        "CompiledModel": ".engine",
+        "compile_model": ".engine",
+        "cost_of": ".engine",
+        "plan_model": ".engine",
+        "UnsupportedOpError": ".ir",
+        "import_model": ".ir",
+        "MemoryPlan": ".memory_planner",
+        "plan_layer_by_layer": ".memory_planner",
+        "plan_memory": ".memory_planner",
+    },
+)

@@ -9,27 +9,20 @@ measured by TinyEngine (hwaml-tinyengine), which then deploys it as C.
 Imports are lazy: loading the plugin does not import torch.
 """
 
-from typing import Any
+from hwaml.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "MCUSupernet": "supernet",
-    "space_arch": "supernet",
-    "static_subnet": "supernet",
-    "subnet_from_config": "supernet",
-    "optimize_search_space": "space_optimization",
-    "SpaceOptimization": "space_optimization",
-    "TinyNASDigits": "evaluator",
-    "TinyNASBackend": "backend",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'hwaml_tinynas' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "MCUSupernet": ".supernet",
+        "space_arch": ".supernet",
+        "static_subnet": ".supernet",
+        "subnet_from_config": ".supernet",
+        "optimize_search_space": ".space_optimization",
+        "SpaceOptimization": ".space_optimization",
+        "TinyNASDigits": ".evaluator",
+        "TinyNASBackend": ".backend",
+    },
+)
