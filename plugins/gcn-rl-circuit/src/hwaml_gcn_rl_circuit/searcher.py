@@ -7,9 +7,16 @@ Each proposal is one DDPG step on the circuit graph (``space.meta["graph"]``):
 * action: one vector in ``[-1, 1]`` per vertex (warm-up: uniform random; then
   the actor's output plus truncated-normal exploration noise whose sigma decays
   exponentially), mapped onto every sizing parameter's range;
-* reward: the figure of merit (the run's first objective) minus an
-  exponential moving-average baseline; failed or infeasible trials get
-  ``failure_reward``.
+* reward: the figure of merit (the run's first objective), optionally minus an
+  exponential moving-average baseline or standardised over the replay buffer
+  (``reward_norm``); failed or infeasible trials get ``failure_reward``.
+
+A DDPG variant for small simulation budgets, off by default (plain DDPG): with
+``candidates > 1`` each proposal draws that many noisy actions -- around the
+actor's output and, for a ``best_fraction`` of them, around the best design
+found so far -- and simulates the one a bootstrapped ensemble of ``critics``
+scores highest (mean Q, plus ``ucb`` times the members' std). The critics are
+trained as in DDPG; the actor still ascends their mean Q.
 
 The agent stays in memory between calls. Trials in ``history`` it has not yet
 seen -- all of them after a resume -- are pushed into the replay buffer in
