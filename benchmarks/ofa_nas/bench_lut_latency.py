@@ -1,11 +1,13 @@
 """Latency look-up table: predicted vs measured whole-network latency on this CPU.
 
 Builds the table for the tiny_digits supernet (every block shape, torch eager
-and onnxruntime, 1 thread, whole-network calibration on 8 sub-networks), then
-measures 50 *other* random sub-networks end to end and reports the prediction
-error. Goal: within 10% for 90% of them.
+and onnxruntime, 1 thread, 200 timed calls per entry spread over 20 interleaved
+rounds, minimum kept; whole-network calibration scale*sum+offset fitted on 20
+sub-networks drawn with seed 0 and timed interleaved with the entries), then
+measures 50 *other* random sub-networks (seed 1) end to end, interleaved, and
+reports the prediction error. Goal: within 10% for 90% of them.
 
-    python benchmarks/ofa_nas/bench_lut_latency.py [--arch tiny_digits] [--n 50] [--repeats 50]
+    python benchmarks/ofa_nas/bench_lut_latency.py [--arch tiny_digits] [--n 50] [--repeats 200] [--rounds 20] [--calibrate 20]
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--arch", default="tiny_digits")
     p.add_argument("--n", type=int, default=50)
-    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--calibrate", type=int, default=20)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -35,15 +39,16 @@ def main(argv=None):
     arch = supernet_config(args.arch)
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    lut = LatencyLUT.build(arch, ["torch", "onnxruntime"], args.threads, args.warmup, args.repeats, progress=False, calibrate=8, seed=0)
+    lut = LatencyLUT.build(arch, ["torch", "onnxruntime"], args.threads, args.warmup, args.repeats, progress=False, calibrate=args.calibrate, seed=0, rounds=args.rounds)
     build_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = lut.save(os.path.join(tmp, "lut.yaml"))
         t0 = time.perf_counter()
-        res = lut_check(str(path), args.n, ["torch", "onnxruntime"], args.threads, args.warmup, args.repeats, seed=1, progress=False)
+        res = lut_check(str(path), args.n, ["torch", "onnxruntime"], args.threads, args.warmup, args.repeats, seed=1, progress=False, rounds=args.rounds)
         check_s = time.perf_counter() - t0
     print(f"{args.arch}: {len(lut)} layer shapes, table built in {build_s:.0f}s, {args.n} sub-networks checked in {check_s:.0f}s, "
           f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+    print("per-call overhead subtracted from onnxruntime entries (median ms):", {e: round(v, 4) for e, v in lut.meta["call_overhead_ms"].items()})
     print("calibration (measured = scale * sum + offset):", {e: {k: round(v, 3) for k, v in c.items()} for e, c in lut.meta["calibration"].items()})
     print("| engine | sub-networks | measured ms (min-max) | mean abs error % | p90 abs error % | within 10% |")
     print("|---|---|---|---|---|---|")

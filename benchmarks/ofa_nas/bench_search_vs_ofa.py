@@ -4,9 +4,11 @@ Both search OFA's ImageNet MobileNetV3 space (5 stages, depth 2-4, kernel
 3/5/7, expand 3/4/6, resolution 160-224 step 4) with the same hyper-parameters
 (population 100, parents 25%, mutation ratio 0.5, mutate prob 0.1, resolution
 mutate prob 0.5, 500 generations), the same accuracy predictor (OFA's MLP
-shape, 3 x 400, fixed seeded weights) and the same MACs constraint (counted by
-hwaml_ofa_nas.predictors.count_macs for both). Reported: wall time and best
-predicted accuracy (mean over seeds).
+shape, 3 x 400, fitted once) and the same MACs constraint, counted by the same
+exact table (hwaml_ofa_nas.predictors.MacsTable, equal to count_macs): the
+reference calls it per sample through its get_efficiency interface, hwaml on a
+whole batch of genomes. Reported: wall time and best predicted accuracy (mean
+over seeds).
 
     pip install --no-deps ofa     # the reference; its torchvision import is stubbed
     python benchmarks/ofa_nas/bench_search_vs_ofa.py [--seeds 3] [--generations 500]
@@ -32,12 +34,13 @@ from ofa.nas.search_algorithm.evolution import EvolutionFinder  # noqa: E402
 from hwaml.testing import make_context  # noqa: E402
 from hwaml_ofa_nas.backends import MacsBackend  # noqa: E402
 from hwaml_ofa_nas.evolution import OFAEvolutionSearcher, evolution_search  # noqa: E402
-from hwaml_ofa_nas.predictors import AccuracyPredictor, ArchEncoder, count_macs  # noqa: E402
+from hwaml_ofa_nas.predictors import AccuracyPredictor, ArchEncoder, MacsTable, count_macs  # noqa: E402
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config  # noqa: E402
 
 ARCH = supernet_config("mobilenetv3_large")
 SPACE = OFAMobileNetV3.space_for(ARCH)
 ENC = ArchEncoder(SPACE.meta["ofa"])
+MACS = MacsTable(ARCH, ENC)
 
 
 def ofa_to_config(arch_dict):
@@ -85,7 +88,7 @@ class OFAAccuracyAdapter:
 
 class OFAMacsAdapter:
     def get_efficiency(self, arch_dict):
-        return count_macs(ARCH, ofa_to_config(arch_dict)) / 1e6
+        return MACS.macs_of(ofa_to_config(arch_dict)) / 1e6
 
 
 def run_reference(model, limit, seed, generations):
@@ -99,9 +102,9 @@ def run_reference(model, limit, seed, generations):
 
 def run_ours_core(model, limit, seed, generations):
     predict = lambda X: model.predict(X)
-    feasible = lambda cfg: count_macs(ARCH, cfg) / 1e6 <= limit
+    feasible = lambda g: MACS.macs(g) <= limit * 1e6
     t0 = time.perf_counter()
-    res = evolution_search(ENC, predict, np.random.default_rng(seed), feasible, generations=generations)
+    res = evolution_search(ENC, predict, np.random.default_rng(seed), generations=generations, feasible_batch=feasible)
     return time.perf_counter() - t0, res.best_score, count_macs(ARCH, res.best_config) / 1e6
 
 

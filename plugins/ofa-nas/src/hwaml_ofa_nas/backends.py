@@ -34,7 +34,8 @@ class HostCpuLatencyBackend:
     :param engine: which measured engine to predict (``torch`` or ``onnxruntime``).
     :param engines: engines measured when the table is built.
     :param threads: CPU threads used for measuring (and assumed at deployment).
-    :param calibrate: whole sub-networks timed to calibrate the per-layer sum.
+    :param repeats: timed calls per layer shape, spread over ``rounds`` interleaved rounds (minimum kept).
+    :param calibrate: whole sub-networks timed (interleaved with the layers) to calibrate the per-layer sum.
     """
 
     def __init__(
@@ -46,8 +47,9 @@ class HostCpuLatencyBackend:
         engines: Optional[List[str]] = None,
         threads: int = 1,
         warmup: int = 10,
-        repeats: int = 50,
-        calibrate: int = 8,
+        repeats: int = 200,
+        rounds: int = 20,
+        calibrate: int = 20,
         statistic: str = "min",
         build_if_missing: bool = True,
         progress: bool = True,
@@ -65,6 +67,7 @@ class HostCpuLatencyBackend:
         self.threads = threads
         self.warmup = warmup
         self.repeats = repeats
+        self.rounds = rounds
         self.calibrate = calibrate
         self.statistic = statistic
         self.build_if_missing = build_if_missing
@@ -81,7 +84,7 @@ class HostCpuLatencyBackend:
                 if not self.build_if_missing and not (self.lut_path and Path(self.lut_path).is_file()):
                     raise FileNotFoundError(f"latency table {self.lut_path} does not exist; build it with `hwaml-ofa-nas lut build --out {self.lut_path}`")
                 self._lut, self._path = load_or_build(
-                    self.lut_path, self.arch, self.engines, self.threads, self.warmup, self.repeats, self.progress, self.calibrate, self.statistic
+                    self.lut_path, self.arch, self.engines, self.threads, self.warmup, self.repeats, self.progress, self.calibrate, self.statistic, self.rounds
                 )
                 if self.engine not in self._lut.engines:
                     raise ValueError(f"latency table {self._path} was measured with {self._lut.engines}, not {self.engine!r}")
@@ -99,10 +102,20 @@ class MacsBackend:
     def __init__(self, arch: Any = "tiny_digits", arch_overrides: Optional[Dict[str, Any]] = None, name: str = "macs"):
         self.arch = supernet_config(arch, arch_overrides)
         self.name = name
+        self._table: Any = None
 
     def metrics(self, config: Dict[str, Any]) -> Dict[str, float]:
-        specs = layer_specs(self.arch, config)
-        return {"macs_m": sum(s.macs() for s in specs) / 1e6, "params_m": sum(s.params() for s in specs) / 1e6}
+        if self._table is None:
+            from .predictors import ArchEncoder, MacsTable
+            from .supernet import OFAMobileNetV3
+
+            self._table = MacsTable(self.arch, ArchEncoder(OFAMobileNetV3.space_for(self.arch).meta["ofa"]))
+        try:
+            g = self._table.encoder.from_configs([config])
+        except (ValueError, IndexError, KeyError, TypeError):  # not a sub-network of this space: count layer by layer
+            specs = layer_specs(self.arch, config)
+            return {"macs_m": sum(s.macs() for s in specs) / 1e6, "params_m": sum(s.params() for s in specs) / 1e6}
+        return {"macs_m": float(self._table.macs(g)[0]) / 1e6, "params_m": float(self._table.params(g)[0]) / 1e6}
 
     @hookimpl
     def cost(self, candidate: Candidate, ctx: RunContext) -> CostReport:

@@ -61,7 +61,7 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
 
     arch = _arch(args)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    lut = LatencyLUT.build(arch, engines, args.threads, args.warmup, args.repeats, not args.quiet, args.calibrate, args.statistic)
+    lut = LatencyLUT.build(arch, engines, args.threads, args.warmup, args.repeats, not args.quiet, args.calibrate, args.statistic, rounds=args.rounds)
     out = Path(args.out) if args.out else default_lut_path(arch, args.threads)
     lut.save(out)
     rows = []
@@ -74,11 +74,15 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def lut_check(lut_path: str, n: int, engines: Sequence[str], threads: int, warmup: int, repeats: int, seed: int, progress: bool = True) -> Dict[str, Any]:
-    """Predicted vs measured whole-network latency on ``n`` random sub-networks."""
+def lut_check(
+    lut_path: str, n: int, engines: Sequence[str], threads: int, warmup: int, repeats: int, seed: int, progress: bool = True, rounds: int = 20
+) -> Dict[str, Any]:
+    """Predicted vs measured whole-network latency on ``n`` random sub-networks
+    (drawn with ``seed``, so not the ones the table was calibrated on), timed
+    interleaved with the table's statistic."""
     from tqdm import tqdm
 
-    from .latency_lut import LatencyLUT, measure_latency_ms
+    from .latency_lut import LatencyLUT, make_runner, time_interleaved
     from .supernet import OFAMobileNetV3, build_subnet, supernet_config
 
     lut = LatencyLUT.load(lut_path)
@@ -87,15 +91,19 @@ def lut_check(lut_path: str, n: int, engines: Sequence[str], threads: int, warmu
     arch = supernet_config(lut.meta["arch"])
     space = OFAMobileNetV3.space_for(arch)
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in tqdm(range(n), desc="measure networks", disable=not progress):
-        cfg = space.sample(rng)
+    configs = [space.sample(rng) for _ in range(n)]
+    runners, which = [], []
+    for i, cfg in enumerate(tqdm(configs, desc="prepare networks", disable=not progress, leave=False)):
         model = build_subnet(arch, cfg).eval()
         shape = (1, arch.in_channels, cfg["resolution"], cfg["resolution"])
         for e in engines:
-            pred = lut.predict(arch, cfg, e)
-            meas = measure_latency_ms(model, shape, e, threads, warmup, repeats, lut.meta.get("statistic", "min"))
-            rows.append({"subnet": i, "engine": e, "predicted_ms": pred, "measured_ms": meas, "error_pct": 100.0 * (pred - meas) / meas})
+            runners.append(make_runner(model, shape, e, threads))
+            which.append((i, e))
+    measured = time_interleaved(runners, threads, warmup, repeats, rounds, lut.meta.get("statistic", "min"), seed, progress, "measure networks")
+    rows = []
+    for (i, e), meas in zip(which, measured):
+        pred = lut.predict(arch, configs[i], e)
+        rows.append({"subnet": i, "engine": e, "predicted_ms": pred, "measured_ms": float(meas), "error_pct": 100.0 * (pred - meas) / meas})
     summary = {}
     for e in engines:
         errs = np.abs([r["error_pct"] for r in rows if r["engine"] == e])
@@ -105,7 +113,7 @@ def lut_check(lut_path: str, n: int, engines: Sequence[str], threads: int, warmu
 
 def cmd_lut_check(args: argparse.Namespace) -> int:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    res = lut_check(args.lut, args.n, engines, args.threads, args.warmup, args.repeats, args.seed, not args.quiet)
+    res = lut_check(args.lut, args.n, engines, args.threads, args.warmup, args.repeats, args.seed, not args.quiet, args.rounds)
     print(_table([[s, v["n"], v["mean_abs_error_pct"], v["p90_abs_error_pct"], 100 * v["within_10pct"]] for s, v in res["summary"].items()], ["engine", "subnets", "mean |err| %", "p90 |err| %", "% within 10%"]))
     return 0
 
@@ -182,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--engines", default="torch,onnxruntime")
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--warmup", type=int, default=10)
-    b.add_argument("--repeats", type=int, default=50)
-    b.add_argument("--calibrate", type=int, default=8, help="whole sub-networks timed to calibrate the sum (0: none)")
-    b.add_argument("--statistic", default="min", choices=["min", "median"])
+    b.add_argument("--repeats", type=int, default=200, help="timed calls per layer / network")
+    b.add_argument("--rounds", type=int, default=20, help="interleaved rounds the calls are spread over")
+    b.add_argument("--calibrate", type=int, default=20, help="whole sub-networks timed to calibrate the sum (0: none)")
+    b.add_argument("--statistic", default="min", choices=["min", "p10", "median"])
     b.set_defaults(func=cmd_lut_build)
     c = lut.add_parser("check", help="LUT-predicted vs measured whole-network latency")
     c.add_argument("--lut", required=True)
@@ -192,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--engines", default="torch,onnxruntime")
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--warmup", type=int, default=10)
-    c.add_argument("--repeats", type=int, default=50)
-    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--repeats", type=int, default=200)
+    c.add_argument("--rounds", type=int, default=20)
+    c.add_argument("--seed", type=int, default=1, help="sub-networks are drawn with this seed (the table calibrates on seed 0)")
     c.set_defaults(func=cmd_lut_check)
 
     def data_args(p: argparse.ArgumentParser) -> None:

@@ -67,19 +67,60 @@ def _concat(parts: Sequence[Genome]) -> Genome:
 
 
 class _Feasibility:
-    def __init__(self, encoder: ArchEncoder, is_feasible: Optional[Callable[[Dict[str, Any]], bool]], max_rejections: int):
+    """Constraint checks for whole batches of genomes.
+
+    ``batch(genomes) -> bool array`` is used as is (e.g. a vectorised MACs
+    table); a per-configuration ``check(config) -> bool`` is memoised by the
+    active architecture, so a sub-network that reappears (a mutation that
+    touched only inactive slots, a crossover of similar parents) is not
+    costed again.
+    """
+
+    def __init__(
+        self,
+        encoder: ArchEncoder,
+        check: Optional[Callable[[Dict[str, Any]], bool]],
+        max_rejections: int,
+        batch: Optional[Callable[[Genome], np.ndarray]] = None,
+    ):
         self.encoder = encoder
-        self.is_feasible = is_feasible
+        self.check = check
+        self.batch = batch
         self.max_rejections = max_rejections
         self.rejected = 0
+        self._memo: Dict[bytes, bool] = {}
 
-    def draw(self, make: Callable[[], Genome], what: str) -> Genome:
-        """Call ``make()`` (one genome) until it is feasible (OFA's rejection loop)."""
+    def __call__(self, g: Genome) -> np.ndarray:
+        n = len(g["res"])
+        if self.batch is not None:
+            return np.asarray(self.batch(g), dtype=bool).reshape(n)
+        if self.check is None:
+            return np.ones(n, dtype=bool)
+        ok = np.empty(n, dtype=bool)
+        for i, key in enumerate(self.encoder.keys(g)):
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = self._memo[key] = bool(self.check(self.encoder.to_config(g, i)))
+            ok[i] = hit
+        return ok
+
+    def draw(self, make: Callable[[np.ndarray], Genome], n: int, what: str) -> Genome:
+        """``n`` feasible genomes: ``make(slots)`` proposes one genome per slot
+        and every rejected slot is proposed again (OFA's rejection loop, for
+        all slots of a generation at once)."""
+        pending = np.arange(n)
+        out: Optional[Genome] = None
         for _ in range(self.max_rejections):
-            g = make()
-            if self.is_feasible is None or self.is_feasible(self.encoder.to_config(g, 0)):
-                return g
-            self.rejected += 1
+            g = make(pending)
+            ok = self(g)
+            if out is None:
+                out = {k: np.empty((n,) + v.shape[1:], dtype=v.dtype) for k, v in g.items()}
+            for k, v in g.items():
+                out[k][pending[ok]] = v[ok]
+            self.rejected += int((~ok).sum())
+            pending = pending[~ok]
+            if not len(pending):
+                return out
         raise SearchInfeasible(
             f"no feasible {what} in {self.max_rejections} draws: the constraints are too tight for this space "
             f"(loosen them or raise max_rejections)"
@@ -99,12 +140,20 @@ def evolution_search(
     generations: int = 500,
     max_rejections: int = 10000,
     progress: bool = False,
+    feasible_batch: Optional[Callable[[Genome], np.ndarray]] = None,
 ) -> EvolutionResult:
     """Maximise ``predict(encoding)`` over feasible architectures with OFA's evolution.
 
-    ``predict`` maps an N x features encoding matrix to N scores;
-    ``is_feasible(config)`` is the constraint check (``None``: everything is
-    feasible).
+    ``predict`` maps an N x features encoding matrix to N scores (called once
+    per generation on all children); the constraint is either
+    ``feasible_batch(genomes) -> bool array`` (vectorised, e.g.
+    ``MacsTable.macs(g) <= limit``) or ``is_feasible(config) -> bool``
+    (memoised per architecture); neither: everything is feasible.
+
+    Each generation draws all mutations, then all crossovers, as arrays: child
+    ``j`` picks its parent(s) uniformly among the best ``parent_ratio`` and is
+    re-drawn from the same parent(s) until feasible, exactly OFA's per-child
+    rejection loop.
     """
     from tqdm import tqdm
 
@@ -112,25 +161,27 @@ def evolution_search(
         raise ValueError("population_size must be >= 2")
     n_mut = int(round(mutation_ratio * population_size))
     n_par = max(1, int(round(parent_ratio * population_size)))
-    feas = _Feasibility(encoder, is_feasible, max_rejections)
+    feas = _Feasibility(encoder, is_feasible, max_rejections, feasible_batch)
     S, D = encoder.n_stages, encoder.max_depth
     nr, nd, nk, ne = len(encoder.resolutions), len(encoder.depths), len(encoder.kernels), len(encoder.expands)
 
-    def mutate(parent: Genome) -> Genome:
-        g = {k: v.copy() for k, v in parent.items()}
-        if rng.random() < resolution_mutate_prob:
-            g["res"][0] = rng.integers(nr)
-        block = rng.random((S, D)) < arch_mutate_prob  # kernel and expand of a block mutate together
-        g["kernel"][0][block] = rng.integers(nk, size=int(block.sum()))
-        g["expand"][0][block] = rng.integers(ne, size=int(block.sum()))
-        stage = rng.random(S) < arch_mutate_prob
-        g["depth"][0][stage] = rng.integers(nd, size=int(stage.sum()))
+    def mutate(parents: Genome, idx: np.ndarray) -> Genome:
+        g = _take(parents, idx)  # a copy
+        m = len(idx)
+        res = rng.random(m) < resolution_mutate_prob
+        g["res"][res] = rng.integers(nr, size=int(res.sum()))
+        block = rng.random((m, S, D)) < arch_mutate_prob  # kernel and expand of a block mutate together
+        g["kernel"][block] = rng.integers(nk, size=int(block.sum()))
+        g["expand"][block] = rng.integers(ne, size=int(block.sum()))
+        stage = rng.random((m, S)) < arch_mutate_prob
+        g["depth"][stage] = rng.integers(nd, size=int(stage.sum()))
         return g
 
-    def crossover(a: Genome, b: Genome) -> Genome:
+    def crossover(parents: Genome, i1: np.ndarray, i2: np.ndarray) -> Genome:
+        a, b = _take(parents, i1), _take(parents, i2)
         return {k: np.where(rng.random(a[k].shape) < 0.5, a[k], b[k]) for k in a}
 
-    population = _concat([feas.draw(lambda: encoder.random_genomes(1, rng), "random sub-network") for _ in range(population_size)])
+    population = feas.draw(lambda slots: encoder.random_genomes(len(slots), rng), population_size, "random sub-network")
     scores = np.asarray(predict(encoder.encode(population)), dtype=float)
     n_predicted = len(scores)
     best_per_gen: List[float] = []
@@ -141,15 +192,12 @@ def evolution_search(
         if parent_scores[0] > best_score:
             best_score, best = float(parent_scores[0]), _take(parents, [0])
         best_per_gen.append(best_score)
-        children = []
-        for _ in range(n_mut):
-            p = _take(parents, [int(rng.integers(n_par))])
-            children.append(feas.draw(lambda p=p: mutate(p), "mutation"))
-        for _ in range(population_size - n_mut):
-            p1 = _take(parents, [int(rng.integers(n_par))])
-            p2 = _take(parents, [int(rng.integers(n_par))])
-            children.append(feas.draw(lambda p1=p1, p2=p2: crossover(p1, p2), "crossover"))
-        child = _concat(children)
+        mut_parent = rng.integers(n_par, size=n_mut)
+        mutants = feas.draw(lambda slots: mutate(parents, mut_parent[slots]), n_mut, "mutation")
+        n_cross = population_size - n_mut
+        cross_parents = rng.integers(n_par, size=(n_cross, 2))
+        crossed = feas.draw(lambda slots: crossover(parents, cross_parents[slots, 0], cross_parents[slots, 1]), n_cross, "crossover")
+        child = _concat([mutants, crossed])
         child_scores = np.asarray(predict(encoder.encode(child)), dtype=float)
         n_predicted += len(child_scores)
         population = _concat([parents, child])
@@ -279,7 +327,7 @@ class OFAEvolutionSearcher:
             feas = _Feasibility(encoder, feasible, self.max_rejections)
             for _ in range(n):
                 for _ in range(100):
-                    cfg = encoder.to_config(feas.draw(lambda: encoder.random_genomes(1, rng), "random sub-network"), 0)
+                    cfg = encoder.to_config(feas.draw(lambda slots: encoder.random_genomes(len(slots), rng), 1, "random sub-network"), 0)
                     if _key(cfg) not in seen:
                         break
                 seen.add(_key(cfg))

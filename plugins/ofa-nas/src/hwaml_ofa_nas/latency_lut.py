@@ -4,8 +4,10 @@ OFA predicts a sub-network's latency by summing the measured latencies of its
 blocks, each looked up by shape (input size, widths, kernel, stride, ...).
 :meth:`LatencyLUT.build` enumerates every block shape the supernet's space can
 produce, times each one on this machine with torch (eager, CPU) and with
-onnxruntime, and stores the medians in YAML or JSON; :meth:`LatencyLUT.predict`
-sums them for a sub-network. ``hwaml-ofa-nas lut build`` does this from the
+onnxruntime (single-threaded by default, every layer and calibration network
+timed in interleaved rounds, the minimum kept), and stores them in YAML or
+JSON; :meth:`LatencyLUT.predict` sums them for a sub-network and applies the
+calibration ``scale * sum + offset`` fitted on whole networks. ``hwaml-ofa-nas lut build`` does this from the
 shell, and ``hwaml-ofa-nas lut check`` compares predictions with whole-network
 measurements.
 """
@@ -16,11 +18,11 @@ import json
 import logging
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,10 +31,10 @@ from .elastic import make_divisible
 
 log = logging.getLogger("hwaml.ofa_nas")
 
-__all__ = ["ENGINES", "LatencyLUT", "LUTError", "space_layer_specs", "measure_latency_ms", "default_lut_path"]
+__all__ = ["ENGINES", "STATISTICS", "LatencyLUT", "LUTError", "space_layer_specs", "measure_latency_ms", "make_runner", "time_interleaved", "fit_calibration", "default_lut_path"]
 
 ENGINES = ("torch", "onnxruntime")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: onnxruntime entries net of the per-call overhead, interleaved timing
 
 
 class LUTError(ValueError):
@@ -96,40 +98,49 @@ class _Threads:
         torch.set_num_threads(self.saved)
 
 
-STATISTICS = ("min", "median")
+#: ``min``: the least disturbed run (other processes and interrupts only ever
+#: add time, so on a shared machine it is the stable estimate); ``p10``: the
+#: 10th percentile; ``median``.
+STATISTICS = ("min", "p10", "median")
 
 
-def _time_ms(fn: Callable[[], Any], warmup: int, repeats: int, statistic: str) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    # The minimum is the least disturbed run: other processes and interrupts
-    # only ever add time, so on a shared machine it is the stable estimate.
-    return float(min(times) if statistic == "min" else statistics.median(times))
+def _reduce(times: np.ndarray, statistic: str) -> float:
+    if statistic == "min":
+        return float(times.min())
+    if statistic == "p10":
+        return float(np.percentile(times, 10))
+    if statistic == "median":
+        return float(np.median(times))
+    raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
 
 
-def measure_latency_ms(
-    model: nn.Module,
-    input_shape: Tuple[int, ...],
-    engine: str = "torch",
-    threads: int = 1,
-    warmup: int = 10,
-    repeats: int = 50,
-    statistic: str = "min",
-) -> float:
-    """Latency (ms) of one batch-1 forward pass of ``model`` on this CPU: the
-    minimum (default) or median of ``repeats`` timed runs after ``warmup``."""
-    if statistic not in STATISTICS:
-        raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
+class _IOProxy(nn.Module):
+    """The cheapest graph with a layer's input and output shapes: what one call
+    costs apart from the layer's arithmetic (onnxruntime's ``run`` overhead,
+    feeding the input and materialising the output)."""
+
+    def __init__(self, spec: LayerSpec):
+        super().__init__()
+        self.flat = spec.kind == "head"
+        self.cout = spec.n_classes if self.flat else spec.cout
+        self.stride, self.out = max(1, spec.stride), spec.out_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x[:, :1, :: self.stride, :: self.stride][:, :, : self.out, : self.out]
+        if self.flat:
+            return y.reshape(x.shape[0], -1)[:, :1].expand(x.shape[0], self.cout)
+        return y.expand(x.shape[0], self.cout, self.out, self.out)
+
+
+def make_runner(model: nn.Module, input_shape: Tuple[int, ...], engine: str = "torch", threads: int = 1) -> Callable[[], Any]:
+    """A zero-argument callable running one batch of ``model`` on this CPU
+    (torch eager, or an onnxruntime session with ``threads`` intra-op threads,
+    one inter-op thread and sequential execution). Time torch runners inside
+    :func:`time_interleaved` (it sets the thread count and inference mode)."""
     model.eval()
     x = torch.randn(*input_shape)
     if engine == "torch":
-        with _Threads(threads), torch.inference_mode():
-            return _time_ms(lambda: model(x), warmup, repeats, statistic)
+        return lambda: model(x)
     if engine == "onnxruntime":
         import onnxruntime as ort
 
@@ -138,12 +149,89 @@ def measure_latency_ms(
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
         sess = ort.InferenceSession(onnx_bytes(model, input_shape), opts, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        feed = {name: x.numpy()}
-        return _time_ms(lambda: sess.run(None, feed), warmup, repeats, statistic)
+        feed = {sess.get_inputs()[0].name: x.numpy()}
+        return lambda: sess.run(None, feed)
     raise ValueError(f"unknown latency engine {engine!r}; choose one of {ENGINES}")
+
+
+def time_interleaved(
+    runners: Sequence[Callable[[], Any]],
+    threads: int = 1,
+    warmup: int = 10,
+    repeats: int = 200,
+    rounds: int = 20,
+    statistic: str = "min",
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "timing",
+) -> np.ndarray:
+    """Latency (ms) of each runner: ``repeats`` timed calls each, spread over
+    ``rounds`` rounds that visit the runners in a fresh random order, reduced
+    with ``statistic``.
+
+    Interleaving gives every runner a share of every phase of the machine's
+    load, so the tables entries and the whole networks they are compared with
+    are measured under the same conditions, and the minimum over calls spread
+    across the whole measurement finds an undisturbed slot for each.
+    """
+    from tqdm import tqdm
+
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
+    n = len(runners)
+    rounds = max(1, min(rounds, repeats))
+    per_round = max(1, -(-repeats // rounds))
+    samples = np.empty((n, rounds * per_round))
+    rng = np.random.default_rng(seed)
+    clock = time.perf_counter
+    with _Threads(threads), torch.inference_mode():
+        for fn in runners:
+            for _ in range(warmup):
+                fn()
+        for r in tqdm(range(rounds), desc=desc, disable=not progress, unit="round", leave=False):
+            col = r * per_round
+            for i in rng.permutation(n):
+                fn = runners[i]
+                row = samples[i]
+                for j in range(per_round):
+                    t0 = clock()
+                    fn()
+                    row[col + j] = clock() - t0
+    return np.asarray([_reduce(row, statistic) for row in samples]) * 1e3
+
+
+def measure_latency_ms(
+    model: nn.Module,
+    input_shape: Tuple[int, ...],
+    engine: str = "torch",
+    threads: int = 1,
+    warmup: int = 10,
+    repeats: int = 200,
+    statistic: str = "min",
+    rounds: int = 1,
+) -> float:
+    """Latency (ms) of one batch-1 forward pass of ``model`` on this CPU: the
+    minimum (default) of ``repeats`` timed runs after ``warmup``."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
+    return float(time_interleaved([make_runner(model, input_shape, engine, threads)], threads, warmup, repeats, rounds, statistic)[0])
+
+
+def fit_calibration(sums: Sequence[float], measured: Sequence[float]) -> Dict[str, float]:
+    """Robust straight line ``measured = scale * sum + offset`` (Theil-Sen: the
+    median of pairwise slopes, the offset the median residual, so one disturbed
+    network cannot tilt or shift it); a pure
+    ratio when the points carry no trend."""
+    from scipy.stats import theilslopes
+
+    x, y = np.asarray(sums, float), np.asarray(measured, float)
+    scale, offset = (theilslopes(y, x, method="joint")[:2] if len(x) >= 3 and np.ptp(x) > 0 else (np.nan, np.nan))
+    if not scale > 0 or not np.isfinite(offset):
+        scale, offset = float(np.median(y / x)), 0.0
+    return {"scale": float(scale), "offset": float(offset), "n": int(len(x))}
 
 
 # ---------------------------------------------------------------------------
@@ -155,12 +243,16 @@ class LatencyLUT:
     """Per-shape latencies (ms) for one or more engines, plus how they were measured.
 
     ``entries[key][engine]`` is the latency of the layer whose
-    :attr:`LayerSpec.key` is ``key``, timed alone. A whole network runs its
-    layers back to back with colder caches and a little framework overhead per
-    call, so the sum of isolated layers is biased low; ``build(calibrate=n)``
-    times ``n`` whole random sub-networks and fits ``latency = scale * sum +
-    offset`` per engine (kept in ``meta["calibration"]``), which :meth:`predict`
-    applies unless ``raw=True``.
+    :attr:`LayerSpec.key` is ``key``, timed alone with an input of its real
+    shape; for onnxruntime the cost of one session call with the same input
+    and output shapes (:class:`_IOProxy`, ``meta["call_overhead_ms"]``) is
+    subtracted, because a whole network pays it once, not once per layer.
+    :meth:`predict` returns ``scale * sum(entries) + offset`` per engine: the
+    fixed term ``offset`` is the per-network overhead (one call, the framework's
+    dispatch between layers) and ``scale`` the remaining systematic difference
+    between isolated and chained layers, both fitted by ``build(calibrate=n)``
+    on ``n`` whole random sub-networks timed interleaved with the entries
+    (``meta["calibration"]``).
     """
 
     def __init__(self, entries: Mapping[str, Mapping[str, float]], meta: Optional[Mapping[str, Any]] = None):
@@ -181,27 +273,61 @@ class LatencyLUT:
         engines: Sequence[str] = ENGINES,
         threads: int = 1,
         warmup: int = 10,
-        repeats: int = 50,
+        repeats: int = 200,
         progress: bool = True,
-        calibrate: int = 8,
+        calibrate: int = 20,
         statistic: str = "min",
         seed: int = 0,
+        rounds: int = 20,
     ) -> "LatencyLUT":
-        """Measure every layer shape of the supernet's space on this machine
-        (and ``calibrate`` whole random sub-networks for the sum's correction)."""
+        """Measure every layer shape of the supernet's space on this machine,
+        interleaved with ``calibrate`` whole random sub-networks for the sum's
+        correction."""
         from tqdm import tqdm
+
+        from .supernet import build_subnet
 
         arch = supernet_config(arch)
         for e in engines:
             if e not in ENGINES:
                 raise ValueError(f"unknown latency engine {e!r}; choose one of {ENGINES}")
+        if statistic not in STATISTICS:
+            raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
         specs = space_layer_specs(arch)
-        entries: Dict[str, Dict[str, float]] = {}
+        configs = cls._calibration_configs(arch, calibrate, seed) if calibrate > 0 else []
         torch.manual_seed(0)
-        for spec in tqdm(specs, desc="latency table", disable=not progress, unit="layer"):
+        runners: List[Callable[[], Any]] = []
+        slots: Dict[Tuple[str, str, str], int] = {}  # (what, key, engine) -> runner index
+        for spec in tqdm(specs, desc="latency table: prepare layers", disable=not progress, unit="layer", leave=False):
             module = spec.build().eval()
             shape = (1, spec.cin, spec.size, spec.size)
-            entries[spec.key] = {e: measure_latency_ms(module, shape, e, threads, warmup, repeats, statistic) for e in engines}
+            for e in engines:
+                slots[("layer", spec.key, e)] = len(runners)
+                runners.append(make_runner(module, shape, e, threads))
+                if e == "onnxruntime":
+                    slots[("io", spec.key, e)] = len(runners)
+                    runners.append(make_runner(_IOProxy(spec).eval(), shape, e, threads))
+        for i, cfg in enumerate(tqdm(configs, desc="latency table: prepare networks", disable=not progress, unit="net", leave=False)):
+            model = build_subnet(arch, cfg).eval()
+            shape = (1, arch.in_channels, cfg["resolution"], cfg["resolution"])
+            for e in engines:
+                slots[("net", str(i), e)] = len(runners)
+                runners.append(make_runner(model, shape, e, threads))
+        ms = time_interleaved(runners, threads, warmup, repeats, rounds, statistic, seed, progress, "latency table")
+        entries: Dict[str, Dict[str, float]] = {}
+        overhead: Dict[str, float] = {}
+        for e in engines:
+            io = []
+            for spec in specs:
+                t = float(ms[slots[("layer", spec.key, e)]])
+                if ("io", spec.key, e) in slots:
+                    o = float(ms[slots[("io", spec.key, e)]])
+                    io.append(o)
+                    # never below a tenth of the raw time: noise must not make a layer free
+                    t = max(t - o, 0.1 * t)
+                entries.setdefault(spec.key, {})[e] = t
+            if io:
+                overhead[e] = float(np.median(io))
         meta = {
             "format": FORMAT_VERSION,
             "arch": arch.to_dict(),
@@ -210,7 +336,9 @@ class LatencyLUT:
             "threads": threads,
             "warmup": warmup,
             "repeats": repeats,
+            "rounds": rounds,
             "statistic": statistic,
+            "call_overhead_ms": overhead,
             "host": platform.node(),
             "machine": platform.machine(),
             "processor": platform.processor(),
@@ -224,52 +352,59 @@ class LatencyLUT:
         except ImportError:  # pragma: no cover - declared dependency
             pass
         lut = cls(entries, meta)
-        if calibrate > 0:
-            lut.calibrate(arch, calibrate, threads, warmup, repeats, statistic, seed, progress)
+        if configs:
+            calibration = {}
+            for e in engines:
+                sums = [lut.predict(arch, cfg, e, raw=True) for cfg in configs]
+                measured = [float(ms[slots[("net", str(i), e)]]) for i in range(len(configs))]
+                calibration[e] = fit_calibration(sums, measured)
+            lut.meta["calibration"] = calibration
         log.info("latency table: %d layer shapes measured with %s", len(entries), list(engines))
         return lut
+
+    @staticmethod
+    def _calibration_configs(arch: SupernetConfig, n: int, seed: int) -> List[Dict[str, Any]]:
+        from .supernet import OFAMobileNetV3
+
+        space = OFAMobileNetV3.space_for(arch)
+        rng = np.random.default_rng(seed)
+        configs = [space.sample(rng) for _ in range(max(2, n))]
+        # the extremes make the fit an interpolation over the whole range
+        configs[0], configs[1] = OFAMobileNetV3.extreme_config(arch, "min"), OFAMobileNetV3.extreme_config(arch, "max")
+        return configs
 
     def calibrate(
         self,
         arch: SupernetConfig | str | Mapping[str, Any],
-        n_subnets: int = 8,
+        n_subnets: int = 20,
         threads: int = 1,
         warmup: int = 10,
-        repeats: int = 50,
+        repeats: int = 200,
         statistic: str = "min",
         seed: int = 0,
         progress: bool = True,
+        rounds: int = 20,
     ) -> Dict[str, Dict[str, float]]:
-        """Fit ``measured = scale * table_sum + offset`` on ``n_subnets`` random
-        whole sub-networks timed on this machine, per engine."""
-        import numpy as np
-        from tqdm import tqdm
-
-        from .supernet import OFAMobileNetV3, build_subnet
+        """Re-fit ``measured = scale * table_sum + offset`` on ``n_subnets``
+        random whole sub-networks timed now on this machine, per engine."""
+        from .supernet import build_subnet
 
         arch = supernet_config(arch)
-        space = OFAMobileNetV3.space_for(arch)
-        rng = np.random.default_rng(seed)
-        configs = [space.sample(rng) for _ in range(max(2, n_subnets))]
-        # the extremes make the fit an interpolation over the whole range
-        configs[0], configs[1] = OFAMobileNetV3.extreme_config(arch, "min"), OFAMobileNetV3.extreme_config(arch, "max")
-        sums: Dict[str, List[float]] = {e: [] for e in self.engines}
-        measured: Dict[str, List[float]] = {e: [] for e in self.engines}
+        configs = self._calibration_configs(arch, n_subnets, seed)
         torch.manual_seed(seed)
-        for cfg in tqdm(configs, desc="latency calibration", disable=not progress, unit="net"):
+        runners, which = [], []
+        for cfg in configs:
             model = build_subnet(arch, cfg).eval()
             shape = (1, arch.in_channels, cfg["resolution"], cfg["resolution"])
             for e in self.engines:
-                sums[e].append(self.predict(arch, cfg, e, raw=True))
-                measured[e].append(measure_latency_ms(model, shape, e, threads, warmup, repeats, statistic))
+                which.append(e)
+                runners.append(make_runner(model, shape, e, threads))
+        ms = time_interleaved(runners, threads, warmup, repeats, rounds, statistic, seed, progress, "latency calibration")
         calibration = {}
         for e in self.engines:
-            x, y = np.asarray(sums[e]), np.asarray(measured[e])
-            scale, offset = np.polyfit(x, y, 1)
-            if not scale > 0 or not np.isfinite(offset):
-                # noise swamped the trend (a loaded machine): fall back to a pure ratio
-                scale, offset = float(y.sum() / x.sum()), 0.0
-            calibration[e] = {"scale": float(scale), "offset": float(offset), "n": len(configs)}
+            measured = [float(t) for t, w in zip(ms, which) if w == e]
+            sums = [self.predict(arch, cfg, e, raw=True) for cfg in configs]
+            calibration[e] = fit_calibration(sums, measured)
         self.meta["calibration"] = calibration
         return calibration
 
@@ -348,8 +483,9 @@ def load_or_build(
     warmup: int,
     repeats: int,
     progress: bool = True,
-    calibrate: int = 8,
+    calibrate: int = 20,
     statistic: str = "min",
+    rounds: int = 20,
 ) -> Tuple[LatencyLUT, Path]:
     """The table at ``path`` (default: the per-host cache), built and saved first if missing."""
     path = Path(path) if path else default_lut_path(arch, threads)
@@ -359,6 +495,6 @@ def load_or_build(
             raise LUTError(f"{path} was built for another supernet shape (digest {lut.meta.get('arch_digest')}, this one is {arch.digest()}); delete it or choose another path")
         return lut, path
     log.info("latency table %s is missing: measuring it on this machine", path)
-    lut = LatencyLUT.build(arch, engines, threads, warmup, repeats, progress, calibrate, statistic)
+    lut = LatencyLUT.build(arch, engines, threads, warmup, repeats, progress, calibrate, statistic, rounds=rounds)
     lut.save(path)
     return lut, path

@@ -32,6 +32,7 @@ __all__ = [
     "fit_accuracy_predictor",
     "load_accuracy_predictor",
     "count_macs",
+    "MacsTable",
     "count_params",
     "collect_accuracy_dataset",
 ]
@@ -258,6 +259,64 @@ def fit_accuracy_predictor(
 # ---------------------------------------------------------------------------
 # efficiency
 # ---------------------------------------------------------------------------
+
+
+class MacsTable:
+    """Exact MACs and parameter counts of many genomes at once.
+
+    Both are sums over layers, and a block's cost depends only on the
+    resolution, its stage and position (first or later in the stage), its
+    kernel and its expand ratio; the table holds every such term (and the
+    stem, first block and head per resolution), so counting a population is
+    one gather and one sum instead of a Python walk over the layers of each
+    sub-network. Equal to :func:`count_macs` / :func:`count_params`.
+    """
+
+    def __init__(self, arch: SupernetConfig | str | Mapping[str, Any], encoder: "ArchEncoder"):
+        arch = supernet_config(arch)
+        if list(encoder.stage_keys) != list(arch.stage_names):
+            raise ValueError(f"encoder stages {encoder.stage_keys} are not the supernet's {list(arch.stage_names)}")
+        self.encoder = encoder
+        R, S, D = len(encoder.resolutions), encoder.n_stages, encoder.max_depth
+        K, E = len(encoder.kernels), len(encoder.expands)
+        self.base_macs = np.zeros(R, dtype=np.int64)
+        self.block_macs = np.zeros((R, S, D, K, E), dtype=np.int64)
+        self.base_params = np.zeros(R, dtype=np.int64)
+        self.block_params = np.zeros((R, S, D, K, E), dtype=np.int64)
+        for ri, r in enumerate(encoder.resolutions):
+            for ki, k in enumerate(encoder.kernels):
+                for ei, e in enumerate(encoder.expands):
+                    cfg = {"resolution": r, **{name: [{"kernel": k, "expand": e}] * D for name in arch.stage_names}}
+                    specs = layer_specs(arch, cfg)
+                    fixed = (specs[0], specs[1], specs[-1])
+                    self.base_macs[ri] = sum(x.macs() for x in fixed)
+                    self.base_params[ri] = sum(x.params() for x in fixed)
+                    for i, spec in enumerate(specs[2:-1]):
+                        st, b = divmod(i, D)
+                        self.block_macs[ri, st, b, ki, ei] = spec.macs()
+                        self.block_params[ri, st, b, ki, ei] = spec.params()
+        self._s = np.arange(S)[None, :, None]
+        self._b = np.arange(D)[None, None, :]
+        self._depths = np.asarray(encoder.depths)
+
+    def _total(self, base: np.ndarray, block: np.ndarray, g: Mapping[str, np.ndarray]) -> np.ndarray:
+        res = np.asarray(g["res"])
+        terms = block[res[:, None, None], self._s, self._b, g["kernel"], g["expand"]]
+        active = self._b < self._depths[g["depth"]][:, :, None]
+        return base[res] + (terms * active).sum(axis=(1, 2))
+
+    def macs(self, g: Mapping[str, np.ndarray]) -> np.ndarray:
+        """MACs of each genome (int64 array)."""
+        return self._total(self.base_macs, self.block_macs, g)
+
+    def params(self, g: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._total(self.base_params, self.block_params, g)
+
+    def macs_of(self, config: Mapping[str, Any]) -> int:
+        return int(self.macs(self.encoder.from_configs([config]))[0])
+
+    def params_of(self, config: Mapping[str, Any]) -> int:
+        return int(self.params(self.encoder.from_configs([config]))[0])
 
 
 def count_macs(arch: SupernetConfig | str | Mapping[str, Any], config: Mapping[str, Any]) -> int:
