@@ -3,6 +3,11 @@ int8 scoring through TinyEngine, and a TinyNAS search at a memory budget."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -10,13 +15,19 @@ from typing import Any, Dict, Optional
 
 import torch
 
-RECIPE = dict(epochs=30, lr=0.05, batch_size=64, label_smoothing=0.1, weight_decay=3e-5)
-BENCH_PS_EPOCHS = {"full": 8, "kernel": 2, "depth": [1, 2], "expand": [1, 2]}
+RECIPE = dict(epochs=20, lr=0.05, batch_size=32, label_smoothing=0.1, weight_decay=3e-5)
+BENCH_PS_EPOCHS = {"full": 6, "kernel": 2, "depth": [1, 1], "expand": [1, 1]}
 
 
-def train_and_score(model: torch.nn.Module, resolution: int, seed: int = 0, recipe: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
-    """Train from scratch with the shared recipe; float and int8 test accuracy,
-    and TinyEngine's peak SRAM / Flash of the trained network."""
+def train_and_score(model: torch.nn.Module, resolution: int, seed: int = 0, recipe: Optional[Dict[str, Any]] = None, split_seed: int = 0) -> Dict[str, float]:
+    """Train from scratch with the shared recipe; float and int8 test accuracy
+    (and the number of misclassified test images), MACs, and TinyEngine's peak
+    SRAM / Flash of the trained network.
+
+    ``seed`` drives the initialisation and the batch order; ``split_seed`` fixes
+    the train / validation / test split (the same for every model and seed, and
+    the one the TinyNAS search used, so its test images were never seen)."""
+    from hwaml_tinynas.baselines import count_model_macs
     from hwaml_ofa_nas.progressive_shrinking import train_static
     from hwaml_tinyengine import plan_model
     from hwaml_tinyengine.ir import import_model
@@ -24,16 +35,28 @@ def train_and_score(model: torch.nn.Module, resolution: int, seed: int = 0, reci
     from hwaml_tinynas.data import digits_splits
 
     r = dict(RECIPE, **(recipe or {}))
-    d = digits_splits(resolution, seed)
+    d = digits_splits(resolution, split_seed)
+    torch.manual_seed(seed)
     t0 = time.perf_counter()
     train_static(model, d.ofa(), r["epochs"], r["lr"], resolution, batch_size=r["batch_size"], label_smoothing=r["label_smoothing"], weight_decay=r["weight_decay"], seed=seed)
     model.eval()
     with torch.no_grad():
-        float_acc = float((model(d.x_test).argmax(1) == d.y_test).double().mean())
+        float_wrong = int((model(d.x_test).argmax(1) != d.y_test).sum())
+    n_test = int(len(d.y_test))
     qg = quantize_graph(import_model(model, model.input_shape), d.x_train[:128])
-    int8_acc = float((predict_int8(qg, d.x_test) == d.y_test.numpy()).mean())
+    int8_wrong = int((predict_int8(qg, d.x_test) != d.y_test.numpy()).sum())
     plan = plan_model(model, model.input_shape, patch=False)
-    return {"float_acc": float_acc, "int8_acc": int8_acc, "peak_sram_kb": plan.peak_sram_kb, "flash_kb": plan.flash_kb, "train_s": time.perf_counter() - t0}
+    return {
+        "float_acc": 1.0 - float_wrong / n_test,
+        "int8_acc": 1.0 - int8_wrong / n_test,
+        "float_wrong": float_wrong,
+        "int8_wrong": int8_wrong,
+        "n_test": n_test,
+        "mmacs": count_model_macs(model) / 1e6,
+        "peak_sram_kb": plan.peak_sram_kb,
+        "flash_kb": plan.flash_kb,
+        "train_s": time.perf_counter() - t0,
+    }
 
 
 def tinynas_search(
@@ -46,23 +69,34 @@ def tinynas_search(
     seed: int = 0,
     force_space: Optional[tuple] = None,
     profile: str = "stm32f746",
+    cache_dir: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Run TinyNAS (stage 1, supernet, evolution under the budget) through hwaml's
     loop; returns the best sub-network's config and supernet shape. With
-    ``force_space=(w, r)`` stage 1 is skipped (the grid is that one space)."""
+    ``force_space=(w, r)`` stage 1 is skipped (the grid is that one space).
+
+    ``cache_dir``: trained supernets (keyed by shape and training settings) and
+    finished searches (keyed by every argument) are kept there, so a budget whose
+    stage 1 picks an already trained space, or a benchmark repeating a search
+    another one ran, does not train again; the results are the same."""
+    key = hashlib.sha1(json.dumps([sram_kb, flash_kb, list(widths), list(resolutions), trials, samples, seed, force_space, profile, BENCH_PS_EPOCHS], default=str).encode()).hexdigest()[:16]
+    if cache_dir is not None:
+        done = Path(cache_dir) / f"search_{key}.json"
+        if done.is_file():
+            log(f"  TinyNAS search loaded from {done}")
+            return json.loads(done.read_text())
     from omegaconf import OmegaConf
 
     from hwaml.builtin import RegularizedEvolution
     from hwaml.testing import run_search  # noqa: F401 (same loop as hwaml run)
     from hwaml.loop import SearchLoop
     from hwaml_tinynas.backend import TinyNASBackend
-    from hwaml_tinynas.evaluator import TinyNASDigits
 
     if force_space is not None:
         widths, resolutions = [force_space[0]], [force_space[1]]
     node = {"_target_": "hwaml_tinynas.backend.TinyNASBackend", "profile": profile, "patch": False, "sram_kb": sram_kb, "flash_kb": flash_kb}
     cfg = OmegaConf.create({"backend": {"tinynas_bench": node}})
-    ev = TinyNASDigits(widths=list(widths), resolutions=list(resolutions), samples_per_space=samples, min_fit_fraction=0.0 if force_space else 0.1, epochs=BENCH_PS_EPOCHS, progress=False, seed=seed)
+    ev = _CachedTinyNAS(cache_dir,widths=list(widths), resolutions=list(resolutions), samples_per_space=samples, min_fit_fraction=0.0 if force_space else 0.1, epochs=BENCH_PS_EPOCHS, progress=False, seed=seed)
     backend = TinyNASBackend(profile=profile, patch=False, sram_kb=sram_kb, flash_kb=flash_kb)
     searcher = RegularizedEvolution(population_size=8, tournament_size=3, mutation_prob=0.2, reject_infeasible=True, max_rejections=50)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +115,8 @@ def tinynas_search(
             loop.close()
         n_ok = sum(t.status == "complete" for t in res.trials)
         best = res.best
-        return {
+        chosen = ev.space_opt.chosen
+        out = {
             "config": None if best is None else dict(best.config),
             "arch": ev.arch.to_dict(),
             "width": ev.space_opt.width,
@@ -89,4 +124,71 @@ def tinynas_search(
             "supernet_acc": None if best is None else best.metrics["accuracy"],
             "feasible_trials": n_ok,
             "trials": len(res.trials),
+            "space_fit": f"{chosen.n_fit}/{chosen.n_sampled}",
+            "space_mean_mmacs": chosen.mean_fit_macs / 1e6,
         }
+    if cache_dir is not None:
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def log(msg: str) -> None:
+    """Progress on stderr, flushed (the tables go to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def append_csv(path: Optional[str], row: Dict[str, Any]) -> None:
+    """Append one row to ``path`` (header written when the file is new)."""
+    if not path:
+        return
+    p = Path(path)
+    new = not p.is_file() or p.stat().st_size == 0
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def read_csv(paths) -> list:
+    rows = []
+    for path in paths:
+        with open(path, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
+
+
+def _make_cached_class():
+    from hwaml_tinynas.evaluator import TinyNASDigits
+
+    class CachedTinyNAS(TinyNASDigits):
+        """TinyNASDigits whose trained supernets are shared through a cache folder."""
+
+        def __init__(self, cache_dir: Optional[str], **kwargs: Any):
+            super().__init__(**kwargs)
+            self.cache_dir = cache_dir
+
+        def _load_or_train(self, arch: Any, state: Path, train: bool) -> Any:
+            if not self.cache_dir:
+                return super()._load_or_train(arch, state, train)
+            key = hashlib.sha1(json.dumps([arch.to_dict(), self._train_settings()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+            cached = Path(self.cache_dir) / f"supernet_{key}.pt"
+            state.mkdir(parents=True, exist_ok=True)
+            if cached.is_file() and not (state / "supernet.pt").is_file():
+                shutil.copy(cached, state / "supernet.pt")
+                log(f"  supernet w{arch.width_mult:g}-r{arch.resolutions[0]} loaded from {cached}")
+            else:
+                log(f"  training the supernet w{arch.width_mult:g}-r{arch.resolutions[0]} (progressive shrinking)")
+            net = super()._load_or_train(arch, state, train)
+            if not cached.is_file():
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(state / "supernet.pt", cached)
+            return net
+
+    return CachedTinyNAS
+
+
+def _CachedTinyNAS(cache_dir: Optional[str], **kwargs: Any) -> Any:
+    return _make_cached_class()(cache_dir, **kwargs)
