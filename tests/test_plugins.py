@@ -51,7 +51,9 @@ def site(tmp_path, monkeypatch):
 
     for name in [m for m in sys.modules if m.startswith("hw_")]:
         del sys.modules[name]
-    load_plugins(refresh=True)
+    import hwaml.plugins
+
+    hwaml.plugins._REGISTRY = None  # reload lazily, once sys.path and the environment are restored
 
 
 def test_broken_plugin_is_reported_and_others_still_load(site):

@@ -171,12 +171,15 @@ class Registry:
 
 
 _REGISTRY: Optional[Registry] = None
+_REGISTRY_KEY: Optional[Tuple[Optional[str], Optional[str]]] = None
 
 
 def load_plugins(refresh: bool = False) -> Registry:
-    """Load every ``hwaml`` entry point (once per process unless ``refresh``)."""
-    global _REGISTRY
-    if _REGISTRY is not None and not refresh:
+    """Load every ``hwaml`` entry point (once per process unless ``refresh`` or
+    the ``HWAML_LOAD_PLUGINS`` / ``HWAML_DISABLE_PLUGINS`` switches changed)."""
+    global _REGISTRY, _REGISTRY_KEY
+    key = (os.environ.get("HWAML_LOAD_PLUGINS"), os.environ.get("HWAML_DISABLE_PLUGINS"))
+    if _REGISTRY is not None and not refresh and key == _REGISTRY_KEY:
         return _REGISTRY
     if refresh:
         importlib.invalidate_caches()
@@ -216,7 +219,7 @@ def load_plugins(refresh: bool = False) -> Registry:
         groups = sorted({f"{g}/{o}" for e in entries for g, o in config_options(_conf_dir_for_entry(e))})
         registry.search_path.extend((ep.name, e) for e in entries)
         registry.infos.append(PluginInfo(status="loaded", hooks=hooks, config_groups=tuple(groups), **base))
-    _REGISTRY = registry
+    _REGISTRY, _REGISTRY_KEY = registry, key
     return registry
 
 
