@@ -1,13 +1,13 @@
 """Latency look-up table: predicted vs measured whole-network latency on this CPU.
 
 Builds the table for the tiny_digits supernet (every block shape, torch eager
-and onnxruntime, 1 thread, 200 timed calls per entry spread over 20 interleaved
-rounds, minimum kept; whole-network calibration scale*sum+offset fitted on 20
+and onnxruntime, 1 thread, 200 timed calls per entry spread over interleaved
+rounds (torch: 200 rounds of 1 call, onnxruntime: 20 rounds of 10), minimum kept; whole-network calibration scale*sum+offset fitted on 20
 sub-networks drawn with seed 0 and timed interleaved with the entries), then
 measures 50 *other* random sub-networks (seed 1) end to end, interleaved, and
 reports the prediction error. Goal: within 10% for 90% of them.
 
-    python benchmarks/ofa_nas/bench_lut_latency.py [--arch tiny_digits] [--n 50] [--repeats 200] [--rounds 20] [--calibrate 20]
+    python benchmarks/ofa_nas/bench_lut_latency.py [--arch tiny_digits] [--n 50] [--repeats 200] [--rounds R] [--calibrate 20]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main(argv=None):
     p.add_argument("--arch", default="tiny_digits")
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--repeats", type=int, default=200)
-    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=None, help="default: repeats for torch (1 call per visit), repeats/10 for onnxruntime")
     p.add_argument("--calibrate", type=int, default=20)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)

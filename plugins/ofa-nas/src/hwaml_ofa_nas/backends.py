@@ -48,7 +48,7 @@ class HostCpuLatencyBackend:
         threads: int = 1,
         warmup: int = 10,
         repeats: int = 200,
-        rounds: int = 20,
+        rounds: Optional[int] = None,
         calibrate: int = 20,
         statistic: str = "min",
         build_if_missing: bool = True,

@@ -75,14 +75,14 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
 
 
 def lut_check(
-    lut_path: str, n: int, engines: Sequence[str], threads: int, warmup: int, repeats: int, seed: int, progress: bool = True, rounds: int = 20
+    lut_path: str, n: int, engines: Sequence[str], threads: int, warmup: int, repeats: int, seed: int, progress: bool = True, rounds: Any = None
 ) -> Dict[str, Any]:
     """Predicted vs measured whole-network latency on ``n`` random sub-networks
     (drawn with ``seed``, so not the ones the table was calibrated on), timed
     interleaved with the table's statistic."""
     from tqdm import tqdm
 
-    from .latency_lut import LatencyLUT, make_runner, time_interleaved
+    from .latency_lut import LatencyLUT, make_runner, rounds_for, time_interleaved
     from .supernet import OFAMobileNetV3, build_subnet, supernet_config
 
     lut = LatencyLUT.load(lut_path)
@@ -99,7 +99,10 @@ def lut_check(
         for e in engines:
             runners.append(make_runner(model, shape, e, threads))
             which.append((i, e))
-    measured = time_interleaved(runners, threads, warmup, repeats, rounds, lut.meta.get("statistic", "min"), seed, progress, "measure networks")
+    measured = np.empty(len(runners))
+    for e in engines:  # the table's timing settings, per engine
+        idx = [j for j, (_, eng) in enumerate(which) if eng == e]
+        measured[idx] = time_interleaved([runners[j] for j in idx], threads, warmup, repeats, rounds_for(e, repeats, rounds), lut.meta.get("statistic", "min"), seed, progress, f"measure networks ({e})")
     rows = []
     for (i, e), meas in zip(which, measured):
         pred = lut.predict(arch, configs[i], e)
@@ -191,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--warmup", type=int, default=10)
     b.add_argument("--repeats", type=int, default=200, help="timed calls per layer / network")
-    b.add_argument("--rounds", type=int, default=20, help="interleaved rounds the calls are spread over")
+    b.add_argument("--rounds", type=int, default=None, help="interleaved rounds the calls are spread over (default: repeats for torch, repeats/10 for onnxruntime)")
     b.add_argument("--calibrate", type=int, default=20, help="whole sub-networks timed to calibrate the sum (0: none)")
     b.add_argument("--statistic", default="min", choices=["min", "p10", "median"])
     b.set_defaults(func=cmd_lut_build)
@@ -202,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--warmup", type=int, default=10)
     c.add_argument("--repeats", type=int, default=200)
-    c.add_argument("--rounds", type=int, default=20)
+    c.add_argument("--rounds", type=int, default=None, help="default: as lut build")
     c.add_argument("--seed", type=int, default=1, help="sub-networks are drawn with this seed (the table calibrates on seed 0)")
     c.set_defaults(func=cmd_lut_check)
 

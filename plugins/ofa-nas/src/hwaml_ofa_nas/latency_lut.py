@@ -220,6 +220,23 @@ def measure_latency_ms(
     return float(time_interleaved([make_runner(model, input_shape, engine, threads)], threads, warmup, repeats, rounds, statistic)[0])
 
 
+#: calls per visit of a runner in :func:`time_interleaved`, per engine, when
+#: ``rounds`` is not given: torch blocks are timed one call per visit, so each
+#: call follows a different layer as inside a network (cold L1, warm L2);
+#: onnxruntime's per-call session overhead is steadier over 10 calls in a row.
+CALLS_PER_VISIT = {"torch": 1, "onnxruntime": 10}
+
+
+def rounds_for(engine: str, repeats: int, rounds: Optional[int | Mapping[str, int]] = None) -> int:
+    """Interleaved rounds for ``engine``: ``rounds`` (an int, or a per-engine
+    mapping), else ``repeats / CALLS_PER_VISIT[engine]``."""
+    if isinstance(rounds, Mapping):
+        rounds = rounds.get(engine)
+    if rounds is None:
+        return max(1, repeats // CALLS_PER_VISIT.get(engine, 1))
+    return int(rounds)
+
+
 def fit_calibration(sums: Sequence[float], measured: Sequence[float]) -> Dict[str, float]:
     """Robust straight line ``measured = scale * sum + offset`` (Theil-Sen: the
     median of pairwise slopes, the offset the median residual, so one disturbed
@@ -278,7 +295,7 @@ class LatencyLUT:
         calibrate: int = 20,
         statistic: str = "min",
         seed: int = 0,
-        rounds: int = 20,
+        rounds: Optional[int | Mapping[str, int]] = None,
     ) -> "LatencyLUT":
         """Measure every layer shape of the supernet's space on this machine,
         interleaved with ``calibrate`` whole random sub-networks for the sum's
@@ -313,7 +330,10 @@ class LatencyLUT:
             for e in engines:
                 slots[("net", str(i), e)] = len(runners)
                 runners.append(make_runner(model, shape, e, threads))
-        ms = time_interleaved(runners, threads, warmup, repeats, rounds, statistic, seed, progress, "latency table")
+        ms = np.empty(len(runners))
+        for e in engines:  # each engine's layers and networks interleaved together
+            idx = [i for (what, key, eng), i in slots.items() if eng == e]
+            ms[idx] = time_interleaved([runners[i] for i in idx], threads, warmup, repeats, rounds_for(e, repeats, rounds), statistic, seed, progress, f"latency table ({e})")
         entries: Dict[str, Dict[str, float]] = {}
         overhead: Dict[str, float] = {}
         for e in engines:
@@ -336,7 +356,7 @@ class LatencyLUT:
             "threads": threads,
             "warmup": warmup,
             "repeats": repeats,
-            "rounds": rounds,
+            "rounds": {e: rounds_for(e, repeats, rounds) for e in engines},
             "statistic": statistic,
             "call_overhead_ms": overhead,
             "host": platform.node(),
@@ -383,7 +403,7 @@ class LatencyLUT:
         statistic: str = "min",
         seed: int = 0,
         progress: bool = True,
-        rounds: int = 20,
+        rounds: Optional[int | Mapping[str, int]] = None,
     ) -> Dict[str, Dict[str, float]]:
         """Re-fit ``measured = scale * table_sum + offset`` on ``n_subnets``
         random whole sub-networks timed now on this machine, per engine."""
@@ -399,10 +419,10 @@ class LatencyLUT:
             for e in self.engines:
                 which.append(e)
                 runners.append(make_runner(model, shape, e, threads))
-        ms = time_interleaved(runners, threads, warmup, repeats, rounds, statistic, seed, progress, "latency calibration")
         calibration = {}
         for e in self.engines:
-            measured = [float(t) for t, w in zip(ms, which) if w == e]
+            mine = [r for r, w in zip(runners, which) if w == e]
+            measured = [float(t) for t in time_interleaved(mine, threads, warmup, repeats, rounds_for(e, repeats, rounds), statistic, seed, progress, f"latency calibration ({e})")]
             sums = [self.predict(arch, cfg, e, raw=True) for cfg in configs]
             calibration[e] = fit_calibration(sums, measured)
         self.meta["calibration"] = calibration
@@ -485,7 +505,7 @@ def load_or_build(
     progress: bool = True,
     calibrate: int = 20,
     statistic: str = "min",
-    rounds: int = 20,
+    rounds: Optional[int | Mapping[str, int]] = None,
 ) -> Tuple[LatencyLUT, Path]:
     """The table at ``path`` (default: the per-host cache), built and saved first if missing."""
     path = Path(path) if path else default_lut_path(arch, threads)
