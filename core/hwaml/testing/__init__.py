@@ -30,6 +30,7 @@ from ..space import SearchSpace
 from ..types import Candidate, CostReport, EvalResult, RunContext, Trial, TrialStatus
 
 __all__ = [
+    "compose_config",
     "make_context",
     "run_search",
     "EvaluatorContract",
@@ -57,6 +58,29 @@ def make_context(
         objectives=dict(objectives or {"accuracy": "max"}),
         constraints=dict(constraints or {}),
     )
+
+
+def compose_config(overrides: List[str]) -> Any:
+    """Compose the run config exactly as ``hwaml run`` would (schema, plugins'
+    search paths), without running anything::
+
+        cfg = compose_config(["evaluator=my_eval", "backend=[my_cost]"])
+        check_component(cfg.backend.my_cost, "backend.my_cost")
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ..config import register_schema
+    from ..searchpath import register_search_path_plugin
+
+    register_schema()
+    register_search_path_plugin()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="hwaml_conf", version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def run_search(

@@ -23,36 +23,27 @@ def test_plugin_contributes_its_conf_package():
 
 
 def test_configs_compose_and_instantiate():
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from hwaml.config import check_component, check_run_config, register_schema
-    from hwaml.searchpath import register_search_path_plugin
+    from hwaml.config import check_component, check_run_config
+    from hwaml.testing import compose_config
 
-    register_schema()
-    register_search_path_plugin()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="hwaml_conf", version_base="1.3"):
-            cfg = compose("config", overrides=["evaluator=ofa_digits", "backend=[host_cpu_lut,macs]", "searcher=ofa_evolution", "evaluator.arch=test_tiny"])
-            check_run_config(cfg)
-            assert cfg.backend.host_cpu_lut.arch == "test_tiny"  # follows the evaluator
-            ev = instantiate(cfg.evaluator, _convert_="all")
-            assert isinstance(ev, OFAEvaluator) and ev.arch == supernet_config("test_tiny")
-            assert isinstance(instantiate(cfg.backend.macs, _convert_="all"), MacsBackend)
-            assert isinstance(instantiate(cfg.backend.host_cpu_lut, _convert_="all"), HostCpuLatencyBackend)
-            s = instantiate(cfg.searcher, _convert_="all")
-            assert (s.population_size, s.parent_ratio, s.mutation_ratio, s.arch_mutate_prob) == (100, 0.25, 0.5, 0.1)
-            exp = compose("config", overrides=["experiment=ofa_digits_two_targets"])
-            check_run_config(exp)
-            assert exp.name == "ofa_digits_two_targets" and "latency_ms" in exp.constraints
-            assert exp.searcher._target_.endswith("OFAEvolutionSearcher") and set(exp.backend) == {"host_cpu_lut", "macs"}
-            bad = compose("config", overrides=["evaluator=ofa_digits", "+evaluator.epochz=3"])
-            with pytest.raises(Exception, match="evaluator.epochz"):
-                check_component(bad.evaluator, "evaluator")
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = compose_config(["evaluator=ofa_digits", "backend=[host_cpu_lut,macs]", "searcher=ofa_evolution", "evaluator.arch=test_tiny"])
+    check_run_config(cfg)
+    assert cfg.backend.host_cpu_lut.arch == "test_tiny"  # follows the evaluator
+    ev = instantiate(cfg.evaluator, _convert_="all")
+    assert isinstance(ev, OFAEvaluator) and ev.arch == supernet_config("test_tiny")
+    assert isinstance(instantiate(cfg.backend.macs, _convert_="all"), MacsBackend)
+    assert isinstance(instantiate(cfg.backend.host_cpu_lut, _convert_="all"), HostCpuLatencyBackend)
+    s = instantiate(cfg.searcher, _convert_="all")
+    assert (s.population_size, s.parent_ratio, s.mutation_ratio, s.arch_mutate_prob) == (100, 0.25, 0.5, 0.1)
+    exp = compose_config(["experiment=ofa_digits_two_targets"])
+    check_run_config(exp)
+    assert exp.name == "ofa_digits_two_targets" and "latency_ms" in exp.constraints
+    assert exp.searcher._target_.endswith("OFAEvolutionSearcher") and set(exp.backend) == {"host_cpu_lut", "macs"}
+    bad = compose_config(["evaluator=ofa_digits", "+evaluator.epochz=3"])
+    with pytest.raises(Exception, match="evaluator.epochz"):
+        check_component(bad.evaluator, "evaluator")
 
 
 def test_cli_lut_build_and_check(tmp_path, capsys):

@@ -143,31 +143,22 @@ def test_workers_receive_specs_not_matrices():
 
 
 def test_configs_compose_and_instantiate():
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from hwaml.config import check_component, register_schema
-    from hwaml.searchpath import register_search_path_plugin
+    from hwaml.config import check_component
+    from hwaml.testing import compose_config
 
-    register_schema()
-    register_search_path_plugin()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="hwaml_conf", version_base="1.3"):
-            cfg = compose("config", overrides=["experiment=sparch_dse"])
-            assert cfg.name == "sparch_dse" and cfg.constraints.area_mm2 == 25
-            assert cfg.objectives.runtime_ms == "min"
-            check_component(cfg.evaluator, "evaluator")
-            check_component(cfg.backend.sparch_area, "backend.sparch_area")
-            ev = instantiate(cfg.evaluator, _convert_="all")
-            assert isinstance(ev, SparchDesignEvaluator)
-            cfg = compose("config", overrides=["evaluator=sparch_design", "backend=[sparch]"])
-            check_component(cfg.backend.sparch, "backend.sparch")
-            backend = instantiate(cfg.backend.sparch, _convert_="all")
-            assert backend.base.merge_ways == 64 and backend.base.buffer_lines == 1024
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = compose_config(["experiment=sparch_dse"])
+    assert cfg.name == "sparch_dse" and cfg.constraints.area_mm2 == 25
+    assert cfg.objectives.runtime_ms == "min"
+    check_component(cfg.evaluator, "evaluator")
+    check_component(cfg.backend.sparch_area, "backend.sparch_area")
+    ev = instantiate(cfg.evaluator, _convert_="all")
+    assert isinstance(ev, SparchDesignEvaluator)
+    cfg = compose_config(["evaluator=sparch_design", "backend=[sparch]"])
+    check_component(cfg.backend.sparch, "backend.sparch")
+    backend = instantiate(cfg.backend.sparch, _convert_="all")
+    assert backend.base.merge_ways == 64 and backend.base.buffer_lines == 1024
 
 
 def test_cli_runs_the_dse_preset(tmp_path):

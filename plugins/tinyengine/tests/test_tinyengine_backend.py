@@ -99,28 +99,19 @@ def test_deploy_without_checkpoint_builds_and_matches(tmp_path):
 
 
 def test_configs_compose_and_instantiate():
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from hwaml.config import check_component, register_schema
-    from hwaml.searchpath import register_search_path_plugin
+    from hwaml.config import check_component
+    from hwaml.testing import compose_config
 
-    register_schema()
-    register_search_path_plugin()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="hwaml_conf", version_base="1.3"):
-            for name in PROFILES:
-                cfg = compose("config", overrides=["evaluator=tinyengine_digits", f"backend=[{name}]"])
-                check_component(cfg.backend[name], f"backend.{name}")
-                be = instantiate(cfg.backend[name], _convert_="all")
-                assert be.profile == load_profile(name)
-            check_component(cfg.evaluator, "evaluator")
-            assert isinstance(instantiate(cfg.evaluator, _convert_="all"), TinyEngineDigits)
-            for preset in ("tinyengine_mcu64k", "tinyengine_f746"):
-                cfg = compose("config", overrides=[f"experiment={preset}"])
-                assert cfg.name == preset and cfg.evaluator._target_.endswith("TinyEngineDigits")
-            assert compose("config", overrides=["experiment=tinyengine_mcu64k"]).constraints.peak_sram_kb == 64
-    finally:
-        GlobalHydra.instance().clear()
+    for name in PROFILES:
+        cfg = compose_config(["evaluator=tinyengine_digits", f"backend=[{name}]"])
+        check_component(cfg.backend[name], f"backend.{name}")
+        be = instantiate(cfg.backend[name], _convert_="all")
+        assert be.profile == load_profile(name)
+    check_component(cfg.evaluator, "evaluator")
+    assert isinstance(instantiate(cfg.evaluator, _convert_="all"), TinyEngineDigits)
+    for preset in ("tinyengine_mcu64k", "tinyengine_f746"):
+        cfg = compose_config([f"experiment={preset}"])
+        assert cfg.name == preset and cfg.evaluator._target_.endswith("TinyEngineDigits")
+    assert compose_config(["experiment=tinyengine_mcu64k"]).constraints.peak_sram_kb == 64
