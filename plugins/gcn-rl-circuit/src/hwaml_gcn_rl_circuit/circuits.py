@@ -320,20 +320,25 @@ def _ldo_fixed(tech: Technology) -> Dict[str, float]:
 _LDO_CLOSED = {"ac_loop": 0.0, "lbreak": 1e-12, "cinj": 1e-21}
 
 
+# Both TIAs are scored alike, so a transferred agent optimises the same FoM.
+_TIA_METRICS = (
+    Metric("zt_ohm", "max", 300.0, 3e4, 1.0),
+    Metric("bandwidth_hz", "max", 1e7, 1e10, 1.0),
+    Metric("power_mw", "min", 10.0, 1e-2, 1.0),
+    Metric("noise_na", "min", 1e4, 100.0, 1.0),
+    Metric("area_scaled_um2", "min", 1e3, 1.0, 0.5),
+)
+_TIA_SPECS = (Spec("peaking_db", "<=", 1.0, 3.0), Spec("zt_ohm", ">=", 1e3, 1e3), Spec("bandwidth_hz", ">=", 1e8, 1e8))
+
+
 def _two_stage_tia() -> Circuit:
     return Circuit(
         name="two_stage_tia",
         title="Two-stage transimpedance amplifier",
         template_file="two_stage_tia.cir",
         params=_wl("1", 20, 2) + _wl("2", 40, 2) + _wl("3", 40, 2) + _wl("4", 20, 4) + [Param("rf", "r", 0.5, 50.0, 5.0)],
-        metrics=[
-            Metric("zt_ohm", "max", 300.0, 3e4, 1.0),
-            Metric("bandwidth_hz", "max", 1e7, 1e10, 1.0),
-            Metric("power_mw", "min", 10.0, 1e-2, 1.0),
-            Metric("noise_na", "min", 1e4, 100.0, 1.0),
-            Metric("area_scaled_um2", "min", 1e3, 1.0, 0.5),
-        ],
-        specs=[Spec("peaking_db", "<=", 1.0, 3.0), Spec("zt_ohm", ">=", 1e3, 1e3), Spec("bandwidth_hz", ">=", 1e8, 1e8)],
+        metrics=list(_TIA_METRICS),
+        specs=list(_TIA_SPECS),
         benches={"main": {}},
         fixed=_tia_fixed,
         measure=_tia_measure,
@@ -347,14 +352,8 @@ def _three_stage_tia() -> Circuit:
         template_file="three_stage_tia.cir",
         params=_wl("1", 20, 2) + _wl("2", 40, 2) + _wl("3", 10, 1) + _wl("4", 20, 1) + _wl("5", 10, 1) + _wl("6", 20, 1)
         + [Param("rf", "r", 0.5, 50.0, 5.0), Param("cc", "c", 1e-3, 1.0, 0.02)],
-        metrics=[
-            Metric("zt_ohm", "max", 300.0, 3e4, 1.0),
-            Metric("bandwidth_hz", "max", 1e7, 1e10, 1.0),
-            Metric("power_mw", "min", 10.0, 1e-2, 1.0),
-            Metric("noise_na", "min", 1e4, 100.0, 1.0),
-            Metric("area_scaled_um2", "min", 1e3, 1.0, 0.5),
-        ],
-        specs=[Spec("peaking_db", "<=", 1.0, 3.0), Spec("zt_ohm", ">=", 1e3, 1e3), Spec("bandwidth_hz", ">=", 1e8, 1e8)],
+        metrics=list(_TIA_METRICS),
+        specs=list(_TIA_SPECS),
         benches={"main": {}},
         fixed=_tia_fixed,
         measure=_tia_measure,
