@@ -190,3 +190,32 @@ def test_bad_ensemble_settings_fail_clearly():
         GCNRLSearcher(best_fraction=0.5)
     with pytest.raises(ValueError, match="ucb needs an ensemble"):
         GCNRLSearcher(ucb=1.0, critics=1)
+
+
+def test_rank_reward_norm_ignores_outliers_and_keeps_the_order():
+    torch.set_num_threads(1)
+    g = graph("two_stage_amp")
+    agent = GCNRLAgent(seed=0, critics=2, reward_norm="rank", **SMALL)
+    agent.set_graph(g)
+    rng = np.random.default_rng(1)
+    acts = rng.uniform(-1, 1, (60, g.n, 2)) * g.action_mask
+    rewards = 2.0 + acts[:, 0, 0]
+    rewards[:10] = -50.0  # failed simulations: far below everything else
+    for a, r in zip(acts, rewards):
+        agent.observe(g.features(), a, float(r), g.features())
+    ranks = agent.buffer.reward_ranks(rewards.astype(np.float32))
+    assert ranks.mean() == pytest.approx(0.0, abs=0.05) and ranks.std() == pytest.approx(1.0, abs=0.1)
+    assert np.all(np.diff(ranks[np.argsort(rewards)]) >= 0)  # monotone in the reward
+    assert np.ptp(ranks[:10]) == 0  # ties share their mid-rank, however low the reward
+    for _ in range(150):
+        agent.update(rng)
+    ok = slice(10, None)  # the critic ranks the simulated designs by the size that drives the reward
+    q = agent.q_values(g.features(), acts[ok]).mean(axis=0)
+    assert np.corrcoef(q, acts[ok, 0, 0])[0, 1] > 0.6
+
+
+def test_bad_reward_norm_fails_clearly():
+    with pytest.raises(ValueError, match="reward_norm must be one of"):
+        GCNRLSearcher(reward_norm="minmax")
+    assert GCNRLAgent(reward_norm=True, **SMALL).reward_norm == "standard"
+    assert GCNRLAgent(reward_norm=None, **SMALL).reward_norm == "none"

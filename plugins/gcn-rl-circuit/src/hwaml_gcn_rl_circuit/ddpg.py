@@ -175,6 +175,17 @@ class ReplayBuffer:
         idx = rng.integers(0, self.size, size=shape)
         return self.s[idx], self.a[idx], self.r[idx], self.s2[idx], self.d[idx]
 
+    def reward_ranks(self, r: np.ndarray) -> np.ndarray:
+        """Each reward replaced by its mid-rank among the buffer's rewards, scaled to mean 0 and variance 1.
+
+        Ranks keep the critic's targets on one scale whatever the circuit, and a
+        failed simulation's very low reward counts as "worst", not as an outlier
+        that dominates the squared error.
+        """
+        ref = np.sort(self.r[: self.size])
+        mid = 0.5 * (np.searchsorted(ref, r, side="left") + np.searchsorted(ref, r, side="right"))
+        return ((mid / max(1, self.size) - 0.5) * np.sqrt(12.0)).astype(np.float32)
+
     def reward_stats(self):
         r = self.r[: self.size]
         return float(r.mean()), float(r.std())
@@ -184,6 +195,18 @@ class ReplayBuffer:
 
 
 HPARAM_KEYS = ("hidden", "gcn_layers", "critics")
+REWARD_NORMS = ("none", "standard", "rank")
+
+
+def reward_norm_mode(value: Any) -> str:
+    """``reward_norm`` as one of :data:`REWARD_NORMS` (``True``/``False`` mean standard/none)."""
+    if value is True:
+        return "standard"
+    if value is False or value is None:
+        return "none"
+    if value not in REWARD_NORMS:
+        raise ValueError(f"reward_norm must be one of {list(REWARD_NORMS)} (or true/false), got {value!r}")
+    return str(value)
 FORMAT = "hwaml-gcn-rl-agent/2"
 
 
@@ -196,9 +219,11 @@ class GCNRLAgent:
 
     ``critics > 1`` makes the critic a bootstrapped ensemble: every member
     regresses its own minibatch (drawn independently with replacement) and the
-    actor ascends the members' mean Q. ``reward_norm`` standardises rewards with
-    the replay buffer's mean and standard deviation before the regression, so the
-    critic's targets keep one scale whatever the circuit's FoM range.
+    actor ascends the members' mean Q. ``reward_norm`` rescales the rewards before
+    the regression, so the critic's targets keep one scale whatever the circuit's
+    FoM range: ``"standard"`` (or ``True``) with the replay buffer's mean and
+    standard deviation, ``"rank"`` by each reward's rank in the buffer (rank-based
+    fitness shaping, robust to the very low rewards of failed simulations).
     """
 
     def __init__(
@@ -212,14 +237,14 @@ class GCNRLAgent:
         batch_size: int = 64,
         buffer_size: int = 10000,
         critics: int = 1,
-        reward_norm: bool = False,
+        reward_norm: Any = False,
         seed: int = 0,
     ):
         if int(critics) < 1:
             raise ValueError(f"critics must be >= 1, got {critics}")
         self.hidden, self.gcn_layers, self.critics = int(hidden), int(gcn_layers), int(critics)
         self.tau, self.gamma, self.batch_size, self.buffer_size = float(tau), float(gamma), int(batch_size), int(buffer_size)
-        self.reward_norm = bool(reward_norm)
+        self.reward_norm = reward_norm_mode(reward_norm)
         torch.manual_seed(int(seed))  # weight init only; all later randomness comes from numpy generators
         self.actor = GCNActor(self.hidden, self.gcn_layers)
         self.critic = GCNCritic(self.hidden, self.gcn_layers, self.critics)
@@ -271,9 +296,11 @@ class GCNRLAgent:
         """One DDPG update (every critic member, then the actor) from minibatches drawn with ``rng``."""
         k = self.critics
         s, a, r, s2, d = (torch.from_numpy(v) for v in self.buffer.sample(self.batch_size, rng, members=k))
-        if self.reward_norm:
+        if self.reward_norm == "standard":
             mean, std = self.buffer.reward_stats()
             r = (r - mean) / max(std, 1e-6)
+        elif self.reward_norm == "rank":
+            r = torch.from_numpy(self.buffer.reward_ranks(r.numpy()))
         with torch.no_grad():
             target = r
             if self.gamma > 0:

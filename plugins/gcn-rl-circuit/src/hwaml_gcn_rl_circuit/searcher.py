@@ -8,8 +8,9 @@ Each proposal is one DDPG step on the circuit graph (``space.meta["graph"]``):
   the actor's output plus truncated-normal exploration noise whose sigma decays
   exponentially), mapped onto every sizing parameter's range;
 * reward: the figure of merit (the run's first objective), optionally minus an
-  exponential moving-average baseline or standardised over the replay buffer
-  (``reward_norm``); failed or infeasible trials get ``failure_reward``.
+  exponential moving-average baseline, or standardised or rank-transformed over
+  the replay buffer (``reward_norm``); failed or infeasible trials get
+  ``failure_reward``.
 
 A DDPG variant for small simulation budgets, off by default (plain DDPG): with
 ``candidates > 1`` each proposal draws that many noisy actions -- around the
@@ -40,7 +41,7 @@ from scipy.stats import truncnorm
 
 from hwaml import Candidate, RunContext, SearchSpace, Trial, TrialStatus, hookimpl
 
-from .ddpg import GCNRLAgent, torch_threads
+from .ddpg import GCNRLAgent, reward_norm_mode, torch_threads
 from .graph import CircuitGraph
 
 log = logging.getLogger("hwaml.gcn_rl_circuit")
@@ -65,7 +66,8 @@ class GCNRLSearcher:
     :param noise_min: Floor of the std.
     :param updates_per_trial: DDPG updates after each observed trial (once warm-up is done).
     :param critics: Critic ensemble size (bootstrapped DDPG critic; 1: plain DDPG).
-    :param reward_norm: Standardise rewards with the replay buffer's mean and std for the critic.
+    :param reward_norm: Rescale rewards for the critic over the replay buffer: ``none`` (or false),
+        ``standard`` (or true: mean and std) or ``rank`` (rank in the buffer, scaled to unit variance).
     :param candidates: Noisy actions drawn around the actor's output per proposal; the one the
         critic ensemble scores highest (mean + ``ucb`` * std over members) is simulated. 1: plain DDPG.
     :param ucb: Weight of the ensemble's disagreement (std) in that score.
@@ -95,7 +97,7 @@ class GCNRLSearcher:
         noise_min: float = 0.02,
         updates_per_trial: int = 4,
         critics: int = 1,
-        reward_norm: bool = False,
+        reward_norm: Any = False,
         candidates: int = 1,
         ucb: float = 0.0,
         best_fraction: float = 0.0,
@@ -120,7 +122,7 @@ class GCNRLSearcher:
             raise ValueError("baseline_decay must be in [0, 1)")
         self.agent_kwargs = dict(
             hidden=hidden, gcn_layers=gcn_layers, actor_lr=actor_lr, critic_lr=critic_lr, tau=tau, gamma=gamma, batch_size=batch_size, buffer_size=buffer_size,
-            critics=critics, reward_norm=reward_norm,
+            critics=critics, reward_norm=reward_norm_mode(reward_norm),
         )
         self.candidates, self.ucb, self.best_fraction = int(candidates), float(ucb), float(best_fraction)
         self.warmup = int(warmup)
