@@ -7,10 +7,16 @@ page people read is always complete:
     python benchmarks/collect_docs.py
 """
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["core", "ofa-nas", "tinyengine", "tinynas", "gcn-rl-circuit", "sparch-sim"]
+
+
+def _relink(line: str) -> str:
+    """Relative links and images of a page in docs/benchmarks/ still resolve from docs/."""
+    return re.sub(r"\]\((?!https?:|#|/)([^)]+)\)", r"](benchmarks/\1)", line)
 
 
 def main() -> None:
@@ -32,7 +38,7 @@ def main() -> None:
         # demote headings one level and anchor each section by its component name
         out.append(f'<a id="{n}"></a>')
         out.append("")
-        out.extend(("#" + line) if line.startswith("#") else line for line in text)
+        out.extend(("#" + line) if line.startswith("#") else _relink(line) for line in text)
         out.append("")
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(out) + "\n")
     print(f"wrote docs/benchmarks.md ({len(names)} sections: {', '.join(names)})")

@@ -170,7 +170,7 @@ def main() -> None:
             wins += ok
             p = ttest_ind(table[(circuit, "gcn_rl")][4], table[(circuit, best_name)][4], equal_var=False).pvalue
             gap = g_mean - best_other
-            verdict = ("yes (best" if gap >= 0 else "yes (tied" if ok else "no (") + f", {gap:+.3f} vs {best_name}, Welch p={p:.2f})"
+            verdict = ("yes (best, " if gap >= 0 else "yes (tied, " if ok else "no (") + f"{gap:+.3f} vs {best_name}, Welch p={p:.2f})"
         print(f"| {circuit} | " + " | ".join(cells_txt) + f" | {verdict} |")
     print(f"\nGCN-RL best or tied-best on {wins} of {len(args.circuits)} circuits; (k/n) = seeds whose best design met every hard spec")
     if args.plot:
