@@ -51,7 +51,7 @@ GCN_RL = shipped_gcn_rl_settings()
 NAMES = ["gcn_rl", "random", "evolution", "cmaes", "tpe (BO)"]
 
 
-def make_searcher(name: str, trials: int):
+def make_searcher(name: str):
     if name == "gcn_rl":
         return GCNRLSearcher(save_agent=False, **GCN_RL)
     if name == "random":
@@ -72,7 +72,7 @@ def run_cell(circuit: str, name: str, seed: int, trials: int, node: str):
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        loop = SearchLoop({"searcher": make_searcher(name, trials), "evaluator": CircuitEvaluator(circuit, node)}, d, {"fom": "max"}, budget_trials=trials, seed=seed)
+        loop = SearchLoop({"searcher": make_searcher(name), "evaluator": CircuitEvaluator(circuit, node)}, d, {"fom": "max"}, budget_trials=trials, seed=seed)
         res = loop.run()
         loop.close()
     curve = np.maximum.accumulate([t.value("fom") if t.ok else -np.inf for t in res.trials])

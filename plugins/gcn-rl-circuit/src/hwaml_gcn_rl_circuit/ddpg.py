@@ -195,6 +195,7 @@ class ReplayBuffer:
 
 
 HPARAM_KEYS = ("hidden", "gcn_layers", "critics")
+FORMAT = "hwaml-gcn-rl-agent/2"
 REWARD_NORMS = ("none", "standard", "rank")
 
 
@@ -207,7 +208,6 @@ def reward_norm_mode(value: Any) -> str:
     if value not in REWARD_NORMS:
         raise ValueError(f"reward_norm must be one of {list(REWARD_NORMS)} (or true/false), got {value!r}")
     return str(value)
-FORMAT = "hwaml-gcn-rl-agent/2"
 
 
 class GCNRLAgent:
