@@ -9,7 +9,7 @@ implementations, the dataclasses of :mod:`hwaml.types` and the dimensions of
 import pluggy
 
 from .space import Categorical, Float, Group, Integer, Repeated, SearchSpace, SpaceError
-from .types import Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial, TrialStatus
+from .types import BuiltModel, Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial, TrialStatus
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ hookimpl = pluggy.HookimplMarker("hwaml")
 
 __all__ = [
     "hookimpl",
+    "BuiltModel",
     "Candidate",
     "CostReport",
     "DeployResult",

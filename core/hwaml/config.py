@@ -19,6 +19,8 @@ from typing import Any, Dict, Mapping, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .constraints import normalise_constraints  # noqa: F401 - re-exported (older plugin code imports it from here)
+
 
 class ConfigError(ValueError):
     """A configuration problem found before any work; ``key`` names it."""
@@ -198,17 +200,6 @@ def resolve_objectives(cfg: DictConfig, evaluator: Any) -> Dict[str, str]:
         if str(direction) not in ("max", "min"):
             raise ConfigError(f"objectives.{name}", f"must be 'max' or 'min', got {direction!r}")
     return objectives
-
-
-def normalise_constraints(constraints: Mapping[str, Any]) -> Dict[str, Dict[str, float]]:
-    """``{m: 5}`` -> ``{m: {"max": 5}}``; mappings pass through."""
-    out: Dict[str, Dict[str, float]] = {}
-    for name, bound in (constraints or {}).items():
-        if isinstance(bound, Mapping):
-            out[name] = {k: float(v) for k, v in bound.items()}
-        else:
-            out[name] = {"max": float(bound)}
-    return out
 
 
 def instantiate_components(cfg: DictConfig, with_searcher: bool = True) -> Dict[str, Any]:

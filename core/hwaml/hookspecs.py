@@ -14,7 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from .space import SearchSpace
-    from .types import Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial
+    from .types import BuiltModel, Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial
 
 hookspec = pluggy.HookspecMarker("hwaml")
 
@@ -139,23 +139,74 @@ def trial_completed(trial: "Trial", ctx: "RunContext") -> None:
 
 
 # -------------------------------------------------------------------------
+# Model and metric hooks
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def metric_names(ctx: "RunContext") -> Optional[Sequence[str]]:
+    """Declare the metric names this component can report.
+
+    Called once at the start of a run, before any work, on every active
+    component. The union of the evaluator's and the backends' names is what
+    ``objectives`` and ``constraints`` may name: a run that names anything else
+    stops at once, naming the key and the known metrics.
+
+    :param ctx: The run context.
+    :return: The metric names ``evaluate`` (an evaluator) or ``cost`` (a
+        backend) can put in its results. A name may be reported for some
+        candidates only.
+
+    Implemented by: every evaluator and every cost backend (the run refuses an
+    evaluator or backend that does not declare its metrics).
+    """
+
+
+@hookspec(firstresult=True)
+def build_model(candidate: "Candidate", trial: Optional["Trial"], ctx: "RunContext") -> Optional["BuiltModel"]:
+    """Build the network a candidate stands for.
+
+    The evaluator is the component that knows how a candidate becomes a network;
+    NN cost backends (MCU profiles, latency tables, MACs counters) call this hook
+    through ``ctx.build_model(candidate)`` and cost what it returns, so that any
+    NN evaluator composes with any NN backend. Deploy steps call it with the
+    finished ``trial`` to get its trained weights (found through
+    ``trial.artifacts``) and calibration data.
+
+    :param candidate: The candidate.
+    :param trial: ``None`` while costing (before evaluation: untrained weights
+        are fine, shapes are what count); the finished trial when deploying.
+    :param ctx: The run context (``ctx.space`` is the run's space).
+    :return: A :class:`hwaml.BuiltModel`.
+
+    Stops at first non-None result.
+
+    Implemented by: NN evaluators (at most one active implementation).
+    """
+
+
+# -------------------------------------------------------------------------
 # Deployment hooks
 # -------------------------------------------------------------------------
 
 
-@hookspec(firstresult=True)
-def deploy(candidate: "Candidate", ctx: "RunContext") -> Optional["DeployResult"]:
-    """Turn a chosen candidate into an artefact (C project, ONNX file, netlist).
+@hookspec
+def deploy(trial: "Trial", ctx: "RunContext") -> Optional["DeployResult"]:
+    """Turn a finished trial into an artefact (C project, ONNX file, netlist).
 
     Called by ``hwaml deploy RUN_DIR`` (and by runs with ``deploy.enabled=true``)
-    on the best candidate or the trial asked for. Files go under
-    ``ctx.run_dir / "deploy"``.
+    on the best trial or the one asked for, on every active component that
+    implements it (``deploy.target=NAME`` picks one by its ``DeployResult.source``
+    / component name). Checkpoints are found through ``trial.artifacts``, never
+    by file-name convention. Files go under ``ctx.run_dir / "deploy"``.
+    Deploying a failed or infeasible trial is refused by the core unless forced.
 
-    :param candidate: The chosen candidate.
-    :param ctx: The run context (``ctx.run_dir`` is the run being deployed).
-    :return: A :class:`hwaml.DeployResult`.
+    :param trial: The chosen trial (status, metrics, cost, artifacts).
+    :param ctx: The run context (``ctx.run_dir`` is the run being deployed;
+        ``ctx.build_model`` gives the evaluator's network with trained weights).
+    :return: A :class:`hwaml.DeployResult` (``source`` naming the component), or
+        ``None`` when this component has nothing to deploy for the trial.
 
-    Stops at first non-None result.
-
-    Implemented by: the backend that can deploy (or the evaluator).
+    Implemented by: every component that can deploy (the evaluator: ONNX or a
+    state dict, a netlist; a backend: a C project).
     """

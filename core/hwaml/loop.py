@@ -1,159 +1,40 @@
-"""The search loop: propose -> cost -> constraint check -> evaluate -> record.
+"""The search loop: propose -> record pending -> execute -> record.
 
 One step asks the searcher for up to ``batch_size`` candidates, records them as
-pending, runs each (cost on every backend, constraints, evaluation) through the
-executor, commits each finished trial and tells the observers. A step's random
-generator is derived from ``(seed, step)``, so the same seed gives the same
-history, and a resumed run continues exactly where the killed one stopped.
+pending, runs each through the executor (one trial: :mod:`hwaml.trial`), commits
+each finished trial and tells the observers. A step's random generator is derived
+from ``(seed, step)``, so the same seed gives the same history, and a resumed run
+continues exactly where the killed one stopped.
+
+Before any work the loop checks what the configuration names: every objective and
+constraint must be a metric that the evaluator or a backend declares
+(``metric_names``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import normalise_constraints
+from .constraints import violations  # noqa: F401 - re-exported for plugin code written against hwaml.loop
 from .plugins import PluginError, build_run_manager, check_required, implementers
 from .space import SearchSpace, SpaceError
-from .store import TrialStore, finite_or_nan_keys
-from .types import Candidate, CostReport, EvalResult, RunContext, Trial, TrialStatus
+from .store import TrialStore
+from .trial import MetricConflict, TrialOutcome, collect_costs, execute_trial, merge_costs, model_builder  # noqa: F401 - re-exported
+from .types import Candidate, CostReport, RunContext, Trial, TrialStatus
 
 log = logging.getLogger("hwaml")
 
 
 class RunError(RuntimeError):
     """A problem with the run itself (not with one trial): stops the run."""
-
-
-class MetricConflict(PluginError):
-    """Two backends report the same cost metric: a configuration error that stops the run."""
-
-
-# ---------------------------------------------------------------------------
-# one trial
-# ---------------------------------------------------------------------------
-
-
-def merge_costs(reports: Sequence[Tuple[str, Optional[CostReport]]]) -> Tuple[Dict[str, float], Optional[bool], Dict[str, Any]]:
-    """Merge cost reports; a metric reported twice is an error naming both backends."""
-    merged: Dict[str, float] = {}
-    owner: Dict[str, str] = {}
-    feasible: Optional[bool] = None
-    info: Dict[str, Any] = {}
-    for name, rep in reports:
-        if rep is None:
-            continue
-        src = rep.source or name
-        for k, v in rep.metrics.items():
-            if k in merged:
-                raise MetricConflict(f"cost metric {k!r} is reported by both {owner[k]!r} and {src!r}; drop one backend")
-            merged[k] = float(v)
-            owner[k] = src
-        if rep.feasible is not None:
-            feasible = rep.feasible if feasible is None else (feasible and rep.feasible)
-        if rep.info:
-            info[src] = dict(rep.info)
-    return merged, feasible, info
-
-
-def collect_costs(pm: Any, candidate: Candidate, ctx: RunContext) -> Tuple[Dict[str, float], Optional[bool], Dict[str, Any]]:
-    """Call ``cost`` on every implementation, keeping who said what."""
-    reports = []
-    for impl in reversed(pm.hook.cost.get_hookimpls()):
-        rep = impl.function(*[{"candidate": candidate, "ctx": ctx}[a] for a in impl.argnames])
-        if rep is not None and not isinstance(rep, CostReport):
-            raise PluginError(f"{impl.plugin_name}.cost returned {type(rep).__name__}, expected CostReport")
-        reports.append((impl.plugin_name, rep))
-    return merge_costs(reports)
-
-
-def violations(values: Mapping[str, float], constraints: Mapping[str, Mapping[str, float]], only_present: bool = True) -> List[str]:
-    """Human-readable violated constraints (``"peak_sram_kb=300 > 256"``)."""
-    out = []
-    for name, bound in constraints.items():
-        if name not in values:
-            if only_present:
-                continue
-            out.append(f"{name} is not reported")
-            continue
-        v = float(values[name])
-        if "max" in bound and not v <= bound["max"]:
-            out.append(f"{name}={v:g} > {bound['max']:g}")
-        if "min" in bound and not v >= bound["min"]:
-            out.append(f"{name}={v:g} < {bound['min']:g}")
-    return out
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    status: str
-    metrics: Dict[str, float] = field(default_factory=dict)
-    cost: Dict[str, float] = field(default_factory=dict)
-    error: Optional[str] = None
-    duration_s: float = 0.0
-    info: Dict[str, Any] = field(default_factory=dict)
-
-
-def execute_trial(pm: Any, candidate: Candidate, ctx: RunContext, objectives: Mapping[str, str]) -> TrialOutcome:
-    """Cost, constraint check and evaluation of one candidate; never raises for
-    a plugin error (it becomes a failed trial with the traceback)."""
-    t0 = time.perf_counter()
-    constraints = normalise_constraints(ctx.constraints)
-    cost: Dict[str, float] = {}
-    info: Dict[str, Any] = {}
-    try:
-        cost, feasible, cinfo = collect_costs(pm, candidate, ctx)
-        if cinfo:
-            info["cost"] = cinfo
-        bad = finite_or_nan_keys(cost)
-        if bad:
-            return TrialOutcome(TrialStatus.FAILED, {}, cost, f"cost metric(s) {bad} are NaN or infinite", time.perf_counter() - t0, info)
-        broken = violations(cost, constraints)
-        if feasible is False:
-            broken.append("a backend reports the candidate does not fit")
-        if broken:
-            info["violations"] = broken
-            return TrialOutcome(TrialStatus.INFEASIBLE, {}, cost, None, time.perf_counter() - t0, info)
-        result = pm.hook.evaluate(candidate=candidate, ctx=ctx)
-        if result is None:
-            raise PluginError(f"no evaluator answered evaluate() (implementations: {implementers(pm, 'evaluate')})")
-        if not isinstance(result, EvalResult):
-            raise PluginError(f"evaluate returned {type(result).__name__}, expected EvalResult")
-        metrics = {k: float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v for k, v in result.metrics.items()}
-        if result.info:
-            info["eval"] = dict(result.info)
-        if result.artifacts:
-            info["artifacts"] = dict(result.artifacts)
-        bad = finite_or_nan_keys(metrics)
-        if bad:
-            return TrialOutcome(TrialStatus.FAILED, metrics, cost, f"metric(s) {bad} are NaN or infinite", time.perf_counter() - t0, info)
-        everything = {**cost, **metrics}
-        missing = [o for o in objectives if o not in everything]
-        if missing:
-            return TrialOutcome(
-                TrialStatus.FAILED,
-                metrics,
-                cost,
-                f"objective(s) {missing} not reported (evaluator gave {sorted(metrics)}, backends gave {sorted(cost)})",
-                time.perf_counter() - t0,
-                info,
-            )
-        late = violations(metrics, {k: v for k, v in constraints.items() if k not in cost})
-        if late:
-            info["violations"] = late
-            return TrialOutcome(TrialStatus.INFEASIBLE, metrics, cost, None, time.perf_counter() - t0, info)
-        return TrialOutcome(TrialStatus.COMPLETE, metrics, cost, None, time.perf_counter() - t0, info)
-    except MetricConflict:
-        raise
-    except Exception:  # noqa: BLE001 - a plugin failure is a failed trial, the search goes on
-        return TrialOutcome(TrialStatus.FAILED, {}, cost, traceback.format_exc(), time.perf_counter() - t0, info)
 
 
 # ---------------------------------------------------------------------------
@@ -191,13 +72,18 @@ def pareto_front(trials: Sequence[Trial], objectives: Mapping[str, str]) -> List
 
 
 def best_trial(trials: Sequence[Trial], objectives: Mapping[str, str]) -> Optional[Trial]:
-    """Best complete trial on the first objective (ties: the earliest)."""
+    """The run's best trial: the lexicographic optimum of the complete trials.
+
+    Best on the first objective; ties broken by the second objective, then the
+    third ...; remaining ties by the earliest trial. A lexicographic optimum is
+    never dominated, so the best trial is always on the Pareto front (what
+    ``best.json`` and ``hwaml deploy`` use).
+    """
     ok = [t for t in trials if t.status == TrialStatus.COMPLETE]
     if not ok:
         return None
-    name, direction = next(iter(objectives.items()))
-    sign = 1.0 if direction == "max" else -1.0
-    return max(ok, key=lambda t: (sign * t.value(name), -t.number))
+    signs = [(name, 1.0 if d == "max" else -1.0) for name, d in objectives.items()]
+    return max(ok, key=lambda t: (*[s * t.value(n) for n, s in signs], -t.number))
 
 
 def step_rng(seed: int, step: int) -> np.random.Generator:
@@ -213,12 +99,10 @@ class Progress:
     """A tqdm bar: trials done, feasible, failed, best so far, ETA."""
 
     def __init__(self, enabled: bool, total: Optional[int], initial: int, objectives: Mapping[str, str]):
-        self.objectives = dict(objectives)
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
+        from .progress import bar, enabled as bars_on
 
-            self.bar = tqdm(total=total, initial=initial, desc="hwaml", unit="trial", dynamic_ncols=True, leave=True)
+        self.objectives = dict(objectives)
+        self.bar = bar(total=total, initial=initial, desc="hwaml", unit="trial", leave=True) if enabled and bars_on() else None
 
     def update(self, history: Sequence[Trial], n: int = 1) -> None:
         if self.bar is None:
@@ -280,6 +164,7 @@ class SearchLoop:
         cfg: Any = None,
         synchronous: str = "NORMAL",
         registry: Any = None,
+        trial_timeout_s: Optional[float] = None,
     ):
         if budget_trials is None and budget_seconds is None:
             raise RunError("give budget_trials and/or budget_seconds")
@@ -296,6 +181,7 @@ class SearchLoop:
         self.batch_size = batch_size
         self.progress = progress
         self.cfg = cfg
+        self.trial_timeout_s = trial_timeout_s
         self.pm = build_run_manager(self.components, registry)
         check_required(self.pm)
         self.store = TrialStore(self.run_dir / TrialStore.FILENAME, synchronous=synchronous)
@@ -309,23 +195,25 @@ class SearchLoop:
             objectives=self.objectives,
             constraints=self.constraints,
         )
-        self.ctx = replace(self.ctx, cost_fn=self._cost_of)
-        self._cost_cache: Dict[str, Dict[str, float]] = {}
+        self.ctx = replace(self.ctx, cost_fn=self._cost_of, build_model=model_builder(self.pm, lambda: self.ctx))
+        self._cost_cache: Dict[str, CostReport] = {}
 
-    def _cost_of(self, candidate: Candidate) -> Dict[str, float]:
+    def _cost_of(self, candidate: Candidate) -> CostReport:
         """Merged cost of a candidate (memoised: searchers may ask repeatedly)."""
-        import json
-
         key = json.dumps(candidate.config, sort_keys=True, default=str)
         if key not in self._cost_cache:
             if len(self._cost_cache) > 10000:
                 self._cost_cache.clear()
-            self._cost_cache[key] = collect_costs(self.pm, candidate, self.ctx)[0]
+            self._cost_cache[key] = collect_costs(self.pm, candidate, self.ctx)
         return self._cost_cache[key]
 
     # The searcher gets a fresh context (and rng) for every step.
     def _step_ctx(self, step: int) -> RunContext:
         return replace(self.ctx, rng=step_rng(self.seed, step))
+
+    def check_metrics(self) -> Dict[str, List[str]]:
+        """Every objective and constraint must name a metric that a component declares."""
+        return check_declared_metrics(self.pm, self.components, self.objectives, self.constraints, self.ctx)
 
     def _check_store(self) -> None:
         n = self.store.count()
@@ -344,12 +232,15 @@ class SearchLoop:
         self.store.set_meta("objectives", self.objectives)
         self.store.set_meta("constraints", self.constraints)
         if self.cfg is not None:
-            try:
-                from omegaconf import OmegaConf
+            from omegaconf import OmegaConf
+            from omegaconf.errors import OmegaConfBaseException
 
-                self.store.set_meta("config", OmegaConf.to_container(self.cfg, resolve=True))
-            except Exception:  # noqa: BLE001 - a config that does not serialise is not fatal
-                pass
+            try:
+                container = OmegaConf.to_container(self.cfg, resolve=True)
+                json.dumps(container, allow_nan=True)
+            except (OmegaConfBaseException, TypeError, ValueError) as exc:
+                raise RunError(f"the run config cannot be stored in {self.store.path} (so the run could not be resumed or deployed): {type(exc).__name__}: {exc}") from exc
+            self.store.set_meta("config", container)
 
     def _budget_left(self, done: int, elapsed: float) -> bool:
         if self.budget_trials is not None and done >= self.budget_trials:
@@ -358,11 +249,34 @@ class SearchLoop:
             return False
         return True
 
+    def _propose(self, space: SearchSpace, history: List[Trial], n: int, step: int) -> List[Candidate]:
+        sctx = self._step_ctx(step)
+        try:
+            proposed = self.pm.hook.propose(space=space, history=list(history), n=n, ctx=sctx)
+        except PluginError as exc:
+            raise RunError(
+                f"searcher {implementers(self.pm, 'propose')} cannot search the space of evaluator {implementers(self.pm, 'search_space')}: {exc}"
+            ) from exc
+        if not proposed:
+            return []
+        checked = []
+        for c in list(proposed)[:n]:
+            if not isinstance(c, Candidate):
+                c = Candidate(dict(c))
+            try:
+                cfg = space.validate(c.config)
+            except SpaceError as exc:
+                raise RunError(f"searcher {implementers(self.pm, 'propose')} proposed an invalid candidate: {exc}") from exc
+            checked.append(Candidate(cfg, None, c.origin, dict(c.meta)))
+        return checked
+
     def run(self) -> RunResult:
+        self.check_metrics()
         self._check_store()
         space = self.pm.hook.search_space(ctx=self.ctx)
         if not isinstance(space, SearchSpace):
             raise RunError(f"search_space() returned {type(space).__name__}; the evaluator {implementers(self.pm, 'search_space')} must return a SearchSpace")
+        self.ctx = replace(self.ctx, space=space)
         self.store.set_meta("space", space.describe())
         history = self.store.finished()
         elapsed_before = float(self.store.get_meta("elapsed_s", 0.0))
@@ -372,7 +286,8 @@ class SearchLoop:
             from .executors import InlineExecutor
 
             executor = InlineExecutor()
-        executor.start(self.pm, self.ctx, self.objectives)
+        executor.start(self.pm, self.ctx, self.objectives, trial_timeout_s=self.trial_timeout_s)
+        self.ctx = replace(self.ctx, threads=executor.threads)
         batch = self.batch_size or max(1, executor.workers)
         bar = Progress(self.progress, self.budget_trials, len(history), self.objectives)
         bar.update(history, 0)
@@ -393,21 +308,10 @@ class SearchLoop:
                     n = batch
                     if self.budget_trials is not None:
                         n = max(1, min(n, self.budget_trials - done))
-                    sctx = self._step_ctx(step)
-                    proposed = self.pm.hook.propose(space=space, history=list(history), n=n, ctx=sctx)
-                    if not proposed:
+                    checked = self._propose(space, history, n, step)
+                    if not checked:
                         stopped = "searcher finished"
                         break
-                    proposed = list(proposed)[:n]
-                    checked = []
-                    for c in proposed:
-                        if not isinstance(c, Candidate):
-                            c = Candidate(dict(c))
-                        try:
-                            cfg = space.validate(c.config)
-                        except SpaceError as exc:
-                            raise RunError(f"searcher {implementers(self.pm, 'propose')} proposed an invalid candidate: {exc}") from exc
-                        checked.append(Candidate(cfg, None, c.origin, dict(c.meta)))
                     cands = self.store.add_pending(checked, step)
                     step += 1
                 for cand, outcome in executor.run(cands):
@@ -442,11 +346,48 @@ class SearchLoop:
         return RunResult(self.run_dir, history, best, front, stopped)
 
     def _notify(self, trial: Trial) -> None:
-        for impl in self.pm.hook.trial_completed.get_hookimpls():
-            try:
-                impl.function(*[{"trial": trial, "ctx": self.ctx}[a] for a in impl.argnames])
-            except Exception:  # noqa: BLE001 - an observer never fails the run
-                log.warning("trial_completed observer %s raised:\n%s", impl.plugin_name, traceback.format_exc())
+        """``trial_completed`` through ``pm.hook`` (wrappers apply); an observer's
+        exception is logged and never fails the run."""
+        try:
+            self.pm.hook.trial_completed(trial=trial, ctx=self.ctx)
+        except Exception:  # noqa: BLE001 - an observer never fails the run
+            log.warning("a trial_completed observer (%s) raised:\n%s", ", ".join(implementers(self.pm, "trial_completed")), traceback.format_exc())
 
     def close(self) -> None:
         self.store.close()
+
+
+# ---------------------------------------------------------------------------
+# contract helpers shared by the loop, the executors' workers and deploy
+# ---------------------------------------------------------------------------
+
+
+def check_declared_metrics(pm: Any, components: Mapping[str, Any], objectives: Mapping[str, str], constraints: Mapping[str, Any], ctx: RunContext) -> Dict[str, List[str]]:
+    """Collect every evaluator's and backend's ``metric_names`` and check that the
+    objectives and constraints name only those; returns ``{component: names}``.
+
+    Raises :class:`hwaml.config.ConfigError` naming the key and the known metrics,
+    or :class:`PluginError` for an evaluator/backend that declares nothing.
+    """
+    from .config import ConfigError
+
+    declared: Dict[str, List[str]] = {}
+    for name, obj in components.items():
+        if obj is None or not (name == "evaluator" or name.startswith("backend")):
+            continue
+        impl = [h for h in pm.get_hookcallers(obj) or [] if h.name == "metric_names"]
+        if not impl:
+            raise PluginError(f"{name} ({type(obj).__module__}.{type(obj).__name__}) does not declare its metrics: implement the metric_names(ctx) hook")
+        names = [i.function(*[{"ctx": ctx}[a] for a in i.argnames]) for i in impl[0].get_hookimpls() if i.plugin is obj]
+        declared[name] = sorted(str(n) for n in (names[0] or []))
+    known = sorted({n for names in declared.values() for n in names})
+    for key, names in (("objectives", list(objectives)), ("constraints", list(constraints))):
+        for metric in names:
+            if metric not in known:
+                import difflib
+
+                close = difflib.get_close_matches(metric, known, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                who = "; ".join(f"{c}: {', '.join(n) or '-'}" for c, n in declared.items())
+                raise ConfigError(f"{key}.{metric}", f"no component of this run reports {metric!r}{hint} (known metrics: {who})")
+    return declared

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -29,8 +30,8 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = "hwaml"
 CORE_CONF_PACKAGE = "hwaml_conf"
-#: hooks of which exactly one implementation may be active in a run
-EXCLUSIVE_HOOKS = ("search_space", "propose", "evaluate", "deploy")
+#: hooks of which at most one implementation may be active in a run
+EXCLUSIVE_HOOKS = ("search_space", "propose", "evaluate", "build_model")
 #: the hooks a run cannot do without, and who should provide them
 REQUIRED_HOOKS = {"search_space": "evaluator", "propose": "searcher", "evaluate": "evaluator"}
 
@@ -59,8 +60,32 @@ class PluginInfo:
         return d
 
 
+class StaticPluginManager(pluggy.PluginManager):
+    """A pluggy manager whose hook discovery never runs a component's code.
+
+    pluggy before 1.7 finds hook implementations with ``getattr`` on every
+    attribute of a registered object, so registering a component ran its
+    properties (a property that trains a supernet or raises "not built yet"
+    fired at registration). This manager reads attributes with
+    :func:`inspect.getattr_static` under every pluggy version: only functions
+    and methods carrying the ``hwaml_impl`` marker are hook implementations.
+    """
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Optional[Dict[str, Any]]:
+        try:
+            attr = inspect.getattr_static(plugin, name)
+        except AttributeError:
+            return None
+        if isinstance(attr, (staticmethod, classmethod)):
+            attr = attr.__func__
+        if not (inspect.isfunction(attr) or inspect.ismethod(attr) or inspect.isbuiltin(attr)):
+            return None
+        opts = inspect.getattr_static(attr, self.project_name + "_impl", None)
+        return opts if isinstance(opts, dict) else None
+
+
 def make_plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm = StaticPluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     return pm
 
@@ -117,6 +142,8 @@ class Registry:
     pm: pluggy.PluginManager
     infos: List[PluginInfo] = field(default_factory=list)
     search_path: List[Tuple[str, str]] = field(default_factory=list)  # (plugin, entry)
+    #: names in HWAML_LOAD_PLUGINS / HWAML_DISABLE_PLUGINS that no entry point has
+    unknown_switches: Dict[str, List[str]] = field(default_factory=dict)
 
     # -- listing ---------------------------------------------------------
     def info(self, name: str) -> PluginInfo:
@@ -125,9 +152,16 @@ class Registry:
                 return i
         raise KeyError(name)
 
-    @property
     def failed(self) -> List[PluginInfo]:
         return [i for i in self.infos if i.status == "failed"]
+
+    def check_switches(self) -> None:
+        """Raise :class:`PluginError` naming plugin switches that match no installed plugin."""
+        if not self.unknown_switches:
+            return
+        known = ", ".join(sorted(i.name for i in self.infos)) or "none"
+        parts = [f"{var}={','.join(names)}" for var, names in sorted(self.unknown_switches.items())]
+        raise PluginError(f"no installed plugin is called {'; '.join(parts)} (installed plugins: {known})")
 
     # -- config groups ---------------------------------------------------
     def option_owners(self) -> Dict[Tuple[str, str], List[str]]:
@@ -164,7 +198,7 @@ class Registry:
                 what = f"failed to import: {info.error.strip().splitlines()[-1]}" if info.status == "failed" else "is disabled"
                 notes.append(f"{group}/{option} is shipped by plugin {info.name!r} ({info.distribution}), which {what}")
         if not notes and not specific_only:
-            failed = ", ".join(f"{i.name} ({i.error.strip().splitlines()[-1]})" for i in self.failed)
+            failed = ", ".join(f"{i.name} ({i.error.strip().splitlines()[-1]})" for i in self.failed())
             if failed:
                 notes.append(f"plugins that failed to import: {failed}")
         return "\n".join(notes)
@@ -188,6 +222,11 @@ def load_plugins(refresh: bool = False) -> Registry:
     only = _env_list("HWAML_LOAD_PLUGINS")
     disabled = set(_env_list("HWAML_DISABLE_PLUGINS") or [])
     eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    names = {ep.name for ep in eps}
+    for var, listed in (("HWAML_LOAD_PLUGINS", only or []), ("HWAML_DISABLE_PLUGINS", sorted(disabled))):
+        unknown = [n for n in listed if n not in names]
+        if unknown:
+            registry.unknown_switches[var] = unknown
     seen = set()
     for ep in eps:
         if ep.name in seen:  # the same distribution seen twice on sys.path
@@ -203,7 +242,7 @@ def load_plugins(refresh: bool = False) -> Registry:
         try:
             obj = ep.load()
             pm.register(obj, name=ep.name)
-        except Exception:  # noqa: BLE001 - any import error is reported, not fatal
+        except Exception:  # noqa: BLE001 - any error while importing a plugin is reported, not fatal
             registry.infos.append(PluginInfo(status="failed", error=traceback.format_exc(), **base))
             continue
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(obj) or []))
@@ -261,7 +300,7 @@ def build_run_manager(components: Mapping[str, Any], registry: Optional[Registry
         impls = getattr(pm.hook, hook).get_hookimpls()
         if len(impls) > 1:
             names = " and ".join(repr(i.plugin_name) for i in impls)
-            raise PluginError(f"hook {hook!r} has {len(impls)} active implementations: {names}; exactly one may answer it")
+            raise PluginError(f"hook {hook!r} has {len(impls)} active implementations: {names}; at most one may answer it")
     return pm
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 __all__ = [
+    "BuiltModel",
     "Candidate",
     "EvalResult",
     "CostReport",
@@ -120,6 +121,11 @@ class Trial:
     def ok(self) -> bool:
         return self.status == TrialStatus.COMPLETE
 
+    @property
+    def artifacts(self) -> Mapping[str, str]:
+        """The files the evaluator listed in its ``EvalResult.artifacts`` (name -> path)."""
+        return dict((self.info or {}).get("artifacts", {}) or {})
+
     def value(self, name: str) -> float:
         """A metric by name from the evaluation or the cost report (NaN if absent)."""
         if name in self.metrics:
@@ -127,6 +133,35 @@ class Trial:
         if name in self.cost:
             return float(self.cost[name])
         return math.nan
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A candidate as a network, answered by the NN evaluator's ``build_model`` hook.
+
+    Every NN cost backend (TinyEngine's MCU profiles, latency tables, MACs
+    counters) costs ``module`` and nothing else, so any NN evaluator composes
+    with any NN backend.
+
+    ``module`` is a ``torch.nn.Module`` in eval mode taking one batch of
+    ``input_shape`` (``(C, H, W)`` for images, without the batch dimension).
+    ``trained`` says whether ``module`` holds the trial's trained weights (true
+    only when ``build_model`` was given a finished trial with a checkpoint).
+    ``calibration`` is a float tensor of representative inputs (for int8
+    calibration); ``test_data`` an ``(inputs, labels)`` pair a deploy step can
+    score the deployed model on. ``macs`` is the evaluator's own count of
+    multiply-accumulates (what backends' counts are checked against), ``None``
+    if it has none.
+    """
+
+    module: Any
+    input_shape: Tuple[int, ...]
+    trained: bool = False
+    calibration: Any = None
+    test_data: Any = None
+    macs: Optional[float] = None
+    source: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +184,17 @@ class RunContext:
     objectives: Mapping[str, str] = field(default_factory=dict)
     constraints: Mapping[str, Any] = field(default_factory=dict)
     in_worker: bool = False
-    #: ``cost_fn(candidate) -> {metric: value}`` merges every backend's cost; a
-    #: searcher uses it to reject infeasible children before proposing them.
-    cost_fn: Optional[Callable[["Candidate"], Mapping[str, float]]] = None
+    #: ``cost_fn(candidate) -> CostReport`` merges every backend's cost (its
+    #: ``metrics`` and the backends' joint ``feasible`` verdict); a searcher uses
+    #: it to reject infeasible children before proposing them.
+    cost_fn: Optional[Callable[["Candidate"], "CostReport"]] = None
+    #: ``build_model(candidate, trial=None) -> BuiltModel``: the evaluator's
+    #: network for a candidate (``trial`` given: with that trial's trained
+    #: weights). Set by the loop; ``None`` when the run's evaluator builds no
+    #: network. Backends call it instead of building the network themselves.
+    build_model: Optional[Callable[..., "BuiltModel"]] = None
+    #: the run's search space (set once ``search_space`` has answered)
+    space: Any = None
+    #: CPU threads one trial may use (the executor divides the cores between
+    #: its workers); components that start thread pools of their own honour it.
+    threads: Optional[int] = None

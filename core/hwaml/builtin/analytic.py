@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import hookimpl
 from ..space import Categorical, Float, Group, Integer, Repeated, SearchSpace
-from ..types import Candidate, CostReport, DeployResult, EvalResult, RunContext
+from ..types import Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial
 
 FUNCTIONS = ("nas_toy", "branin", "zdt1")
 
@@ -100,6 +100,10 @@ class AnalyticEvaluator:
         }[function]
 
     @hookimpl
+    def metric_names(self, ctx: RunContext) -> list:
+        return list(self.default_objectives)
+
+    @hookimpl
     def search_space(self, ctx: RunContext) -> SearchSpace:
         if self.function == "nas_toy":
             return nas_toy_space(self.max_blocks)
@@ -136,9 +140,10 @@ class AnalyticEvaluator:
         return EvalResult(out)
 
     @hookimpl
-    def deploy(self, candidate: Candidate, ctx: RunContext) -> DeployResult:
+    def deploy(self, trial: Trial, ctx: RunContext) -> DeployResult:
         import json
 
+        candidate = trial.candidate
         out = ctx.run_dir / "deploy"
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"trial_{candidate.number}.json"
@@ -148,17 +153,27 @@ class AnalyticEvaluator:
 
 
 class AnalyticCost:
-    """Cost backend for the ``nas_toy`` function: latency_ms and params_k."""
+    """Cost backend for the ``nas_toy`` function: latency_ms and params_k.
+
+    It abstains (returns ``None``) on candidates that are not ``nas_toy``
+    configurations, rather than inventing a cost for them.
+    """
+
+    NAS_TOY_KEYS = frozenset({"resolution", "width", "blocks"})
 
     def __init__(self, latency_scale: float = 1.0, name: str = "analytic_cost"):
         self.latency_scale = latency_scale
         self.name = name
 
     @hookimpl
-    def cost(self, candidate: Candidate, ctx: RunContext) -> CostReport:
+    def metric_names(self, ctx: RunContext) -> list:
+        return ["latency_ms", "params_k"]
+
+    @hookimpl
+    def cost(self, candidate: Candidate, ctx: RunContext) -> Optional[CostReport]:
         cfg = candidate.config
-        if "blocks" not in cfg:
-            return CostReport({"latency_ms": self.latency_scale * float(sum(abs(v) for v in cfg.values() if isinstance(v, (int, float))))}, source=self.name)
+        if not self.NAS_TOY_KEYS <= set(cfg):
+            return None
         params = sum(b["expand"] * b["kernel"] ** 2 for b in cfg["blocks"]) * cfg["width"] * 10.0
         return CostReport(
             {"latency_ms": self.latency_scale * nas_toy_latency_ms(cfg), "params_k": float(params)},

@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .. import hookimpl
-from ..config import normalise_constraints
 from ..space import SearchSpace
 from ..types import Candidate, RunContext, Trial, TrialStatus
 
@@ -137,15 +136,18 @@ class RegularizedEvolution:
         self._seen = _SeenKeys()
 
     def _feasible(self, cfg: Dict[str, Any], ctx: RunContext) -> bool:
-        if not self.reject_infeasible or not ctx.constraints or ctx.cost_fn is None:
+        if not self.reject_infeasible or ctx.cost_fn is None:
             return True
-        from ..loop import violations
+        from ..constraints import is_feasible
+        from ..trial import MetricConflict
 
         try:
-            cost = ctx.cost_fn(Candidate(cfg))
-        except Exception:  # noqa: BLE001 - the real trial will record the error
+            report = ctx.cost_fn(Candidate(cfg))
+        except MetricConflict:
+            raise
+        except Exception:  # noqa: BLE001 - any backend error: the real trial records it with its traceback
             return True
-        return not violations(cost, normalise_constraints(ctx.constraints))
+        return is_feasible(report, ctx.constraints)
 
     @hookimpl
     def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:

@@ -46,11 +46,23 @@ def make_context(
     objectives: Optional[Mapping[str, str]] = None,
     constraints: Optional[Mapping[str, Any]] = None,
     cfg: Any = None,
+    evaluator: Any = None,
+    backends: Optional[Mapping[str, Any]] = None,
 ) -> RunContext:
-    """A run context for calling hooks directly in tests."""
+    """A run context for calling hooks directly in tests.
+
+    With ``evaluator`` the context is wired as a run's would be: ``ctx.space`` is
+    the evaluator's space and ``ctx.build_model`` calls its ``build_model`` hook
+    (so an NN backend can be costed on the evaluator's networks); with
+    ``backends`` too, ``ctx.cost_fn`` merges their costs.
+    """
+    from dataclasses import replace
+
+    from ..trial import collect_costs, model_builder
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return RunContext(
+    ctx = RunContext(
         cfg=cfg,
         run_dir=run_dir,
         seed=seed,
@@ -58,6 +70,18 @@ def make_context(
         objectives=dict(objectives or {"accuracy": "max"}),
         constraints=dict(constraints or {}),
     )
+    if evaluator is None and not backends:
+        return ctx
+    comps = {"evaluator": evaluator} if evaluator is not None else {}
+    comps.update({f"backend.{k}": v for k, v in (backends or {}).items()})
+    pm = build_run_manager(comps, registry=_EmptyRegistry())
+    holder = {"ctx": ctx}
+    ctx = replace(ctx, build_model=model_builder(pm, lambda: holder["ctx"]), cost_fn=lambda c: collect_costs(pm, c, holder["ctx"]))
+    holder["ctx"] = ctx
+    if evaluator is not None:
+        ctx = replace(ctx, space=pm.hook.search_space(ctx=ctx))
+        holder["ctx"] = ctx
+    return ctx
 
 
 def compose_config(overrides: List[str]) -> Any:
@@ -143,9 +167,19 @@ class EvaluatorContract:
         return make_context(tmp_path / "run")
 
     def test_registers_with_the_hook_contract(self, evaluator: Any) -> None:
+        _assert_registers_statically(evaluator)
         pm = build_run_manager({"evaluator": evaluator}, registry=_EmptyRegistry())
         assert pm.hook.search_space.get_hookimpls(), "the evaluator must implement search_space"
         assert pm.hook.evaluate.get_hookimpls(), "the evaluator must implement evaluate"
+        assert pm.hook.metric_names.get_hookimpls(), "the evaluator must declare its metrics (metric_names)"
+
+    def test_declared_metrics_cover_what_it_reports(self, evaluator: Any, contract_ctx: RunContext) -> None:
+        declared = set(evaluator.metric_names(ctx=contract_ctx) or [])
+        for name in getattr(evaluator, "default_objectives", {}) or {}:
+            assert name in declared, f"default objective {name!r} is not among the declared metrics {sorted(declared)}"
+        space = evaluator.search_space(ctx=contract_ctx)
+        res = evaluator.evaluate(candidate=Candidate(space.sample(np.random.default_rng(7)), number=0), ctx=contract_ctx)
+        assert set(res.metrics) <= declared, f"evaluate reported {sorted(set(res.metrics) - declared)} that metric_names does not declare"
 
     def test_search_space_samples_validate_and_encode(self, evaluator: Any, contract_ctx: RunContext) -> None:
         space = evaluator.search_space(ctx=contract_ctx)
@@ -189,6 +223,19 @@ class BackendContract:
     def contract_ctx(self, tmp_path: Path) -> RunContext:
         return make_context(tmp_path / "run")
 
+    def test_registers_with_the_hook_contract(self, backend: Any) -> None:
+        _assert_registers_statically(backend)
+        pm = build_run_manager({"backend.x": backend}, registry=_EmptyRegistry())
+        assert pm.hook.cost.get_hookimpls(), "a backend must implement cost"
+        assert pm.hook.metric_names.get_hookimpls(), "a backend must declare its metrics (metric_names)"
+
+    def test_declared_metrics_cover_what_it_reports(self, backend: Any, candidates: List[Candidate], contract_ctx: RunContext) -> None:
+        declared = set(backend.metric_names(ctx=contract_ctx) or [])
+        for cand in candidates:
+            rep = backend.cost(candidate=cand, ctx=contract_ctx)
+            if rep is not None:
+                assert set(rep.metrics) <= declared, f"cost reported {sorted(set(rep.metrics) - declared)} that metric_names does not declare"
+
     def test_cost_reports_finite_metrics_with_source(self, backend: Any, candidates: List[Candidate], contract_ctx: RunContext) -> None:
         assert candidates, "the candidates fixture is empty"
         for cand in candidates:
@@ -228,6 +275,12 @@ class SearcherContract:
     def _run(self, factory: Any, evaluator: Any, run_dir: Path, seed: int = 0, trials: Optional[int] = None, resume: bool = False) -> RunResult:
         return run_search({"searcher": factory(), "evaluator": evaluator}, run_dir, trials=trials or self.trials, seed=seed, resume=resume)
 
+    def test_registers_with_the_hook_contract(self, searcher_factory: Any) -> None:
+        searcher = searcher_factory()
+        _assert_registers_statically(searcher)
+        pm = build_run_manager({"searcher": searcher}, registry=_EmptyRegistry())
+        assert pm.hook.propose.get_hookimpls(), "a searcher must implement propose"
+
     def test_proposals_are_valid_and_at_most_n(self, searcher_factory: Any, contract_evaluator: Any, tmp_path: Path) -> None:
         ctx = make_context(tmp_path, objectives=getattr(contract_evaluator, "default_objectives", None))
         space = contract_evaluator.search_space(ctx=ctx)
@@ -254,6 +307,24 @@ class SearcherContract:
         resumed = self._run(searcher_factory, contract_evaluator, tmp_path / "half", seed=5, resume=True)
         assert len(resumed.trials) == self.trials
         assert [dict(t.config) for t in resumed.trials] == [dict(t.config) for t in full.trials]
+
+
+def _assert_registers_statically(component: Any) -> None:
+    """Registration must not run the component's code: no property of it may be
+    evaluated by hook discovery (pluggy < 1.7 used ``getattr`` on every attribute),
+    and no property may raise or do work."""
+    import inspect
+
+    for klass in type(component).__mro__:
+        for name, attr in vars(klass).items():
+            if isinstance(attr, property):
+                raise AssertionError(
+                    f"{type(component).__name__}.{name} is a property; components keep lazy state behind explicit methods "
+                    f"(a property runs when a plugin manager or a debugger inspects the object)"
+                )
+    # registering under the oldest discovery rule (getattr on every attribute) must not fail either
+    for name in dir(component):
+        inspect.getattr_static(component, name)
 
 
 class _EmptyRegistry:
