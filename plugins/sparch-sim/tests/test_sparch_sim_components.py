@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from hwaml import Candidate
+from hwaml import Candidate, Trial
 from hwaml.builtin import OptunaSearcher, RandomSearch, RegularizedEvolution
 from hwaml.testing import BackendContract, EvaluatorContract, make_context, run_search
 
 from hwaml_sparch_sim.arch import ArchConfigError
-from hwaml_sparch_sim.components import SparchAreaBackend, SparchBackend, SparchDesignEvaluator
+from hwaml_sparch_sim.components import AREA_METRICS, WORKLOAD_METRICS, SparchAreaBackend, SparchBackend, SparchDesignEvaluator
 from hwaml_sparch_sim.matrices import WorkloadSpecError
 
 WORKLOAD = [
@@ -121,8 +121,11 @@ def test_deploy_writes_report_and_plot(tmp_path):
     ev = _evaluator()
     ctx = make_context(tmp_path)
     cand = Candidate({"merger_width": 16, "buffer_lines": 256, "line_elems": 48, "huffman": True, "prefetcher": True}, number=3)
-    out = ev.deploy(candidate=cand, ctx=ctx)
-    assert out.ok and "less than OuterSPACE" in out.message
+    trial = Trial(3, cand, "complete", metrics=dict(ev.evaluate(candidate=cand, ctx=ctx).metrics))
+    out = ev.deploy(trial=trial, ctx=ctx)
+    assert out.ok and "less than OuterSPACE" in out.message and out.source == "sparch_design"
+    assert out.artifacts["report"] == str(tmp_path / "deploy" / "sparch_design_trial_3.json")
+    assert out.metrics["runtime_ms"] == pytest.approx(trial.metrics["runtime_ms"])  # the same design, simulated again
     report = json.loads(open(out.artifacts["report"]).read())
     assert report["candidate"]["buffer_lines"] == 256
     assert [m["name"] for m in report["matrices"]] == ["rmat_s8_e6", "poisson2d_12"]
@@ -136,10 +139,36 @@ def test_workers_receive_specs_not_matrices():
     import pickle
 
     ev = _evaluator()
-    _ = ev.operands  # load the matrices
+    ops = ev.operands()  # load the matrices
+    assert ev.operands() is ops  # loaded once, then cached
     clone = pickle.loads(pickle.dumps(ev))
     assert clone._operands is None and clone.workload_specs == ev.workload_specs
-    assert [o.name for o in clone.operands] == [o.name for o in ev.operands]
+    assert [o.name for o in clone.operands()] == [o.name for o in ops]
+
+
+def test_registering_loads_nothing():
+    from hwaml.plugins import build_run_manager, make_plugin_manager, Registry
+
+    ev, backend = _evaluator(), SparchBackend(workload=WORKLOAD)
+    build_run_manager({"evaluator": ev, "backend.sparch": backend, "backend.sparch_area": SparchAreaBackend()}, registry=Registry(make_plugin_manager()))
+    assert ev._operands is None and backend._operands is None  # the workload loads at the first simulation
+
+
+def test_declared_metrics(tmp_path):
+    ctx = make_context(tmp_path)
+    assert _evaluator().metric_names(ctx=ctx) == list(WORKLOAD_METRICS) == SparchBackend(workload=WORKLOAD).metric_names(ctx=ctx)
+    assert SparchAreaBackend().metric_names(ctx=ctx) == list(AREA_METRICS)
+    m = _evaluator().evaluate(candidate=Candidate({"merger_width": 4, "buffer_lines": 16, "line_elems": 16, "huffman": False, "prefetcher": False}), ctx=ctx).metrics
+    assert set(m) == set(WORKLOAD_METRICS)
+
+
+def test_misspelled_constraint_stops_the_run_before_any_simulation(tmp_path):
+    from hwaml.config import ConfigError
+
+    ev = _evaluator()
+    with pytest.raises(ConfigError, match="area_mm"):
+        run_search({"searcher": RandomSearch(), "evaluator": ev, "backend.sparch_area": SparchAreaBackend()}, tmp_path / "r", trials=2, objectives={"runtime_ms": "min"}, constraints={"area_mm": 20})
+    assert ev._operands is None
 
 
 def test_configs_compose_and_instantiate():

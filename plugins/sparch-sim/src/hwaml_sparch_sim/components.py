@@ -12,7 +12,11 @@
 * :class:`SparchDesignEvaluator` exposes the accelerator parameters and the
   technique switches as a search space and simulates each candidate on its
   workload; ``deploy`` writes a JSON report and a DRAM-traffic plot of the
-  chosen design.
+  chosen trial's design.
+
+The workload's matrices are loaded by :meth:`_WorkloadHolder.operands` on first
+use (an explicit method, never at registration) and kept; a pickled component
+(an executor worker's copy) ships the specs and loads its own copy once.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from hwaml import Candidate, Categorical, CostReport, DeployResult, EvalResult, RunContext, SearchSpace, hookimpl
+from hwaml import Candidate, Categorical, CostReport, DeployResult, EvalResult, RunContext, SearchSpace, Trial, hookimpl
 
 from .arch import ArchConfigError, SparchConfig, area_breakdown
 from .matrices import Operands, WorkloadSpecError, check_spec, load_workload
@@ -31,7 +35,21 @@ from .simulator import SimResult, SparchSimulator
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SparchBackend", "SparchAreaBackend", "SparchDesignEvaluator", "DEFAULT_DESIGN_SPACE", "simulate_workload", "workload_metrics"]
+__all__ = [
+    "SparchBackend",
+    "SparchAreaBackend",
+    "SparchDesignEvaluator",
+    "DEFAULT_DESIGN_SPACE",
+    "WORKLOAD_METRICS",
+    "AREA_METRICS",
+    "simulate_workload",
+    "workload_metrics",
+]
+
+#: what :func:`workload_metrics` reports (the ``sparch`` backend's and ``sparch_design``'s metrics)
+WORKLOAD_METRICS = ("dram_bytes", "dram_mb", "cycles", "runtime_ms", "energy_uj", "area_mm2", "dram_reduction", "speedup")
+#: what the ``sparch_area`` backend reports
+AREA_METRICS = ("area_mm2", "buffer_kib")
 
 #: the design space of ``sparch_design`` (every key a :class:`SparchConfig` field)
 DEFAULT_DESIGN_SPACE: Dict[str, List[Any]] = {
@@ -91,7 +109,8 @@ def workload_metrics(cfg: SparchConfig, sparch: Sequence[SimResult], baseline: S
 
 
 class _WorkloadHolder:
-    """Loads the workload on first use (also inside executor workers) and keeps it."""
+    """Checks the workload specs at construction; loads the matrices on first use
+    (:meth:`operands`, also inside executor workers) and keeps them."""
 
     def __init__(self, workload: Any, arch: Optional[Mapping[str, Any]]):
         self.workload_specs = _plain(workload)
@@ -105,8 +124,8 @@ class _WorkloadHolder:
         self._operands: Optional[List[Operands]] = None
         self.simulator = SparchSimulator(max_cached=64)
 
-    @property
     def operands(self) -> List[Operands]:
+        """The workload's operand pairs, generated or read on the first call and cached."""
         if self._operands is None:
             self._operands = load_workload(self.workload_specs)
         return self._operands
@@ -129,9 +148,13 @@ class SparchBackend(_WorkloadHolder):
         self.name = name
 
     @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return list(WORKLOAD_METRICS)
+
+    @hookimpl
     def cost(self, candidate: Candidate, ctx: RunContext) -> CostReport:
         cfg = self.config_for(candidate.config, strict=False)
-        sparch, baseline = simulate_workload(self.simulator, self.operands, cfg)
+        sparch, baseline = simulate_workload(self.simulator, self.operands(), cfg)
         metrics = workload_metrics(cfg, sparch, baseline)
         info = {"matrices": [r.summary() for r in sparch]}
         return CostReport(metrics, source=self.name, info=info)
@@ -143,6 +166,10 @@ class SparchAreaBackend:
     def __init__(self, arch: Optional[Dict[str, Any]] = None, name: str = "sparch_area"):
         self.base = SparchConfig.from_mapping(_plain(arch) or {})
         self.name = name
+
+    @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return list(AREA_METRICS)
 
     @hookimpl
     def cost(self, candidate: Candidate, ctx: RunContext) -> CostReport:
@@ -177,12 +204,16 @@ class SparchDesignEvaluator(_WorkloadHolder):
                 SparchConfig.from_mapping({key: value}, base=self.base)
 
     @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return list(WORKLOAD_METRICS)
+
+    @hookimpl
     def search_space(self, ctx: RunContext) -> SearchSpace:
         return SearchSpace([Categorical(k, list(v)) for k, v in self.space_choices.items()], meta={"kind": "sparch_design"})
 
     def simulate(self, config: Mapping[str, Any]) -> Tuple[SparchConfig, List[SimResult], List[SimResult], Dict[str, float]]:
         cfg = self.config_for(config, strict=True)
-        sparch, baseline = simulate_workload(self.simulator, self.operands, cfg)
+        sparch, baseline = simulate_workload(self.simulator, self.operands(), cfg)
         return cfg, sparch, baseline, workload_metrics(cfg, sparch, baseline)
 
     @hookimpl
@@ -197,9 +228,11 @@ class SparchDesignEvaluator(_WorkloadHolder):
         return EvalResult(metrics, info=info)
 
     @hookimpl
-    def deploy(self, candidate: Candidate, ctx: RunContext) -> DeployResult:
+    def deploy(self, trial: Trial, ctx: RunContext) -> DeployResult:
+        """Re-simulate the trial's design and write its JSON report and DRAM-traffic plot."""
+        candidate = trial.candidate
         cfg, sparch, baseline, metrics = self.simulate(candidate.config)
-        stem = f"sparch_design_trial_{candidate.number}" if candidate.number is not None else "sparch_design"
+        stem = f"sparch_design_trial_{trial.number}"
         paths = write_design_report(ctx.run_dir / "deploy", stem, cfg, sparch, baseline, metrics, candidate.config)
         msg = (
             f"{stem}: {metrics['dram_mb']:.2f} MB DRAM ({metrics['dram_reduction']:.2f}x less than OuterSPACE), "

@@ -145,9 +145,12 @@ def read_matrix_market(path: str | Path) -> sp.csr_matrix:
     path = Path(path)
     if not path.is_file():
         raise MatrixFileError(path, None, "no such file")
+    # scipy's reader (fast_matrix_market) raises ValueError for malformed content,
+    # OverflowError for integers out of range, RuntimeError from its C++ core and
+    # OSError for an unreadable file, each with its own wording
     try:
         mat = scipy.io.mmread(str(path))
-    except Exception as exc:  # scipy raises ValueError/OSError/RuntimeError with varying text
+    except (ValueError, OverflowError, RuntimeError, OSError) as exc:
         line, msg = _scan_matrix_market(path)
         if line is None:
             found = re.search(r"[Ll]ine (\d+)", str(exc))
