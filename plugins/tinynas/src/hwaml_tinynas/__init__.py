@@ -23,6 +23,10 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "optimize_search_space": ".space_optimization",
         "SpaceOptimization": ".space_optimization",
         "TinyNASDigits": ".evaluator",
-        "TinyNASBackend": ".backend",
+        "Stage1Config": ".config",
+        "TrainingConfig": ".config",
+        "FinetuneConfig": ".config",
+        "MemoryBudget": ".memory",
+        "memory_budget": ".memory",
     },
 )

@@ -1,9 +1,10 @@
 """Entry point of hwaml-tinynas: contributes its config groups.
 
 Components (instantiated by Hydra from the configs):
-``evaluator=tinynas_digits`` (:class:`hwaml_tinynas.evaluator.TinyNASDigits`),
-``backend=[tinynas_stm32f412|tinynas_stm32f746|tinynas_stm32h743|tinynas_mcu64k]``
-(:class:`hwaml_tinynas.backend.TinyNASBackend`), ``experiment=mcunet_digits``.
+``evaluator=tinynas_digits`` (:class:`hwaml_tinynas.evaluator.TinyNASDigits`)
+and ``experiment=mcunet_digits``. Costs and the C deployment come from
+hwaml-tinyengine's backends (``backend=[mcu64k]`` ...), which cost the network
+the evaluator's ``build_model`` returns.
 """
 
 from hwaml import hookimpl

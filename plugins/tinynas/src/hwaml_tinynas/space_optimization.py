@@ -272,7 +272,7 @@ def optimize_search_space(
         where one lucky sample fits from winning).
     :param workers: processes (each plans whole spaces).
     """
-    from tqdm import tqdm
+    from hwaml.progress import bar as progress_bar
 
     if not widths or not resolutions:
         raise ValueError("widths and resolutions must be non-empty")
@@ -283,7 +283,7 @@ def optimize_search_space(
         for w in sorted(widths)
         for r in sorted(resolutions)
     ]
-    bar = tqdm(total=len(jobs), desc="TinyNAS stage 1 (spaces)", disable=not progress, leave=False)
+    bar = progress_bar(total=len(jobs), desc="TinyNAS stage 1 (spaces)", enabled=progress)
     results: List[SpaceStats] = []
     if workers and workers > 1:
         import multiprocessing as mp

@@ -1,0 +1,98 @@
+"""The memory stage 1 must fit: the MCU's SRAM and Flash, tightened by the run.
+
+The MCU is a TinyEngine device profile: the evaluator's ``device`` setting, or
+else the profile of the run's one TinyEngine backend, read from its config
+node (``ctx.cfg.backend.<name>``: its ``profile`` or ``device`` key and any
+``sram_kb`` / ``flash_kb`` / ``patch`` / ``max_overhead`` it sets). The backend
+is never instantiated here: components meet only through hooks and ``ctx``,
+and a config node is plain data. The run's ``peak_sram_kb`` / ``flash_kb``
+constraints then tighten the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Tuple
+
+from hwaml.constraints import normalise_constraints
+
+__all__ = ["MemoryBudget", "tinyengine_backend_nodes", "memory_budget"]
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What a sampled model must fit in stage 1, and how TinyEngine plans it."""
+
+    device: str
+    sram_kb: float
+    flash_kb: float
+    patch: bool = True
+    max_overhead: float = 0.3
+
+
+def _get(node: Any, key: str) -> Any:
+    return node.get(key) if hasattr(node, "get") else None
+
+
+def tinyengine_backend_nodes(cfg: Any) -> List[Tuple[str, Any]]:
+    """``(name, node)`` of the run's backends whose ``_target_`` is a TinyEngine
+    backend class (imported to check its type, not instantiated)."""
+    from hydra.utils import get_class
+
+    from hwaml_tinyengine.backend import TinyEngineBackend
+
+    backends = _get(cfg, "backend") if cfg is not None else None
+    out = []
+    for name, node in (backends or {}).items():
+        target = _get(node, "_target_")
+        if target and issubclass(get_class(str(target)), TinyEngineBackend):
+            out.append((str(name), node))
+    return out
+
+
+def _profile_budget(name: str, node: Optional[Mapping[str, Any]], where: str) -> MemoryBudget:
+    from hwaml_tinyengine.device import PROFILES, load_profile
+
+    node = node or {}
+    sram, flash = _get(node, "sram_kb"), _get(node, "flash_kb")
+    if sram is None or flash is None:
+        if name not in PROFILES:
+            raise ValueError(f"{where}: device {name!r} is not a shipped TinyEngine profile ({', '.join(PROFILES)}) and sram_kb/flash_kb are not both given")
+        profile = load_profile(name)
+        sram = profile.sram_kb if sram is None else sram
+        flash = profile.flash_kb if flash is None else flash
+    patch = _get(node, "patch")
+    overhead = _get(node, "max_overhead")
+    return MemoryBudget(str(name), float(sram), float(flash), True if patch is None else bool(patch), 0.3 if overhead is None else float(overhead))
+
+
+def memory_budget(device: Optional[str], cfg: Any, constraints: Optional[Mapping[str, Any]]) -> MemoryBudget:
+    """The MCU's memory for stage 1 (see the module doc).
+
+    :param device: a TinyEngine profile name (the evaluator's ``device``), or
+        ``None`` for the run's single TinyEngine backend.
+    :param cfg: the run config (``ctx.cfg``).
+    :param constraints: the run's constraints (``ctx.constraints``).
+    """
+    if device:
+        budget = _profile_budget(str(device), None, "evaluator.device")
+    else:
+        nodes = tinyengine_backend_nodes(cfg)
+        if len(nodes) != 1:
+            found = [n for n, _ in nodes]
+            raise ValueError(
+                f"evaluator tinynas_digits: stage 1 needs exactly one TinyEngine device, the run has {found or 'none'}; "
+                f"add backend=[mcu64k] (or another TinyEngine profile) or set evaluator.device=<profile>"
+            )
+        name, node = nodes[0]
+        profile = _get(node, "profile") or _get(node, "device")
+        if not profile:
+            raise ValueError(f"backend.{name}: stage 1 needs the TinyEngine profile name (a 'profile' or 'device' key) to know the MCU's memory")
+        budget = _profile_budget(str(profile), node, f"backend.{name}")
+    bounds = normalise_constraints(constraints or {})
+    sram, flash = budget.sram_kb, budget.flash_kb
+    if "max" in bounds.get("peak_sram_kb", {}):
+        sram = min(sram, bounds["peak_sram_kb"]["max"])
+    if "max" in bounds.get("flash_kb", {}):
+        flash = min(flash, bounds["flash_kb"]["max"])
+    return MemoryBudget(budget.device, sram, flash, budget.patch, budget.max_overhead)
