@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from hwaml import Candidate, RunContext, SearchSpace, Float, Trial
-from hwaml.loop import SearchLoop
+from hwaml.loop import RunError, SearchLoop
+from hwaml.plugins import PluginError
 from hwaml_gcn_rl_circuit.circuits import get_circuit
 from hwaml_gcn_rl_circuit.ddpg import GCNRLAgent
 from hwaml_gcn_rl_circuit.evaluator import CircuitEvaluator, circuit_space
@@ -121,8 +122,51 @@ def test_searcher_init_from_fine_tunes_on_another_circuit(tmp_path):
 def test_searcher_without_graph_fails_clearly(tmp_path):
     space = SearchSpace([Float("x", 0.0, 1.0)])
     ctx = RunContext(cfg=None, run_dir=tmp_path, seed=0, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="needs a circuit graph.*circuit_two_stage_tia"):
+    with pytest.raises(PluginError, match="needs a circuit graph.*circuit_two_stage_tia"):
         GCNRLSearcher().propose(space, [], 1, ctx)
+    other = circuit_space(get_circuit("two_stage_amp"), NODES["n90"])
+    wrong = SearchSpace([Float("x", 0.0, 1.0)], meta={"graph": other.meta["graph"]})
+    with pytest.raises(PluginError, match="graph and search space disagree"):
+        GCNRLSearcher().propose(wrong, [], 1, ctx)
+
+
+def test_run_with_a_non_circuit_evaluator_fails_at_start(tmp_path):
+    # gcn_rl composed with evaluator=analytic: the run stops before its first
+    # trial, naming both components and what the searcher needs
+    from hwaml.builtin import AnalyticEvaluator
+    from hwaml.testing import run_search
+
+    with pytest.raises(RunError) as err:
+        run_search({"searcher": GCNRLSearcher(**SMALL), "evaluator": AnalyticEvaluator("nas_toy")}, tmp_path / "run", trials=3)
+    msg = str(err.value)
+    assert msg.startswith("searcher") and "evaluator" in msg  # the loop names both components
+    assert "gcn_rl needs a circuit graph in space.meta['graph']" in msg and "evaluator=circuit_two_stage_tia" in msg
+    from hwaml.store import TrialStore
+
+    with TrialStore(tmp_path / "run" / TrialStore.FILENAME) as store:
+        assert store.trials() == []  # nothing was proposed or evaluated
+    assert not (tmp_path / "run" / AGENT_FILE).exists()
+
+
+def test_agent_checkpoint_with_a_pickled_object_is_refused(tmp_path):
+    # torch.load(weights_only=True): a crafted file cannot run code when loaded
+    import pickle
+
+    path, marker = tmp_path / "evil.pt", tmp_path / "code_ran"
+    torch.save({"format": 1, "payload": _RunsCodeWhenUnpickled(str(marker))}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        GCNRLAgent(**SMALL).load(path)
+    assert not marker.exists()
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
 
 
 def test_critic_ensemble_members_are_independent_and_bootstrapped(tmp_path):

@@ -65,7 +65,7 @@ def test_render_names_missing_value():
 @pytest.mark.parametrize("name", sorted(CIRCUITS))
 def test_shipped_templates_parse(name):
     circuit = get_circuit(name)
-    used = {p for e in circuit.template.elements for p in e.params}
+    used = {p for e in circuit.template().elements for p in e.params}
     assert used == set(circuit.param_names)
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hwaml import Candidate, RunContext
+from hwaml import Candidate, RunContext, Trial
 from hwaml_gcn_rl_circuit.circuits import CIRCUITS, get_circuit
 from hwaml_gcn_rl_circuit.evaluator import CircuitEvaluator, nominal_config, simulate_design
 from hwaml_gcn_rl_circuit.simulator import SimulationError, SpiceSimulator
@@ -29,6 +29,17 @@ def test_nominal_design_simulates(name, node):
     assert m["fom"] > circuit.failure_fom
     for metric in circuit.metrics:
         assert metric.name in m
+    assert set(m) == set(circuit.metric_names())  # what the evaluator declares is what it reports
+    assert {s.metric for s in circuit.specs} <= set(m)
+
+
+@pytest.mark.parametrize("name", sorted(CIRCUITS))
+def test_declared_metrics_include_every_fom_term_and_spec(tmp_path, name):
+    ev = CircuitEvaluator(name, "n90")
+    declared = ev.metric_names(ctx(tmp_path))
+    assert len(declared) == len(set(declared))
+    assert {"fom", "specs_met", "sim_failed", "sim_ms"} <= set(declared)
+    assert {m.name for m in ev.circuit.metrics} | {s.metric for s in ev.circuit.specs} <= set(declared)
 
 
 def test_nodes_differ_in_simulated_behaviour():
@@ -61,7 +72,7 @@ def test_simulator_errors_and_timeout_raise_simulation_error():
 
 def test_non_convergent_netlist_gives_penalised_fom(tmp_path):
     circuit = get_circuit("two_stage_tia")
-    text = circuit.template.text.replace("Vnb nb 0 dc ${vbn}", "Vnb nb 0 dc ${vbn}\nVshort vdd 0 dc 0.1")
+    text = circuit.template().text.replace("Vnb nb 0 dc ${vbn}", "Vnb nb 0 dc ${vbn}\nVshort vdd 0 dc 0.1")
     path = tmp_path / "broken.cir"
     path.write_text(text)
     ev = CircuitEvaluator("two_stage_tia", "n180", template=str(path))
@@ -94,8 +105,9 @@ def test_fom_penalises_violated_specs():
 def test_deploy_writes_netlist_and_report(tmp_path):
     ev = CircuitEvaluator("ldo", "n130")
     cfg = nominal_config(ev.circuit, ev.tech)
-    res = ev.deploy(Candidate(cfg, number=3), ctx(tmp_path))
-    assert res.ok
+    res = ev.deploy(Trial(3, Candidate(cfg, number=3), "complete", metrics={"fom": 0.0}), ctx(tmp_path))
+    assert res.ok and res.source == "circuit_ldo"
+    assert res.artifacts["netlist_line"] == str(tmp_path / "deploy" / "ldo_n130_trial3_line.cir")
     netlists = sorted((tmp_path / "deploy").glob("ldo_n130_trial3_*.cir"))
     assert [p.name for p in netlists] == ["ldo_n130_trial3_line.cir", "ldo_n130_trial3_load.cir", "ldo_n130_trial3_loop.cir"]
     deck = netlists[0].read_text()

@@ -106,6 +106,7 @@ class Circuit:
     benches: Dict[str, Dict[str, float]]  # bench name -> extra placeholder values
     fixed: Callable[[Technology], Dict[str, float]]  # technology-derived placeholder values
     measure: Measure
+    measurements: Tuple[str, ...]  # the names ``measure`` returns
     penalty: float = 1.0
     _template: Optional[Template] = field(default=None, repr=False)
 
@@ -125,8 +126,8 @@ class Circuit:
             names |= set(bench)
         return sorted(names)
 
-    @property
     def template(self) -> Template:
+        """The parsed netlist template (read from the package on the first call, then kept)."""
         if self._template is None:
             text = resources.files("hwaml_gcn_rl_circuit.netlists").joinpath(self.template_file).read_text()
             self._template = parse_template(text, self.template_file, self.param_names, self.variables())
@@ -139,11 +140,18 @@ class Circuit:
     def decks(self, sizes_si: Mapping[str, float], tech: Technology) -> Dict[str, str]:
         """One rendered deck per test bench."""
         base = {"models": tech.model_cards(), "vdd": tech.vdd, **self.fixed(tech), **sizes_si}
-        return {bench: self.template.render({**base, **extra}) for bench, extra in self.benches.items()}
+        return {bench: self.template().render({**base, **extra}) for bench, extra in self.benches.items()}
 
     @property
     def failure_fom(self) -> float:
         return -self.penalty * len(self.specs) - 1.0
+
+    def metric_names(self) -> List[str]:
+        """Every metric an evaluation of this circuit can report: the figure of merit and
+        its bookkeeping (``fom``, ``specs_met``, ``sim_failed``, ``sim_ms``), the areas and
+        every measurement (which include all FoM terms and spec metrics)."""
+        names = ["fom", "specs_met", "sim_failed", "sim_ms", "area_um2", "area_scaled_um2", *self.measurements]
+        return list(dict.fromkeys(names))
 
     def fom(self, values: Mapping[str, float]) -> Tuple[float, List[str]]:
         """Figure of merit and the list of violated specs."""
@@ -159,7 +167,7 @@ class Circuit:
     def area_um2(self, sizes_si: Mapping[str, float]) -> float:
         """Active + passive area: sum of W*L, MIM caps at 2 fF/um^2, poly resistors at 1 kohm/sq, 0.5 um wide."""
         area = 0.0
-        for e in self.template.sized_elements(self.param_names):
+        for e in self.template().sized_elements(self.param_names):
             vals = [sizes_si[p] for p in e.params]
             if e.kind in ("nmos", "pmos"):
                 area += vals[0] * vals[1] * 1e12
@@ -210,6 +218,9 @@ def _supply_power(op: Mapping[str, np.ndarray], source: str, vdd: float) -> floa
     return float(abs(_vec(op, f"{source}#branch")[0]) * vdd)
 
 
+_TIA_MEASUREMENTS = ("zt_ohm", "bandwidth_hz", "peaking_db", "power_mw", "noise_na", "vout_dc")
+
+
 def _tia_measure(results, tech, sizes_si):
     r = results["main"]
     ac = _plot(r, "ac")
@@ -229,6 +240,9 @@ def _tia_measure(results, tech, sizes_si):
         "noise_na": onoise / zt * 1e9,  # integrated output noise referred to the input by the DC transimpedance, nA rms
         "vout_dc": float(_vec(op, "out")[0]),
     }
+
+
+_AMP_MEASUREMENTS = ("gain_db", "ugbw_hz", "phase_margin_deg", "power_mw", "vout_dc")
 
 
 def _amp_measure(results, tech, sizes_si):
@@ -254,6 +268,11 @@ def _amp_measure(results, tech, sizes_si):
         "power_mw": _supply_power(op, "vdd", tech.vdd) * 1e3,
         "vout_dc": float(_vec(op, "out")[0]),
     }
+
+
+_LDO_MEASUREMENTS = (
+    "vout_dc", "vout_error_pct", "quiescent_ua", "line_reg", "load_reg_ohm", "loop_gain_db", "phase_margin_deg", "ugf_hz", "power_mw",
+)
 
 
 def _ldo_measure(results, tech, sizes_si):
@@ -342,6 +361,7 @@ def _two_stage_tia() -> Circuit:
         benches={"main": {}},
         fixed=_tia_fixed,
         measure=_tia_measure,
+        measurements=_TIA_MEASUREMENTS,
     )
 
 
@@ -357,6 +377,7 @@ def _three_stage_tia() -> Circuit:
         benches={"main": {}},
         fixed=_tia_fixed,
         measure=_tia_measure,
+        measurements=_TIA_MEASUREMENTS,
     )
 
 
@@ -378,6 +399,7 @@ def _two_stage_amp() -> Circuit:
         benches={"main": {}},
         fixed=_amp_fixed,
         measure=_amp_measure,
+        measurements=_AMP_MEASUREMENTS,
     )
 
 
@@ -404,6 +426,7 @@ def _ldo() -> Circuit:
         },
         fixed=_ldo_fixed,
         measure=_ldo_measure,
+        measurements=_LDO_MEASUREMENTS,
     )
 
 

@@ -9,8 +9,10 @@
 * ``evaluate`` -- simulates every test bench with ngspice and returns the FoM
   plus every measurement. Simulator errors, non-convergence and timeouts give
   ``fom = circuit.failure_fom`` (and ``sim_failed = 1``), never an exception;
-* ``deploy`` -- writes the sized netlist(s) and a JSON + markdown report of the
-  simulated metrics under ``run_dir/deploy``.
+* ``metric_names`` -- every metric ``evaluate`` can report (``fom``, ``specs_met``,
+  ``sim_failed``, ``sim_ms``, the areas and each measurement of the circuit);
+* ``deploy(trial, ctx)`` -- writes the trial's sized netlist(s) and a JSON + markdown
+  report of the re-simulated metrics under ``run_dir/deploy``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
-from hwaml import Candidate, DeployResult, EvalResult, Float, RunContext, SearchSpace, hookimpl
+from hwaml import Candidate, DeployResult, EvalResult, Float, RunContext, SearchSpace, Trial, hookimpl
 
 from .circuits import UNITS, Circuit, get_circuit
 from .graph import CircuitGraph
@@ -103,7 +105,11 @@ class CircuitEvaluator:
                 raise FileNotFoundError(f"template {template!r} does not exist")
             self.circuit.use_template_text(path.read_text(), str(path))
         else:
-            _ = self.circuit.template  # parse now: a broken template fails at start
+            self.circuit.template()  # parse now: a broken template fails at start
+
+    @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return self.circuit.metric_names()
 
     @hookimpl
     def search_space(self, ctx: RunContext) -> SearchSpace:
@@ -119,29 +125,33 @@ class CircuitEvaluator:
         return EvalResult(out["metrics"], info=info)
 
     @hookimpl
-    def deploy(self, candidate: Candidate, ctx: RunContext) -> DeployResult:
-        return deploy_design(self.circuit, self.tech, candidate, Path(ctx.run_dir) / "deploy", self.timeout_s)
+    def deploy(self, trial: Trial, ctx: RunContext) -> DeployResult:
+        """The trial's sizing as netlists (one per test bench) and a report, under ``run_dir/deploy``."""
+        return deploy_design(self.circuit, self.tech, trial.candidate.config, Path(ctx.run_dir) / "deploy", self.timeout_s, number=trial.number)
 
 
-def deploy_design(circuit: Circuit, tech: Technology, candidate: Candidate, out_dir: Path, timeout_s: float = 10.0) -> DeployResult:
-    """Write the sized netlist of every test bench and a JSON + markdown report."""
+def deploy_design(
+    circuit: Circuit, tech: Technology, config: Mapping[str, float], out_dir: Path, timeout_s: float = 10.0, number: Optional[int] = None
+) -> DeployResult:
+    """Write the sized netlist of every test bench and a JSON + markdown report of
+    the design simulated again (``ok`` is false if that simulation fails)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tag = f"{circuit.name}_{tech.name}" + (f"_trial{candidate.number}" if candidate.number is not None else "")
-    si = sizes_si(circuit, candidate.config)
+    tag = f"{circuit.name}_{tech.name}" + (f"_trial{number}" if number is not None else "")
+    si = sizes_si(circuit, config)
     artifacts: Dict[str, str] = {}
     for bench, deck in circuit.decks(si, tech).items():
         path = out_dir / (f"{tag}.cir" if len(circuit.benches) == 1 else f"{tag}_{bench}.cir")
         path.write_text(deck)
         artifacts[f"netlist_{bench}"] = str(path)
-    result = simulate_design(circuit, tech, candidate.config, timeout_s)
+    result = simulate_design(circuit, tech, config, timeout_s)
     metrics = {k: float(v) for k, v in result["metrics"].items()}
     report = {
         "circuit": circuit.name,
         "technology": tech.name,
         "vdd": tech.vdd,
         "lmin_nm": tech.lmin * 1e9,
-        "trial": candidate.number,
-        "sizing": {p.name: {"value": float(candidate.config[p.name]), "unit": UNITS[p.kind][0]} for p in circuit.params},
+        "trial": number,
+        "sizing": {p.name: {"value": float(config[p.name]), "unit": UNITS[p.kind][0]} for p in circuit.params},
         "metrics": metrics,
         "specs": [str(s) for s in circuit.specs],
         "violated": result["violated"],
@@ -156,7 +166,7 @@ def deploy_design(circuit: Circuit, tech: Technology, candidate: Candidate, out_
         "",
         "| parameter | value | unit |",
         "| --- | ---: | --- |",
-        *[f"| {p.name} | {float(candidate.config[p.name]):.4g} | {UNITS[p.kind][0]} |" for p in circuit.params],
+        *[f"| {p.name} | {float(config[p.name]):.4g} | {UNITS[p.kind][0]} |" for p in circuit.params],
         "",
         "| metric | simulated |",
         "| --- | ---: |",

@@ -123,7 +123,7 @@ class CircuitGraph:
         for p in circuit.params:
             lo, hi, _ = p.bounds(tech)
             ranges[p.name] = ParamRange(lo, hi, p.log)
-        return cls.from_elements(circuit.name, circuit.template.elements, ranges, tech)
+        return cls.from_elements(circuit.name, circuit.template().elements, ranges, tech)
 
     # -- GCN inputs ----------------------------------------------------------
 

@@ -40,6 +40,7 @@ import numpy as np
 from scipy.stats import truncnorm
 
 from hwaml import Candidate, RunContext, SearchSpace, Trial, TrialStatus, hookimpl
+from hwaml.plugins import PluginError
 
 from .ddpg import GCNRLAgent, reward_norm_mode, torch_threads
 from .graph import CircuitGraph
@@ -147,18 +148,24 @@ class GCNRLSearcher:
 
     @staticmethod
     def graph_of(space: SearchSpace) -> CircuitGraph:
+        """The circuit graph the agent acts on, from ``space.meta["graph"]``.
+
+        :raises hwaml.plugins.PluginError: when the space has no (or a mismatched)
+            circuit graph -- the searcher was composed with an evaluator it cannot
+            search; the loop reports it at start, naming searcher and evaluator.
+        """
         graph = space.meta.get("graph")
         if graph is None:
-            raise ValueError(
+            raise PluginError(
                 "searcher gcn_rl needs a circuit graph in space.meta['graph']; compose it with a circuit evaluator "
                 "(evaluator=circuit_two_stage_tia, circuit_two_stage_amp, circuit_three_stage_tia or circuit_ldo)"
             )
         if not isinstance(graph, CircuitGraph):
-            raise ValueError(f"searcher gcn_rl: space.meta['graph'] is a {type(graph).__name__}, expected hwaml_gcn_rl_circuit.graph.CircuitGraph")
+            raise PluginError(f"searcher gcn_rl: space.meta['graph'] is a {type(graph).__name__}, expected hwaml_gcn_rl_circuit.graph.CircuitGraph")
         dims = {d.name for d in space.dims}
         missing, unsized = sorted(set(graph.ranges) - dims), sorted(dims - set(graph.ranges))
         if missing or unsized:
-            raise ValueError(
+            raise PluginError(
                 f"searcher gcn_rl: graph and search space disagree (graph only: {missing}, space only: {unsized})"
             )
         return graph
