@@ -9,12 +9,12 @@ from pathlib import Path
 #: overrides that shrink experiment=mcunet_digits to seconds (the real scale is the preset's)
 SHRUNK = [
     "evaluator.base_arch=mcunet_test",
-    "evaluator.widths=[0.5,1.0]",
-    "evaluator.resolutions=[12,16]",
-    "evaluator.samples_per_space=3",
-    "evaluator.epochs={full:2,kernel:1,depth:1,expand:1}",
+    "evaluator.stage1.widths=[0.5,1.0]",
+    "evaluator.stage1.resolutions=[12,16]",
+    "evaluator.stage1.samples_per_space=3",
+    "evaluator.training.epochs={full:2,kernel:1,depth:1,expand:1}",
+    "evaluator.training.calibration_size=100",
     "evaluator.progress=false",
-    "evaluator.calibration_size=100",
     "evaluator.threads=1",
     "budget.trials=3",
     "searcher.population_size=2",
@@ -33,7 +33,7 @@ def test_mcunet_digits_searches_trains_deploys_and_runs_the_c(tmp_path):
     assert p.returncode == 0, out
     assert "hwaml: best trial" in out
     best = json.loads(out.split("hwaml: best trial", 1)[1].split(" ", 2)[2].splitlines()[0])
-    for key in ("accuracy", "peak_sram_kb", "flash_kb", "latency_ms"):
+    for key in ("accuracy", "peak_sram_kb", "flash_kb", "latency_ms", "fits", "macs_m", "energy_mj"):
         assert key in best, key
     assert best["peak_sram_kb"] <= 64 and best["flash_kb"] <= 256 and best["latency_ms"] <= 60
     assert "hwaml deploy: trial" in out and ": ok: matched 8/8" in out, out
@@ -42,8 +42,9 @@ def test_mcunet_digits_searches_trains_deploys_and_runs_the_c(tmp_path):
     assert metrics["outputs_matched"] == 1.0 and metrics["c_accuracy"] > 0.2
     project = next((run / "deploy").iterdir())
     assert (project / "model.c").is_file() and (project / "weights.h").is_file()
-    for name in ("space_opt.json", "space_opt.csv", "space_opt.png"):
+    for name in ("space_opt.json", "space_opt.csv", "space_opt.png", "supernet.pt", "supernet.json"):
         assert (run / "tinynas" / name).is_file()
+    assert json.loads((run / "tinynas" / "space_opt.json").read_text())["settings"]["device"] == "mcu64k"
 
 
 def test_multirun_over_devices_gives_one_model_each_and_a_summary(tmp_path):
@@ -52,7 +53,7 @@ def test_multirun_over_devices_gives_one_model_each_and_a_summary(tmp_path):
         "run",
         "--multirun",
         "experiment=mcunet_digits",
-        "backend=[tinynas_mcu64k],[tinynas_stm32f746]",
+        "backend=[mcu64k],[stm32f412]",
         *SHRUNK,
         "deploy.enabled=false",
         f"hydra.sweep.dir={sweep}",
@@ -61,8 +62,8 @@ def test_multirun_over_devices_gives_one_model_each_and_a_summary(tmp_path):
     jobs = sorted(d for d in sweep.iterdir() if (d / "trials.sqlite").exists())
     assert len(jobs) == 2
     devices = [json.loads((j / "tinynas" / "space_opt.json").read_text())["settings"]["device"] for j in jobs]
-    assert sorted(devices) == ["mcu64k", "stm32f746"]
+    assert sorted(devices) == ["mcu64k", "stm32f412"]
     r = _hwaml("report", str(sweep))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "tinynas_mcu64k" in r.stdout and "tinynas_stm32f746" in r.stdout
+    assert "mcu64k" in r.stdout and "stm32f412" in r.stdout
     assert (sweep / "summary.csv").is_file()

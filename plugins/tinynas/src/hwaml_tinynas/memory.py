@@ -2,8 +2,9 @@
 
 The MCU is a TinyEngine device profile: the evaluator's ``device`` setting, or
 else the profile of the run's one TinyEngine backend, read from its config
-node (``ctx.cfg.backend.<name>``: its ``profile`` or ``device`` key and any
-``sram_kb`` / ``flash_kb`` / ``patch`` / ``max_overhead`` it sets). The backend
+node (``ctx.cfg.backend.<name>``: its ``profile`` (or ``device``) key, the
+profile ``overrides`` it sets, its ``patch`` / ``max_overhead``), with
+TinyEngine's own :func:`hwaml_tinyengine.device.load_profile`. The backend
 is never instantiated here: components meet only through hooks and ``ctx``,
 and a config node is plain data. The run's ``peak_sram_kb`` / ``flash_kb``
 constraints then tighten the numbers.
@@ -51,19 +52,21 @@ def tinyengine_backend_nodes(cfg: Any) -> List[Tuple[str, Any]]:
 
 
 def _profile_budget(name: str, node: Optional[Mapping[str, Any]], where: str) -> MemoryBudget:
-    from hwaml_tinyengine.device import PROFILES, load_profile
+    from hwaml_tinyengine.device import load_profile
+
+    from omegaconf import DictConfig, OmegaConf
 
     node = node or {}
-    sram, flash = _get(node, "sram_kb"), _get(node, "flash_kb")
-    if sram is None or flash is None:
-        if name not in PROFILES:
-            raise ValueError(f"{where}: device {name!r} is not a shipped TinyEngine profile ({', '.join(PROFILES)}) and sram_kb/flash_kb are not both given")
-        profile = load_profile(name)
-        sram = profile.sram_kb if sram is None else sram
-        flash = profile.flash_kb if flash is None else flash
+    overrides = _get(node, "overrides")
+    if isinstance(overrides, DictConfig):
+        overrides = OmegaConf.to_container(overrides, resolve=True)
+    try:
+        profile = load_profile(str(name), dict(overrides) if overrides else None)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
     patch = _get(node, "patch")
     overhead = _get(node, "max_overhead")
-    return MemoryBudget(str(name), float(sram), float(flash), True if patch is None else bool(patch), 0.3 if overhead is None else float(overhead))
+    return MemoryBudget(str(profile.device), float(profile.sram_kb), float(profile.flash_kb), True if patch is None else bool(patch), 0.3 if overhead is None else float(overhead))
 
 
 def memory_budget(device: Optional[str], cfg: Any, constraints: Optional[Mapping[str, Any]]) -> MemoryBudget:
