@@ -100,6 +100,10 @@ def test_nan_metrics_fail_the_trial_naming_the_metric(tmp_path):
 
 class BrokenCost:
     @hookimpl
+    def metric_names(self, ctx):
+        return ["latency_ms"]
+
+    @hookimpl
     def cost(self, candidate, ctx):
         raise ValueError("the cost model exploded")
 
@@ -165,6 +169,10 @@ def test_pareto_mask_small_example():
 
 class OtherCost:
     @hookimpl
+    def metric_names(self, ctx):
+        return ["latency_ms"]
+
+    @hookimpl
     def cost(self, candidate, ctx):
         return CostReport({"latency_ms": 1.0}, source="other")
 
@@ -197,9 +205,42 @@ def test_missing_searcher_names_what_is_missing(tmp_path):
         SearchLoop({"evaluator": AnalyticEvaluator()}, tmp_path, objectives={"accuracy": "max"}, budget_trials=1)
 
 
-def test_missing_objective_fails_trials_with_a_clear_message(tmp_path):
-    res = run_search({"searcher": RandomSearch(), "evaluator": AnalyticEvaluator()}, tmp_path, trials=2, objectives={"acc": "max"})
+def test_an_undeclared_objective_stops_the_run_before_any_trial(tmp_path):
+    from hwaml.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_search({"searcher": RandomSearch(), "evaluator": AnalyticEvaluator()}, tmp_path, trials=2, objectives={"acc": "max"})
+    assert err.value.key == "objectives.acc" and "did you mean 'accuracy'" in str(err.value)
+    assert not (tmp_path / "trials.sqlite").exists() or sqlite3.connect(tmp_path / "trials.sqlite").execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
+
+
+def test_an_undeclared_constraint_stops_the_run_naming_the_known_metrics(tmp_path):
+    from hwaml.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_search({"searcher": RandomSearch(), "evaluator": AnalyticEvaluator(), "backend.c": AnalyticCost()}, tmp_path, trials=2, constraints={"latency_mss": 3})
+    msg = str(err.value)
+    assert err.value.key == "constraints.latency_mss" and "latency_ms" in msg and "params_k" in msg and "accuracy" in msg
+
+
+def test_a_declared_objective_nobody_reports_fails_trials_with_a_clear_message(tmp_path):
+    class Declares(AnalyticEvaluator):
+        @hookimpl
+        def metric_names(self, ctx):
+            return ["accuracy", "acc"]
+
+    res = run_search({"searcher": RandomSearch(), "evaluator": Declares()}, tmp_path, trials=2, objectives={"acc": "max"})
     assert all(t.status == "failed" and "['acc'] not reported" in t.error for t in res.trials)
+
+
+def test_a_component_that_declares_no_metrics_is_refused(tmp_path):
+    class Silent:
+        @hookimpl
+        def cost(self, candidate, ctx):
+            return CostReport({"x": 1.0}, source="silent")
+
+    with pytest.raises(PluginError, match="backend.s .*does not declare its metrics"):
+        run_search({"searcher": RandomSearch(), "evaluator": AnalyticEvaluator(), "backend.s": Silent()}, tmp_path, trials=2)
 
 
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path):

@@ -73,7 +73,7 @@ def test_deploy_best_and_a_chosen_trial(tmp_path, cli):
     out = cli("deploy", run, env=LIGHT)
     assert out.returncode == 0, out.stderr
     best = json.loads((run / "best.json").read_text())["best"]["number"]
-    assert f"trial {best}: ok" in out.stdout
+    assert f"trial {best}: analytic: ok" in out.stdout
     assert json.loads((run / "deploy" / f"trial_{best}.json").read_text())["config"]
     out = cli("deploy", run, "trial=3", env=LIGHT)
     assert out.returncode == 0 and (run / "deploy" / "trial_3.json").exists()
@@ -81,6 +81,29 @@ def test_deploy_best_and_a_chosen_trial(tmp_path, cli):
     assert deployed == [(best, 1), (3, 1)]
     bad = cli("deploy", run, "trial=999", env=LIGHT)
     assert bad.returncode == 2 and "no trial 999" in bad.stderr
+
+
+def test_deploy_refuses_an_infeasible_trial_unless_forced_and_picks_targets(tmp_path, cli):
+    run = tmp_path / "run"
+    _run(cli, run, "searcher=random", "constraints.latency_ms=8")
+    con = sqlite3.connect(run / "trials.sqlite")
+    bad = con.execute("SELECT number, status FROM trials WHERE status != 'complete' ORDER BY number").fetchone()
+    assert bad is not None, "the quickstart run should have an infeasible trial under its latency bound"
+    refused = cli("deploy", run, f"trial={bad[0]}", env=LIGHT)
+    assert refused.returncode == 2 and f"trial {bad[0]} is {bad[1]}" in refused.stderr and "force=true" in refused.stderr
+    forced = cli("deploy", run, f"trial={bad[0]}", "force=true", env=LIGHT)
+    assert forced.returncode == 0 and (run / "deploy" / f"trial_{bad[0]}.json").exists() and "forced" in forced.stderr
+    picked = cli("deploy", run, "deploy.target=evaluator", env=LIGHT)
+    assert picked.returncode == 0 and ": analytic: ok" in picked.stdout
+    unknown = cli("deploy", run, "deploy.target=stm32", env=LIGHT)
+    assert unknown.returncode == 2 and "deploy.target='stm32'" in unknown.stderr and "evaluator" in unknown.stderr
+
+
+def test_a_run_whose_every_trial_failed_exits_non_zero(tmp_path, cli):
+    run = tmp_path / "run"
+    out = cli("run", "experiment=quickstart", "budget.trials=4", "evaluator.fail_prob=1.0", f"hydra.run.dir={run}", env=LIGHT)
+    assert out.returncode == 1 and "every trial failed" in out.stderr and "injected failure" in out.stderr
+    assert (run / "trials.sqlite").exists() and (run / "trials.csv").exists()
 
 
 def test_deploy_at_the_end_of_a_run(tmp_path, cli):

@@ -28,6 +28,14 @@ class UsageError(RuntimeError):
     pass
 
 
+class AllTrialsFailed(RuntimeError):
+    """Every trial of a run failed: the run exits non-zero (its store is kept)."""
+
+
+class DeployFailed(RuntimeError):
+    """A deploy step reported ok=false."""
+
+
 # ---------------------------------------------------------------------------
 # run
 # ---------------------------------------------------------------------------
@@ -41,7 +49,10 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
     from .loop import SearchLoop
     from .report import write_run_report
 
+    from .progress import set_enabled
+
     check_run_config(cfg)
+    set_enabled(bool(cfg.progress))
     components = instantiate_components(cfg)
     objectives = resolve_objectives(cfg, components["evaluator"])
     executor = instantiate(cfg.executor, _convert_="all") if cfg.get("executor") is not None else None
@@ -56,9 +67,10 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
         resume=cfg.resume,
         executor=executor,
         batch_size=cfg.batch_size,
-        progress=cfg.progress and sys.stderr.isatty() or bool(os.environ.get("HWAML_PROGRESS")),
+        progress=bool(cfg.progress),
         cfg=cfg,
         synchronous=str(cfg.store.synchronous),
+        trial_timeout_s=cfg.budget.get("trial_timeout_s"),
     )
     try:
         result = loop.run()
@@ -75,9 +87,16 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
         shown = {**b["metrics"], **{k: v for k, v in b["cost"].items()}}
         print("hwaml: best trial", b["number"], json.dumps({k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in shown.items()}))
     if len(objectives) > 1:
-        print(f"hwaml: Pareto front has {len(summary['pareto_front'])} trials (pareto.png)")
+        front = ", ".join(str(t["number"]) for t in summary["pareto_front"])
+        print(f"hwaml: Pareto front ({len(summary['pareto_front'])} trials, pareto.png): {front}")
+    if summary["trials"] and counts["failed"] == summary["trials"]:
+        first = next((t for t in result.trials if t.error), None)
+        why = (first.error or "").strip().splitlines()[-1] if first is not None else ""
+        raise AllTrialsFailed(f"every trial failed ({counts['failed']} of {summary['trials']}); trial {first.number if first else '?'}: {why}")
     if cfg.deploy.enabled:
-        deploy_run(run_dir, cfg.deploy.trial)
+        results = deploy_run(run_dir, cfg.deploy.trial, target=cfg.deploy.get("target"), force=bool(cfg.deploy.get("force", False)))
+        if not all(r.ok for r in results):
+            raise DeployFailed("deploy did not succeed: " + "; ".join(f"{r.source}: {r.message}" for r in results if not r.ok))
     return result
 
 
@@ -92,10 +111,13 @@ def _hydra_task(cfg: Any) -> None:
     logging.getLogger("hwaml").setLevel(logging.INFO)
     try:
         run_config(cfg, run_dir)
-    except (ConfigError, PluginError, RunError) as exc:
+    except (ConfigError, PluginError, RunError, UsageError) as exc:
         # a configuration problem: one clear line, no traceback, exit status 2
         print(f"hwaml run: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except (AllTrialsFailed, DeployFailed) as exc:
+        print(f"hwaml run: error: {exc} (results kept in {run_dir})", file=sys.stderr)
+        sys.exit(1)
 
 
 def _requested_options(overrides: Sequence[str]) -> List[tuple]:
@@ -120,6 +142,7 @@ def _precheck_options(overrides: Sequence[str]) -> None:
     from .plugins import load_plugins
 
     registry = load_plugins()
+    registry.check_switches()
     registry.check_conflicts()
     owners = registry.option_owners()
     for group, option in _requested_options(overrides):
@@ -216,19 +239,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def deploy_run(run_dir: Path, trial: Optional[int] = None) -> Any:
-    """Call the deploy hook on the best trial (or trial ``trial``) of a run."""
+def deploy_run(run_dir: Path, trial: Optional[int] = None, target: Optional[str] = None, force: bool = False) -> List[Any]:
+    """Deploy the best trial (or trial ``trial``) of a run with every component
+    that can (or only ``target``); returns the :class:`DeployResult` list.
+
+    The best trial is :func:`hwaml.loop.best_trial` (Pareto-optimal). A failed or
+    infeasible trial is refused unless ``force``.
+    """
+    from dataclasses import replace
+
     from omegaconf import OmegaConf
 
     from .config import instantiate_components
     from .loop import best_trial, step_rng
-    from .plugins import PluginError, build_run_manager, implementers
+    from .plugins import PluginError, build_run_manager
     from .store import TrialStore
-    from .types import RunContext, TrialStatus
+    from .trial import collect_costs, model_builder
+    from .types import DeployResult, RunContext, TrialStatus
 
     run_dir = Path(run_dir)
     if not (run_dir / TrialStore.FILENAME).exists():
         raise UsageError(f"{run_dir} has no {TrialStore.FILENAME}: not an hwaml run directory")
+    results: List[Any] = []
     with TrialStore(run_dir / TrialStore.FILENAME) as store:
         raw = store.get_meta("config")
         if raw is None:
@@ -241,12 +273,16 @@ def deploy_run(run_dir: Path, trial: Optional[int] = None) -> Any:
                 raise UsageError(f"{run_dir}: no complete trial to deploy")
         else:
             chosen = store.trial(int(trial))
-            if chosen.status != TrialStatus.COMPLETE:
-                print(f"hwaml deploy: warning: trial {chosen.number} is {chosen.status}", file=sys.stderr)
+        if chosen.status != TrialStatus.COMPLETE:
+            if not force:
+                raise UsageError(f"trial {chosen.number} is {chosen.status}, not complete: refusing to deploy it (add force=true to deploy it anyway)")
+            print(f"hwaml deploy: warning: deploying trial {chosen.number}, which is {chosen.status} (forced)", file=sys.stderr)
         comps = instantiate_components(cfg, with_searcher=False)
         pm = build_run_manager(comps)
-        if not pm.hook.deploy.get_hookimpls():
+        impls = pm.hook.deploy.get_hookimpls()
+        if not impls:
             raise PluginError(f"no component of this run implements deploy (components: {', '.join(comps)})")
+        holder: Dict[str, Any] = {}
         ctx = RunContext(
             cfg=cfg,
             run_dir=run_dir,
@@ -256,29 +292,60 @@ def deploy_run(run_dir: Path, trial: Optional[int] = None) -> Any:
             logger=log,
             objectives=objectives,
             constraints=dict(cfg.constraints or {}),
+            cost_fn=lambda c: collect_costs(pm, c, holder["ctx"]),
+            build_model=model_builder(pm, lambda: holder["ctx"]),
         )
-        result = pm.hook.deploy(candidate=chosen.candidate, ctx=ctx)
-        if result is None:
-            raise PluginError(f"deploy returned nothing ({implementers(pm, 'deploy')})")
-        store.add_deployment(chosen.number, result.ok, dict(result.artifacts), dict(result.metrics), result.message)
-    status = "ok" if result.ok else "FAILED"
-    print(f"hwaml deploy: trial {chosen.number}: {status}: {result.message}")
-    for k, v in result.artifacts.items():
-        print(f"  {k}: {v}")
-    if result.metrics:
-        print("  metrics: " + json.dumps(dict(result.metrics)))
-    return result
+        holder["ctx"] = ctx
+        space = pm.hook.search_space(ctx=ctx)
+        ctx = replace(ctx, space=space)
+        holder["ctx"] = ctx
+        names = [i.plugin_name for i in impls]
+        if target is not None:
+            short = {n: n.split(".", 1)[-1] for n in names}
+            picked = [n for n in names if target in (n, short[n])]
+            if not picked:
+                raise UsageError(f"deploy.target={target!r} is not a component of this run that can deploy (choose one of: {', '.join(sorted(set(short.values())))})")
+            names = picked
+        for impl in reversed(impls):  # registration order: evaluator first, then backends
+            if impl.plugin_name not in names:
+                continue
+            result = impl.function(*[{"trial": chosen, "ctx": ctx}[a] for a in impl.argnames])
+            if result is None:
+                continue
+            if not isinstance(result, DeployResult):
+                raise PluginError(f"{impl.plugin_name}.deploy returned {type(result).__name__}, expected DeployResult")
+            if not result.source:
+                result = replace(result, source=impl.plugin_name)
+            store.add_deployment(chosen.number, result.ok, dict(result.artifacts), dict(result.metrics), f"{result.source}: {result.message}")
+            results.append(result)
+    if not results:
+        raise PluginError(f"no deploy implementation produced anything for trial {chosen.number} ({', '.join(names)})")
+    for result in results:
+        status = "ok" if result.ok else "FAILED"
+        print(f"hwaml deploy: trial {chosen.number}: {result.source}: {status}: {result.message}")
+        for k, v in result.artifacts.items():
+            print(f"  {k}: {v}")
+        if result.metrics:
+            print("  metrics: " + json.dumps(dict(result.metrics)))
+    return results
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    trial = None
+    trial, target, force = None, None, False
     for extra in args.overrides:
-        m = re.match(r"^trial=(\d+)$", extra)
-        if not m:
-            raise UsageError(f"unknown deploy argument {extra!r}; expected trial=N")
-        trial = int(m.group(1))
-    result = deploy_run(Path(args.run_dir), trial)
-    return 0 if result.ok else 1
+        m = re.match(r"^(trial|deploy\.trial)=(\d+)$", extra)
+        t = re.match(r"^(deploy\.)?target=(\S+)$", extra)
+        f = re.match(r"^(deploy\.)?force=(true|false)$", extra)
+        if m:
+            trial = int(m.group(2))
+        elif t:
+            target = t.group(2)
+        elif f:
+            force = f.group(2) == "true"
+        else:
+            raise UsageError(f"unknown deploy argument {extra!r}; expected trial=N, deploy.target=NAME or force=true")
+    results = deploy_run(Path(args.run_dir), trial, target=target, force=force)
+    return 0 if all(r.ok for r in results) else 1
 
 
 # ---------------------------------------------------------------------------
@@ -362,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("report", help="rebuild trials.csv, best.json and plots from a run (or multirun) directory")
     pr.add_argument("run_dir")
     pr.add_argument("--no-plots", action="store_true")
-    pd = sub.add_parser("deploy", help="deploy the best trial (or trial=N) of a run")
+    pd = sub.add_parser("deploy", help="deploy the best trial (or trial=N) of a run with every component that can (deploy.target=NAME: one)")
     pd.add_argument("run_dir")
     pd.add_argument("overrides", nargs="*")
     pdoc = sub.add_parser("doctor", help="check the environment and say what is missing")

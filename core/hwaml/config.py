@@ -9,11 +9,12 @@ its simple type annotations) before anything is instantiated.
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import importlib
 import inspect
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -34,12 +35,16 @@ class ConfigError(ValueError):
 class BudgetConfig:
     trials: Optional[int] = 100
     seconds: Optional[float] = None
+    # a trial running longer is stopped and recorded as failed with the reason
+    trial_timeout_s: Optional[float] = None
 
 
 @dataclass
 class DeployConfig:
     enabled: bool = False  # deploy the best trial at the end of the run
     trial: Optional[int] = None  # a trial number instead of the best
+    target: Optional[str] = None  # only this component (its name or DeployResult.source); null: every one
+    force: bool = False  # deploy a failed or infeasible trial anyway
 
 
 @dataclass
@@ -77,22 +82,42 @@ _RESERVED = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 
 
 def _locate(path: str) -> Any:
+    """Import ``module.attr`` (or ``module.Class.attr``). An ImportError raised
+    *inside* the module (a missing dependency of the component) propagates as
+    itself; only a module path that does not exist falls back to a nested name."""
     module, _, attr = path.rpartition(".")
+    if not module:
+        raise ImportError(f"{path!r} is not a dotted path (module.Name)")
     try:
         obj = importlib.import_module(module)
-    except ImportError:
-        # nested attribute (module.Class.method)
-        module2, _, attr2 = module.rpartition(".")
-        obj = getattr(importlib.import_module(module2), attr2)
+    except ModuleNotFoundError as exc:
+        parent, _, nested = module.rpartition(".")
+        if exc.name != module or not parent:
+            raise  # something the component's module imports is missing: show that error
+        owner = importlib.import_module(parent)
+        if not hasattr(owner, nested):
+            raise
+        obj = getattr(owner, nested)  # module.Class.attr
     return getattr(obj, attr)
 
 
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is not None:
+        return str(annotation).replace("typing.", "")
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 def _type_ok(value: Any, annotation: Any) -> bool:
-    if annotation is inspect.Parameter.empty or annotation is Any or value is None:
+    """Whether a config value fits a parameter annotation (Optional/Union included)."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
         return True
+    if annotation is type(None):
+        return value is None
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>" or type(annotation).__name__ == "UnionType":
         return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if value is None:
+        return False
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:
@@ -101,19 +126,69 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
-    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple) or origin is collections.abc.Sequence:
         return isinstance(value, (list, tuple, ListConfig))
-    if origin in (dict, typing.Mapping) or annotation is dict:
+    if origin in (dict, typing.Mapping) or annotation is dict or origin is collections.abc.Mapping:
         return isinstance(value, (dict, DictConfig))
+    if is_dataclass(annotation):
+        return isinstance(value, (dict, DictConfig, annotation))
     return True
+
+
+def _check_dataclass_value(value: Any, cls: Any, key: str) -> None:
+    """Keys and simple types of a mapping given for a dataclass-typed parameter."""
+    if not isinstance(value, Mapping):
+        return
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for sub, v in value.items():
+        if sub not in names:
+            close = difflib.get_close_matches(str(sub), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{key}.{sub}", f"is not a field of {cls.__name__}{hint} (valid: {', '.join(names)})")
+        ann = hints.get(sub, Any)
+        if not _type_ok(v, ann):
+            raise ConfigError(f"{key}.{sub}", f"expected {_type_name(ann)}, got {type(v).__name__} {v!r}")
+        if is_dataclass(ann) or any(is_dataclass(a) for a in typing.get_args(ann)):
+            inner = ann if is_dataclass(ann) else next(a for a in typing.get_args(ann) if is_dataclass(a))
+            _check_dataclass_value(v, inner, f"{key}.{sub}")
+
+
+def as_config(cls: Any, value: Any, key: str = "") -> Any:
+    """Build the config dataclass ``cls`` from a mapping (what Hydra passes), strictly:
+    an unknown key or a wrong simple type raises :class:`ConfigError` naming it.
+    ``None`` gives the defaults; an instance passes through. Components use it to
+    group many constructor parameters::
+
+        def __init__(self, training: Optional[Mapping[str, Any]] = None):
+            self.training = as_config(TrainingConfig, training, "training")
+    """
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if not isinstance(value, Mapping):
+        raise ConfigError(key or cls.__name__, f"expected a mapping of {cls.__name__} fields, got {type(value).__name__} {value!r}")
+    _check_dataclass_value(value, cls, key or cls.__name__)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in value.items():
+        ann = hints.get(k)
+        inner = ann if ann is not None and is_dataclass(ann) else next((a for a in typing.get_args(ann) if is_dataclass(a)), None) if ann is not None else None
+        kwargs[k] = as_config(inner, v, f"{key}.{k}" if key else k) if inner is not None and isinstance(v, Mapping) else v
+    return cls(**kwargs)
 
 
 def check_component(node: Any, key: str) -> None:
     """Check one ``_target_`` node against its target's signature.
 
     Raises :class:`ConfigError` naming ``key.sub_key`` for an unknown key (with a
-    close match when there is one), a wrong simple type, or a target that cannot
-    be imported.
+    close match when there is one), a value that does not fit the parameter's
+    annotation (``Optional``/``Union`` and config dataclasses included), or a
+    target that cannot be imported (an ImportError inside the component's module
+    is shown as that ImportError).
     """
     if not isinstance(node, (DictConfig, dict)):
         raise ConfigError(key, f"expected a config node with _target_, got {node!r}")
@@ -122,8 +197,10 @@ def check_component(node: Any, key: str) -> None:
         raise ConfigError(key, "has no _target_ (is the config group option selected?)")
     try:
         obj = _locate(str(target))
-    except Exception as exc:  # noqa: BLE001
+    except ImportError as exc:
         raise ConfigError(f"{key}._target_", f"cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
+    except AttributeError as exc:
+        raise ConfigError(f"{key}._target_", f"cannot find {target!r}: {exc}") from exc
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
@@ -132,7 +209,7 @@ def check_component(node: Any, key: str) -> None:
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     try:
         hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
-    except Exception:  # noqa: BLE001 - unresolvable annotations are not checked
+    except (NameError, TypeError, AttributeError):  # unresolvable (string) annotations are not checked
         hints = {}
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     for sub, value in values.items():
@@ -147,8 +224,13 @@ def check_component(node: Any, key: str) -> None:
         ann = hints.get(sub, params[sub].annotation)
         if isinstance(ann, str):
             continue
+        if value is None and params[sub].default is None:
+            continue  # an explicit null for a parameter whose default is None
         if not _type_ok(value, ann):
-            raise ConfigError(f"{key}.{sub}", f"expected {getattr(ann, '__name__', ann)}, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}.{sub}", f"expected {_type_name(ann)}, got {type(value).__name__} {value!r}")
+        dc = ann if is_dataclass(ann) else next((a for a in typing.get_args(ann) if is_dataclass(a)), None)
+        if dc is not None:
+            _check_dataclass_value(value, dc, f"{key}.{sub}")
     for name, p in params.items():
         if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self":
             if name not in values:
@@ -185,6 +267,8 @@ def check_run_config(cfg: DictConfig) -> None:
         raise ConfigError("budget", "set budget.trials and/or budget.seconds")
     if budget.trials is not None and budget.trials < 0:
         raise ConfigError("budget.trials", f"must be >= 0, got {budget.trials}")
+    if budget.get("trial_timeout_s") is not None and not budget.trial_timeout_s > 0:
+        raise ConfigError("budget.trial_timeout_s", f"must be > 0 seconds (or null), got {budget.trial_timeout_s}")
     if str(cfg.store.synchronous).upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ConfigError("store.synchronous", f"must be NORMAL or FULL, got {cfg.store.synchronous!r}")
 

@@ -386,7 +386,7 @@ def check_declared_metrics(pm: Any, components: Mapping[str, Any], objectives: M
             if metric not in known:
                 import difflib
 
-                close = difflib.get_close_matches(metric, known, n=1)
+                close = difflib.get_close_matches(metric, known, n=1, cutoff=0.5)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 who = "; ".join(f"{c}: {', '.join(n) or '-'}" for c, n in declared.items())
                 raise ConfigError(f"{key}.{metric}", f"no component of this run reports {metric!r}{hint} (known metrics: {who})")

@@ -86,6 +86,7 @@ def summarise(trials: Sequence[Trial], objectives: Mapping[str, str]) -> Dict[st
     front = pareto_front(trials, objectives) if len(objectives) > 1 else ([best] if best else [])
     return {
         "objectives": dict(objectives),
+        "best_rule": "lexicographic optimum of the complete trials over the objectives in order (ties: earliest); always on the Pareto front",
         "trials": len(trials),
         "counts": counts,
         "best": _trial_json(best) if best else None,
