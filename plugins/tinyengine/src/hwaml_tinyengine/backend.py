@@ -1,163 +1,198 @@
-"""The TinyEngine hardware backend: ``cost`` (peak SRAM, Flash, latency, fits)
-and ``deploy`` (a C project, built and checked on the host).
+"""The TinyEngine hardware backend: ``cost`` (peak SRAM, Flash, latency, fits,
+MACs, energy) and ``deploy`` (a C project, built and checked on the host).
 
-The backend needs a torch model for a candidate. It calls a **model factory**:
-``model_factory`` is a dotted path (or, from Python, a callable) taking the
-candidate's config plus ``model_kwargs`` and returning an ``nn.Module`` whose
-``input_shape`` attribute is ``(C, H, W)`` (or give ``input_shape``). The default,
-``hwaml_tinyengine.models.mcunet_from_config``, builds the MCUNet-like family of
-the ``tinyengine_digits`` evaluator; another plugin (tinynas) passes its own.
+What it costs is the run evaluator's network: ``ctx.build_model(candidate)``
+(any NN evaluator's :class:`hwaml.BuiltModel`: its ``module`` and
+``input_shape``), imported, planned (in-place depthwise, patch-based first
+stage) and costed on one MCU profile. Memory and latency depend only on the
+architecture, so costing needs no trained weights.
 
-Memory and latency depend only on the architecture, so ``cost`` needs no trained
-weights. ``deploy`` compiles trained weights when the evaluator left a
-checkpoint at ``<run_dir>/<checkpoint_dir>/trial_<n>.pt`` (a dict with
-``state_dict`` and ``calib``, optionally ``x_test``/``y_test``); otherwise it
-compiles the untrained network with random calibration data and says so.
+``deploy`` compiles the trial's trained network:
+``ctx.build_model(trial.candidate, trial)`` must say ``trained`` and give
+``calibration`` images (int8 calibration); with ``test_data`` the C binary is
+also scored on it and checked bit for bit against the Python int8 reference.
+Without a trained checkpoint deploy fails, unless the backend is configured
+``allow_untrained=true``: then it compiles what it got (random calibration
+data drawn with the run seed when there is none) and reports ``ok=False`` with
+the reason.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
-from hwaml import Candidate, CostReport, DeployResult, RunContext, hookimpl
+from hwaml import BuiltModel, Candidate, CostReport, DeployResult, RunContext, Trial, hookimpl
 
 from .codegen import build_and_run, run_test_harness
 from .device import DeviceProfile, load_profile
-from .engine import compile_model, cost_of, input_shape_of, plan_model
+from .engine import COST_METRICS, compile_model, cost_of, plan_model
+from .memory_planner import MemoryPlan
 
-__all__ = ["TinyEngineBackend", "resolve_factory"]
+__all__ = ["TinyEngineBackend", "PLAN_CACHE_SIZE"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FACTORY = "hwaml_tinyengine.models.mcunet_from_config"
-
-
-def resolve_factory(factory: Union[str, Callable[..., Any]]) -> Callable[..., Any]:
-    if callable(factory):
-        return factory
-    module, _, attr = str(factory).rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ValueError(f"model_factory {factory!r} cannot be imported: {exc}") from exc
+#: plans kept per backend (one per configuration costed)
+PLAN_CACHE_SIZE = 512
 
 
 class TinyEngineBackend:
-    """Cost and deploy on one MCU profile.
+    """Cost and deploy the evaluator's network on one MCU profile.
 
-    Give either ``profile`` (a shipped profile name: stm32f412, stm32f746,
-    stm32h743, mcu64k) or the profile's numbers; numbers given override the
-    named profile's.
+    :param profile: a shipped profile (``stm32f412``, ``stm32f746``,
+        ``stm32h743``, ``mcu64k``; see :data:`hwaml_tinyengine.device.PROFILES`).
+    :param overrides: fields of the profile to change (``device``, ``core``,
+        ``sram_kb``, ``flash_kb``, ``clock_mhz``, ``power_mw``,
+        ``cycles_per_mac`` (some layer types or all), ``cycles_per_element``,
+        ``layer_overhead_cycles``); an unknown key is an error naming it.
+    :param patch, max_overhead: the memory planner's patch-based inference and
+        its largest recomputation (a fraction of the network's MACs).
+    :param deploy_vectors: calibration images embedded in the C test harness.
+    :param allow_untrained: deploy a trial without trained weights anyway
+        (reported ``ok=False`` with the reason) instead of failing.
+    :param name: the backend's name (``CostReport.source``, ``DeployResult.source``);
+        default ``tinyengine_<device>``.
     """
 
     def __init__(
         self,
-        profile: Optional[str] = None,
-        device: Optional[str] = None,
-        core: str = "",
-        sram_kb: Optional[float] = None,
-        flash_kb: Optional[float] = None,
-        clock_mhz: Optional[float] = None,
-        cycles_per_mac: Optional[Dict[str, float]] = None,
-        cycles_per_element: Optional[float] = None,
-        layer_overhead_cycles: Optional[float] = None,
-        model_factory: Any = DEFAULT_FACTORY,
-        model_kwargs: Optional[Dict[str, Any]] = None,
-        input_shape: Optional[List[int]] = None,
+        profile: str,
+        overrides: Optional[Mapping[str, Any]] = None,
         patch: bool = True,
         max_overhead: float = 0.3,
-        checkpoint_dir: str = "tinyengine",
         deploy_vectors: int = 8,
+        allow_untrained: bool = False,
         name: Optional[str] = None,
     ):
-        base: Dict[str, Any] = {}
-        if profile is not None:
-            p = load_profile(profile)
-            base = dict(device=p.device, core=p.core, sram_kb=p.sram_kb, flash_kb=p.flash_kb, clock_mhz=p.clock_mhz, cycles_per_mac=dict(p.cycles_per_mac), cycles_per_element=p.cycles_per_element, layer_overhead_cycles=p.layer_overhead_cycles)
-        given = dict(device=device, core=core or None, sram_kb=sram_kb, flash_kb=flash_kb, clock_mhz=clock_mhz, cycles_per_mac=cycles_per_mac, cycles_per_element=cycles_per_element, layer_overhead_cycles=layer_overhead_cycles)
-        base.update({k: v for k, v in given.items() if v is not None})
-        missing = [k for k in ("device", "sram_kb", "flash_kb", "clock_mhz", "cycles_per_mac") if k not in base]
-        if missing:
-            raise ValueError(f"TinyEngineBackend needs profile=<name> or {missing}")
-        self.profile = DeviceProfile.from_mapping(base)
-        self.model_factory = resolve_factory(model_factory)
-        self.model_kwargs = dict(model_kwargs or {})
-        self.input_shape = input_shape
-        self.patch = patch
-        self.max_overhead = max_overhead
-        self.checkpoint_dir = checkpoint_dir
-        self.deploy_vectors = deploy_vectors
+        if not 0 <= float(max_overhead):
+            raise ValueError(f"max_overhead must be >= 0, got {max_overhead}")
+        if int(deploy_vectors) < 1:
+            raise ValueError(f"deploy_vectors must be >= 1, got {deploy_vectors}")
+        self.profile: DeviceProfile = load_profile(profile, overrides)
+        self.patch = bool(patch)
+        self.max_overhead = float(max_overhead)
+        self.deploy_vectors = int(deploy_vectors)
+        self.allow_untrained = bool(allow_untrained)
         self.name = name or f"tinyengine_{self.profile.device}"
-        self._plans: Dict[str, Any] = {}
+        self._plans: "OrderedDict[str, MemoryPlan]" = OrderedDict()
 
-    # -- model for a candidate -------------------------------------------------
-    def model_for(self, candidate: Candidate) -> torch.nn.Module:
-        model = self.model_factory(dict(candidate.config), **self.model_kwargs)
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model_factory returned {type(model).__name__}, expected a torch.nn.Module")
-        return model.eval()
+    # -- the evaluator's network -------------------------------------------------
+    def built_model(self, candidate: Candidate, ctx: RunContext, trial: Optional[Trial] = None) -> BuiltModel:
+        """``ctx.build_model(candidate, trial)``, checked."""
+        if ctx.build_model is None:
+            raise RuntimeError(
+                f"backend {self.name} costs the evaluator's neural network, but this run's evaluator builds none "
+                f"(ctx.build_model is None: it is not an NN evaluator); use an NN evaluator or drop the backend"
+            )
+        model = ctx.build_model(candidate) if trial is None else ctx.build_model(candidate, trial)
+        if not isinstance(model, BuiltModel):
+            raise TypeError(f"backend {self.name}: ctx.build_model returned {type(model).__name__}, expected hwaml.BuiltModel")
+        if len(tuple(model.input_shape)) != 3:
+            raise ValueError(f"backend {self.name}: TinyEngine compiles image networks; input_shape must be (C, H, W), got {tuple(model.input_shape)}")
+        if not isinstance(model.module, torch.nn.Module):
+            raise TypeError(f"backend {self.name}: BuiltModel.module is a {type(model.module).__name__}, expected a torch.nn.Module")
+        return model
 
-    def plan_for(self, candidate: Candidate) -> Any:
-        key = json.dumps(candidate.config, sort_keys=True, default=str)
-        if key not in self._plans:
-            model = self.model_for(candidate)
-            self._plans[key] = plan_model(model, input_shape_of(model, self.input_shape), patch=self.patch, max_overhead=self.max_overhead)
-            if len(self._plans) > 512:
-                self._plans.pop(next(iter(self._plans)))
-        return self._plans[key]
+    @staticmethod
+    def _key(candidate: Candidate, model: BuiltModel) -> str:
+        return json.dumps([model.source, list(model.input_shape), candidate.config], sort_keys=True, default=str)
+
+    def plan_for(self, candidate: Candidate, ctx: RunContext) -> Tuple[MemoryPlan, BuiltModel]:
+        """The memory plan of the evaluator's network for ``candidate`` (cached
+        per configuration and evaluator)."""
+        model = self.built_model(candidate, ctx)
+        key = self._key(candidate, model)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_model(model.module.eval(), tuple(model.input_shape), patch=self.patch, max_overhead=self.max_overhead)
+            self._plans[key] = plan
+            if len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan, model
+
+    # -- hooks ---------------------------------------------------------------------
+    @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return list(COST_METRICS)
 
     @hookimpl
     def cost(self, candidate: Candidate, ctx: RunContext) -> CostReport:
-        plan = self.plan_for(candidate)
+        plan, model = self.plan_for(candidate, ctx)
         metrics = cost_of(plan, self.profile)
-        info = {"device": self.profile.device, **plan.summary(), "arena_bytes": plan.arena_bytes}
+        info: Dict[str, Any] = {"device": self.profile.device, "model_source": model.source, **plan.summary(), "arena_bytes": plan.arena_bytes}
+        if model.macs is not None:
+            info["evaluator_macs_m"] = float(model.macs) / 1e6
         return CostReport(metrics, source=self.name, feasible=bool(metrics["fits"]), info=info)
 
-    # -- deployment ------------------------------------------------------------
-    def _checkpoint(self, candidate: Candidate, ctx: RunContext) -> Optional[Dict[str, Any]]:
-        path = Path(ctx.run_dir) / self.checkpoint_dir / f"trial_{candidate.number}.pt"
-        if candidate.number is None or not path.exists():
-            return None
-        return torch.load(path, weights_only=False)
-
     @hookimpl
-    def deploy(self, candidate: Candidate, ctx: RunContext) -> DeployResult:
-        model = self.model_for(candidate)
-        shape = input_shape_of(model, self.input_shape)
-        ckpt = self._checkpoint(candidate, ctx)
-        notes = []
-        if ckpt is not None:
-            model.load_state_dict(ckpt["state_dict"])
-            calib = ckpt["calib"]
-        else:
-            notes.append("no trained checkpoint found: compiled the untrained network with random calibration data")
+    def deploy(self, trial: Trial, ctx: RunContext) -> DeployResult:
+        model = self.built_model(trial.candidate, ctx, trial)
+        shape = tuple(int(s) for s in model.input_shape)
+        problems: List[str] = []  # each one makes the result ok=False
+        notes: List[str] = []
+        if not model.trained:
+            why = str(model.info.get("untrained_reason", "")) if model.info else ""
+            reason = f"trial {trial.number} has no trained checkpoint" + (f" ({why})" if why else "")
+            if not self.allow_untrained:
+                raise RuntimeError(
+                    f"backend {self.name}: cannot deploy trial {trial.number}: {reason}, so the C project would run "
+                    f"untrained weights; deploy a trial that saved a checkpoint, or set allow_untrained=true on the backend "
+                    f"to compile the untrained network anyway (reported ok=false)"
+                )
+            problems.append(f"{reason}: compiled the untrained network (allow_untrained=true)")
+        calib = model.calibration
+        if calib is None:
+            if not self.allow_untrained:
+                raise RuntimeError(
+                    f"backend {self.name}: cannot deploy trial {trial.number}: the evaluator ({model.source}) gave no calibration data "
+                    f"for int8 quantisation; set allow_untrained=true to calibrate on random data (reported ok=false)"
+                )
             calib = torch.randn(32, *shape, generator=torch.Generator().manual_seed(int(ctx.seed)))
-        out_dir = Path(ctx.run_dir) / "deploy" / f"tinyengine_trial_{candidate.number}"
-        compiled = compile_model(model, calib, out_dir, self.profile, shape, patch=self.patch, max_overhead=self.max_overhead, test_inputs=calib[: self.deploy_vectors])
+            problems.append(f"no calibration data: calibrated on 32 random images (run seed {int(ctx.seed)})")
+        calib = torch.as_tensor(calib, dtype=torch.float32)
+        out_dir = Path(ctx.run_dir) / "deploy" / f"tinyengine_trial_{trial.number}"
+        module = model.module.eval()
+        compiled = compile_model(
+            module, calib, out_dir, self.profile, shape, patch=self.patch, max_overhead=self.max_overhead, test_inputs=calib[: self.deploy_vectors]
+        )
         harness = run_test_harness(compiled.project)
         metrics: Dict[str, float] = dict(compiled.cost)
         metrics["arena_bytes"] = float(compiled.plan.arena_bytes)
         metrics["outputs_matched"] = harness["matched"] / max(1, harness["total"])
         ok = bool(harness["ok"])
-        if ckpt is not None and "x_test" in ckpt:
-            xq = compiled.quantize(ckpt["x_test"])
+        if model.test_data is not None:
+            x, y = model.test_data
+            x = torch.as_tensor(x, dtype=torch.float32)
+            y = np.asarray(y)
+            xq = compiled.quantize(x)
             c_out = build_and_run(compiled.project, xq)
             ref = compiled.reference(xq)
             exact = bool(np.array_equal(c_out, ref))
             ok = ok and exact
-            y = np.asarray(ckpt["y_test"])
+            with torch.no_grad():
+                float_pred = module(x).argmax(1).numpy()
             metrics["c_accuracy"] = float((c_out.argmax(1) == y).mean())
-            metrics["float_accuracy"] = float(ckpt.get("float_accuracy", float("nan")))
-            metrics["host_ms_per_inference"] = float(getattr(compiled.project, "last_ms", 0.0))
-            notes.append(f"C outputs on {len(y)} test images {'match' if exact else 'DIFFER from'} the Python int8 reference; C accuracy {metrics['c_accuracy']:.4f}")
-        msg = f"{harness['stdout'].strip().splitlines()[-1] if harness['stdout'].strip() else 'harness produced no output'}; " + "; ".join(notes)
-        artifacts = {name: str(out_dir / name) for name in ("model.c", "model.h", "weights.h", "Makefile", "main.c", "test_main.c")}
+            metrics["int8_accuracy"] = float((ref.argmax(1) == y).mean())
+            metrics["float_accuracy"] = float((float_pred == y).mean())
+            if compiled.project.last_ms is not None:
+                metrics["host_ms_per_inference"] = float(compiled.project.last_ms)
+            notes.append(
+                f"C outputs on {len(y)} test images {'match' if exact else 'DIFFER from'} the Python int8 reference; "
+                f"C accuracy {metrics['c_accuracy']:.4f} (float {metrics['float_accuracy']:.4f})"
+            )
+        else:
+            notes.append("the evaluator gave no test data: C accuracy not measured")
+        last = harness["stdout"].strip().splitlines()[-1] if harness["stdout"].strip() else "harness produced no output"
+        msg = "; ".join([last, *problems, *notes])
+        artifacts = {name: str(out_dir / name) for name in compiled.project.files}
         artifacts["project"] = str(out_dir)
-        return DeployResult(artifacts, ok=ok, metrics=metrics, message=msg, source=self.name)
+        return DeployResult(artifacts, ok=ok and not problems, metrics=metrics, message=msg, source=self.name)

@@ -1,20 +1,31 @@
 """C99 code generation: a self-contained project that runs the planned int8 model.
 
-The generated project holds
+The kernels, the runtime and the host programs are real C files shipped with
+the package (``hwaml_tinyengine/csrc/``, read with :mod:`importlib.resources`);
+Python writes only what depends on the model. A generated project holds
 
-``model.h`` / ``model.c``
-    one static arena of exactly the planned size, one specialised function per
-    layer (every shape, stride, padding, zero point and clamp is a literal, so
-    the compiler unrolls and folds), the layer schedule, and the patch loop of
-    patch-based inference. Tensors live at the planner's arena offsets; in-place
-    depthwise layers overwrite their input through a one-channel buffer.
-``weights.h``
+``model_config.h`` (generated)
+    sizes and quantisation of the input and output, ``MODEL_ARENA_BYTES``.
+``model.h``
+    the API: ``model_input()``, ``model_run()``, ``model_output()``.
+``model.c`` (generated)
+    one static arena of exactly the planned size, the window tables, one
+    specialised function per layer and the layer schedule with the patch loop of
+    patch-based inference. Each layer function is an instantiation of a kernel
+    template: ``model.c`` defines the template's ``TE_*`` macros (every shape,
+    stride, padding, zero point and clamp a literal, so the compiler unrolls and
+    folds) and includes it. Tensors live at the planner's arena offsets;
+    in-place depthwise layers overwrite their input through a one-channel buffer.
+``te_runtime.h``, ``te_<op>.h``
+    the fixed-point helpers (gemmlowp semantics) and the kernel templates the
+    model uses (conv, pwconv, dwconv, linear, add, avgpool, gap, relu, concat).
+``weights.h`` (generated)
     int8 weights, int32 biases (the input zero point folded in where no padding
     can occur), Q31 multipliers and shifts, all ``static const`` (Flash).
 ``main.c``
     host runner: ``model_run_host IN.bin OUT.bin`` reads int8 NHWC inputs,
     writes int8 outputs and prints the time per inference.
-``test_main.c`` / ``test_data.h``
+``test_main.c`` / ``test_data.h`` (generated)
     host test harness with inputs and the Python reference's outputs embedded;
     prints ``matched K/N`` and exits non-zero on any mismatch.
 ``Makefile``
@@ -34,9 +45,9 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any, Dict, List, Optional, Sequence
 
 import networkx as nx
@@ -45,11 +56,40 @@ import numpy as np
 from .ir import inputs_of
 from .memory_planner import MemoryPlan, live_overlaps
 
-__all__ = ["CProject", "generate_project", "build_project", "build_and_run", "run_test_harness", "CFLAGS"]
+__all__ = ["CProject", "generate_project", "build_project", "build_and_run", "run_test_harness", "kernel_templates", "c_source", "CFLAGS", "TEMPLATES", "STATIC_FILES"]
 
 log = logging.getLogger(__name__)
 
-CFLAGS = "-std=c99 -O2 -Wall -Wextra -pedantic"
+#: the kernel template of every IR op
+TEMPLATES: Dict[str, str] = {
+    "conv": "te_conv.h",
+    "pwconv": "te_pwconv.h",
+    "dwconv": "te_dwconv.h",
+    "linear": "te_linear.h",
+    "add": "te_add.h",
+    "avgpool": "te_avgpool.h",
+    "global_avgpool": "te_gap.h",
+    "relu": "te_relu.h",
+    "concat": "te_concat.h",
+}
+#: files copied into every project unchanged
+STATIC_FILES = ("model.h", "te_runtime.h", "main.c", "test_main.c", "Makefile")
+
+
+def c_source(name: str) -> str:
+    """The text of a packaged C file (``csrc/<name>``)."""
+    return resources.files("hwaml_tinyengine").joinpath("csrc").joinpath(name).read_text()
+
+
+def _makefile_cflags() -> str:
+    for line in c_source("Makefile").splitlines():
+        if line.startswith("CFLAGS ?="):
+            return line.split("?=", 1)[1].strip()
+    raise RuntimeError("csrc/Makefile has no 'CFLAGS ?=' line")  # pragma: no cover - packaging error
+
+
+#: compiler flags of the generated Makefile (used when make is not installed)
+CFLAGS = _makefile_cflags()
 
 
 @dataclass
@@ -61,6 +101,10 @@ class CProject:
     input_size: int
     output_size: int
     n_test_vectors: int = 0
+    #: the files written (names relative to ``path``)
+    files: List[str] = field(default_factory=list)
+    #: host time per inference of the last :func:`build_and_run`, ms
+    last_ms: Optional[float] = None
 
     @property
     def runner(self) -> Path:
@@ -69,229 +113,6 @@ class CProject:
     @property
     def tester(self) -> Path:
         return self.path / "model_test"
-
-
-_RUNTIME = r"""
-/* ---- fixed-point helpers: gemmlowp semantics, exact in C99 ---- */
-static int32_t te_srdhm(int32_t a, int32_t b) {
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
-}
-
-static int32_t te_rdbpot(int32_t x, int e) {
-    int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
-    int32_t rem = x & mask;
-    int32_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + (rem > thr ? 1 : 0);
-}
-
-static int32_t te_requant(int32_t acc, int32_t mult, int shift) {
-    int64_t x = (int64_t)acc * ((int64_t)1 << (shift > 0 ? shift : 0));
-    if (x > INT32_MAX) x = INT32_MAX;
-    if (x < INT32_MIN) x = INT32_MIN;
-    return te_rdbpot(te_srdhm((int32_t)x, mult), shift > 0 ? 0 : -shift);
-}
-
-static int8_t te_clamp(int32_t v, int32_t lo, int32_t hi) {
-    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
-}
-
-static int32_t te_rounded_div(int32_t acc, int32_t n) {
-    return acc > 0 ? (acc + n / 2) / n : (acc - n / 2) / n;
-}
-"""
-
-# Window table layout (int16): oy0 oy1 ox0 ox1 | out: by bx bw | in_k: by bx bw ...
-_WIN_HEAD = r"""    const int oy0 = win[0], oy1 = win[1], ox0 = win[2], ox1 = win[3];
-    const int oby = win[4], obx = win[5], obw = win[6];
-"""
-
-_CONV = Template(
-    r"""
-/* $name: conv ${K}x${K} stride $S pad $P, $CIN -> $COUT, ${IH}x${IW} -> ${OH}x${OW} ($src) */
-static void $fn(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
-$head    const int iby = win[7], ibx = win[8], ibw = win[9];
-    int oy, ox, ky, kx, c, co, i;
-    for (oy = oy0; oy < oy1; oy++) {
-        for (ox = ox0; ox < ox1; ox++) {
-            int16_t *cp = col;
-            const int8_t *wp = ${W}_w;
-            int8_t *dst = out + ((oy - oby) * obw + (ox - obx)) * $COUT;
-            for (ky = 0; ky < $K; ky++) {
-                const int iy = oy * $S - $P + ky;
-                for (kx = 0; kx < $K; kx++) {
-                    const int ix = ox * $S - $P + kx;
-                    if (iy < 0 || iy >= $IH || ix < 0 || ix >= $IW) {
-                        for (c = 0; c < $CIN; c++) *cp++ = 0;
-                    } else {
-                        const int8_t *src = in + ((iy - iby) * ibw + (ix - ibx)) * $CIN;
-                        for (c = 0; c < $CIN; c++) *cp++ = (int16_t)(src[c] - ($ZPIN));
-                    }
-                }
-            }
-            for (co = 0; co < $COUT; co++) {
-                int32_t acc = ${W}_b[co];
-                for (i = 0; i < $KKC; i++) acc += (int32_t)col[i] * wp[i];
-                wp += $KKC;
-                dst[co] = te_clamp(te_requant(acc, ${W}_m[co], ${W}_s[co]) + ($ZPOUT), $QMIN, $QMAX);
-            }
-        }
-    }
-}
-"""
-)
-
-_PWCONV = Template(
-    r"""
-/* $name: pointwise conv stride $S, $CIN -> $COUT, ${IH}x${IW} -> ${OH}x${OW} ($src) */
-static void $fn(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
-$head    const int iby = win[7], ibx = win[8], ibw = win[9];
-    int oy, ox, c, co;
-    (void)col;
-    for (oy = oy0; oy < oy1; oy++) {
-        for (ox = ox0; ox < ox1; ox++) {
-            const int8_t *src = in + ((oy * $S - iby) * ibw + (ox * $S - ibx)) * $CIN;
-            int8_t *dst = out + ((oy - oby) * obw + (ox - obx)) * $COUT;
-            const int8_t *wp = ${W}_w;
-            for (co = 0; co < $COUT; co++) {
-                int32_t acc = ${W}_b[co]; /* input zero point folded into the bias */
-                for (c = 0; c < $CIN; c++) acc += (int32_t)src[c] * wp[c];
-                wp += $CIN;
-                dst[co] = te_clamp(te_requant(acc, ${W}_m[co], ${W}_s[co]) + ($ZPOUT), $QMIN, $QMAX);
-            }
-        }
-    }
-}
-"""
-)
-
-_DWCONV = Template(
-    r"""
-/* $name: depthwise ${K}x${K} stride $S pad $P, $C channels, ${IH}x${IW} -> ${OH}x${OW}$inplace_note ($src) */
-static void $fn(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win) {
-$head    const int iby = win[7], ibx = win[8], ibw = win[9];
-    const int ow = ox1 - ox0;
-    int oy, ox, ky, kx, c;
-    (void)tmp; (void)ow; (void)oby; (void)obx; (void)obw;
-    for (c = 0; c < $C; c++) {
-        for (oy = oy0; oy < oy1; oy++) {
-            for (ox = ox0; ox < ox1; ox++) {
-                int32_t acc = ${W}_b[c];
-                for (ky = 0; ky < $K; ky++) {
-                    const int iy = oy * $S - $P + ky;
-                    if (iy < 0 || iy >= $IH) continue;
-                    for (kx = 0; kx < $K; kx++) {
-                        const int ix = ox * $S - $P + kx;
-                        if (ix < 0 || ix >= $IW) continue;
-                        acc += (int32_t)(in[((iy - iby) * ibw + (ix - ibx)) * $C + c] - ($ZPIN)) * ${W}_w[(ky * $K + kx) * $C + c];
-                    }
-                }
-                $store = te_clamp(te_requant(acc, ${W}_m[c], ${W}_s[c]) + ($ZPOUT), $QMIN, $QMAX);
-            }
-        }
-$copy_back    }
-}
-"""
-)
-
-_INPLACE_COPY = r"""        {   /* channel c of the input is dead: write the output over it */
-            const int n = (oy1 - oy0) * ow;
-            int p;
-            for (p = 0; p < n; p++) out[p * $C + c] = tmp[p];
-        }
-"""
-
-_LINEAR = Template(
-    r"""
-/* $name: fully connected $IN -> $OUT ($src) */
-static void $fn(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
-    int o, i;
-    const int8_t *wp = ${W}_w;
-    (void)col; (void)win;
-    for (o = 0; o < $OUT; o++) {
-        int32_t acc = ${W}_b[o]; /* input zero point folded into the bias */
-        for (i = 0; i < $IN; i++) acc += (int32_t)in[i] * wp[i];
-        wp += $IN;
-        out[o] = te_clamp(te_requant(acc, ${W}_m[o], ${W}_s[o]) + ($ZPOUT), $QMIN, $QMAX);
-    }
-}
-"""
-)
-
-_ADD = Template(
-    r"""
-/* $name: residual add, $C channels ($src) */
-static void $fn(const int8_t *a, const int8_t *b, int8_t *out, const int16_t *win) {
-$head    const int aby = win[7], abx = win[8], abw = win[9];
-    const int bby = win[10], bbx = win[11], bbw = win[12];
-    int oy, ox, c;
-    for (oy = oy0; oy < oy1; oy++) {
-        for (ox = ox0; ox < ox1; ox++) {
-            const int8_t *pa = a + ((oy - aby) * abw + (ox - abx)) * $C;
-            const int8_t *pb = b + ((oy - bby) * bbw + (ox - bbx)) * $C;
-            int8_t *po = out + ((oy - oby) * obw + (ox - obx)) * $C;
-            for (c = 0; c < $C; c++) {
-                const int32_t xa = te_requant((pa[c] - ($ZA)) * (1 << $LS), $MA, $SA);
-                const int32_t xb = te_requant((pb[c] - ($ZB)) * (1 << $LS), $MB, $SB);
-                po[c] = te_clamp(te_requant(xa + xb, $MO, $SO) + ($ZO), $QMIN, $QMAX);
-            }
-        }
-    }
-}
-"""
-)
-
-_AVGPOOL = Template(
-    r"""
-/* $name: average pool ${K}x${K} stride $S, $C channels ($src) */
-static void $fn(const int8_t *in, int8_t *out, const int16_t *win) {
-$head    const int iby = win[7], ibx = win[8], ibw = win[9];
-    int oy, ox, ky, kx, c;
-    for (oy = oy0; oy < oy1; oy++) {
-        for (ox = ox0; ox < ox1; ox++) {
-            int8_t *po = out + ((oy - oby) * obw + (ox - obx)) * $C;
-            for (c = 0; c < $C; c++) {
-                int32_t acc = 0;
-                for (ky = 0; ky < $K; ky++)
-                    for (kx = 0; kx < $K; kx++)
-                        acc += in[((oy * $S + ky - iby) * ibw + (ox * $S + kx - ibx)) * $C + c];
-                po[c] = te_clamp(te_rounded_div(acc, $KK), $QMIN, $QMAX);
-            }
-        }
-    }
-}
-"""
-)
-
-_GAP = Template(
-    r"""
-/* $name: global average pool over ${IH}x${IW}, $C channels ($src) */
-static void $fn(const int8_t *in, int8_t *out, const int16_t *win) {
-    int p, c;
-    (void)win;
-    for (c = 0; c < $C; c++) {
-        int32_t acc = 0;
-        for (p = 0; p < $HW; p++) acc += in[p * $C + c];
-        out[c] = te_clamp(te_rounded_div(acc, $HW), $QMIN, $QMAX);
-    }
-}
-"""
-)
-
-_RELU = Template(
-    r"""
-/* $name: standalone clamp ($src) */
-static void $fn(const int8_t *in, int8_t *out, const int16_t *win) {
-$head    const int iby = win[7], ibx = win[8], ibw = win[9];
-    int oy, ox, c;
-    for (oy = oy0; oy < oy1; oy++)
-        for (ox = ox0; ox < ox1; ox++)
-            for (c = 0; c < $C; c++)
-                out[((oy - oby) * obw + (ox - obx)) * $C + c] = te_clamp(in[((oy - iby) * ibw + (ox - ibx)) * $C + c], $QMIN, $QMAX);
-}
-"""
-)
 
 
 def _c_array(ctype: str, name: str, values: Sequence[int], per_line: int = 24) -> str:
@@ -346,60 +167,88 @@ def _window_rows(plan: MemoryPlan, n: str, patch: int) -> List[int]:
     return row
 
 
+def _defines(values: Dict[str, Any]) -> List[str]:
+    """``#define TE_<NAME> value`` lines (numbers parenthesised, so negatives are safe)."""
+    out = []
+    for k, v in values.items():
+        text = str(v) if isinstance(v, str) else f"({int(v)})"
+        out.append(f"#define TE_{k} {text}")
+    return out
+
+
+def kernel_templates(plan: MemoryPlan) -> List[str]:
+    """The kernel template files (``te_<op>.h``) the plan's layers use, in first-use order."""
+    out: List[str] = []
+    for n in plan.steps:
+        t = TEMPLATES[plan.graph.nodes[n]["op"]]
+        if t not in out:
+            out.append(t)
+    return out
+
+
 def _layer_code(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, cid: str) -> str:
+    """The instantiation of one layer's kernel template (C text).
+
+    The text defines the template's ``TE_*`` macros (every shape, stride,
+    padding, zero point and clamp a literal) and includes the template, which
+    expands to one specialised ``static`` function named ``fn``.
+    """
     d = qg.nodes[n]
     op = d["op"]
     ins = inputs_of(qg, n)
     c, oh, ow = d["shape"]
     cin, ih, iw = qg.nodes[ins[0]]["shape"]
     zp_in = qg.nodes[ins[0]]["q"][1]
-    common = dict(name=n, fn=fn, W=cid, head=_WIN_HEAD, src=str(d.get("source", "")).replace("*/", "* /"), QMIN=d["qmin"], QMAX=d["qmax"], ZPOUT=d["q"][1], ZPIN=zp_in)
+    src = str(d.get("source", "")).replace("*/", "* /")
+    clamp = {"ZPOUT": d["q"][1], "QMIN": d["qmin"], "QMAX": d["qmax"]}
+    consts = {"WEIGHT": f"{cid}_w", "BIAS": f"{cid}_b", "MULT": f"{cid}_m", "SHIFT": f"{cid}_s"}
+    extra: List[str] = []
     if op == "conv":
-        k = d["kernel"]
-        return _CONV.substitute(common, K=k, S=d["stride"], P=d["padding"], CIN=cin, COUT=c, IH=ih, IW=iw, OH=oh, OW=ow, KKC=k * k * cin)
-    if op == "pwconv":
-        return _PWCONV.substitute(common, S=d["stride"], CIN=cin, COUT=c, IH=ih, IW=iw, OH=oh, OW=ow)
-    if op == "dwconv":
+        k, st, pad = d["kernel"], d["stride"], d["padding"]
+        what = f"conv {k}x{k} stride {st} pad {pad}, {cin} -> {c}, {ih}x{iw} -> {oh}x{ow}"
+        values: Dict[str, Any] = {**consts, "K": k, "S": st, "P": pad, "CIN": cin, "COUT": c, "IH": ih, "IW": iw, "ZPIN": zp_in, **clamp}
+    elif op == "pwconv":
+        what = f"pointwise conv stride {d['stride']}, {cin} -> {c}, {ih}x{iw} -> {oh}x{ow}"
+        values = {**consts, "S": d["stride"], "CIN": cin, "COUT": c, **clamp}
+    elif op == "dwconv":
         inplace = n in plan.inplace
-        store = "tmp[(oy - oy0) * ow + (ox - ox0)]" if inplace else f"out[((oy - oby) * obw + (ox - obx)) * {c} + c]"
-        copy = Template(_INPLACE_COPY).substitute(C=c) if inplace else ""
-        return _DWCONV.substitute(
-            common, K=d["kernel"], S=d["stride"], P=d["padding"], C=c, IH=ih, IW=iw, OH=oh, OW=ow, store=store, copy_back=copy, inplace_note=", in place" if inplace else ""
-        )
-    if op == "linear":
-        return _LINEAR.substitute(common, IN=cin * ih * iw, OUT=c)
-    if op == "add":
-        (ma, sa), (mb, sb) = d["add_mult"]
-        mo, so = d["out_mult"]
+        k, st, pad = d["kernel"], d["stride"], d["padding"]
+        what = f"depthwise {k}x{k} stride {st} pad {pad}, {c} channels, {ih}x{iw} -> {oh}x{ow}" + (", in place" if inplace else "")
+        values = {**consts, "K": k, "S": st, "P": pad, "C": c, "IH": ih, "IW": iw, "ZPIN": zp_in, **clamp, "INPLACE": int(inplace)}
+    elif op == "linear":
+        what = f"fully connected {cin * ih * iw} -> {c}"
+        values = {**consts, "IN": cin * ih * iw, "OUT": c, **clamp}
+    elif op == "add":
         from .quantize import ADD_LEFT_SHIFT
 
-        return _ADD.substitute(
-            common, C=c, ZA=qg.nodes[ins[0]]["q"][1], ZB=qg.nodes[ins[1]]["q"][1], LS=ADD_LEFT_SHIFT, MA=ma, SA=sa, MB=mb, SB=sb, MO=mo, SO=so, ZO=d["q"][1]
-        )
-    if op == "avgpool":
+        (ma, sa), (mb, sb) = d["add_mult"]
+        mo, so = d["out_mult"]
+        what = f"residual add, {c} channels"
+        values = {
+            "C": c, "ZA": qg.nodes[ins[0]]["q"][1], "ZB": qg.nodes[ins[1]]["q"][1], "ZO": d["q"][1], "LS": ADD_LEFT_SHIFT,
+            "MA": ma, "SA": sa, "MB": mb, "SB": sb, "MO": mo, "SO": so, "QMIN": d["qmin"], "QMAX": d["qmax"],
+        }  # fmt: skip
+    elif op == "avgpool":
         k = d["kernel"]
-        return _AVGPOOL.substitute(common, K=k, S=d["stride"], C=c, KK=k * k)
-    if op == "global_avgpool":
-        return _GAP.substitute(common, C=c, IH=ih, IW=iw, HW=ih * iw)
-    if op == "relu":
-        return _RELU.substitute(common, C=c)
-    if op == "concat":
-        lines = [f"\n/* {n}: concatenation of {len(ins)} tensors along channels */", f"static void {fn}(const int8_t *const *in, int8_t *out, const int16_t *win) {{", _WIN_HEAD.rstrip("\n"), "    int oy, ox, c;"]
-        lines.append("    for (oy = oy0; oy < oy1; oy++) for (ox = ox0; ox < ox1; ox++) {")
-        lines.append(f"        int8_t *po = out + ((oy - oby) * obw + (ox - obx)) * {c};")
-        off = 0
-        for k, (src, (m, s)) in enumerate(zip(ins, d["in_mult"])):
-            ck = qg.nodes[src]["shape"][0]
-            zk = qg.nodes[src]["q"][1]
-            b = 7 + 3 * k
-            lines.append(f"        {{ const int8_t *pi = in[{k}] + ((oy - win[{b}]) * win[{b + 2}] + (ox - win[{b + 1}])) * {ck};")
-            lines.append(
-                f"          for (c = 0; c < {ck}; c++) po[{off} + c] = te_clamp(te_clamp(te_requant(pi[c] - ({zk}), {m}, {s}) + ({d['q'][1]}), -128, 127), {d['qmin']}, {d['qmax']}); }}"
-            )
-            off += ck
-        lines += ["    }", "}"]
-        return "\n".join(lines) + "\n"
-    raise AssertionError(op)  # pragma: no cover
+        what = f"average pool {k}x{k} stride {d['stride']}, {c} channels"
+        values = {"K": k, "S": d["stride"], "C": c, "QMIN": d["qmin"], "QMAX": d["qmax"]}
+    elif op == "global_avgpool":
+        what = f"global average pool over {ih}x{iw}, {c} channels"
+        values = {"C": c, "HW": ih * iw, "QMIN": d["qmin"], "QMAX": d["qmax"]}
+    elif op == "relu":
+        what = "standalone clamp"
+        values = {"C": c, "QMIN": d["qmin"], "QMAX": d["qmax"]}
+    elif op == "concat":
+        parts: List[int] = []
+        for s_, (m, sh) in zip(ins, d["in_mult"]):
+            parts += [qg.nodes[s_]["shape"][0], qg.nodes[s_]["q"][1], m, sh]
+        extra.append(_c_array("int32_t", f"{cid}_parts", parts, per_line=4))
+        what = f"concatenation of {len(ins)} tensors along channels"
+        values = {"NIN": len(ins), "PARTS": f"{cid}_parts", "COUT": c, **clamp}
+    else:  # pragma: no cover - the importer admits no other op
+        raise AssertionError(op)
+    lines = [f"/* {cid} {n}: {what}" + (f" ({src})" if src else "") + " */", *extra, f"#define TE_FN {fn}", *_defines(values), f'#include "{TEMPLATES[op]}"', ""]
+    return "\n".join(lines)
 
 
 def _call(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, win: str) -> str:
@@ -422,7 +271,9 @@ def _call(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, win: str) -> str:
 
 
 def generate_model_sources(qg: nx.DiGraph, plan: MemoryPlan) -> Dict[str, str]:
-    """model.h, model.c and weights.h for a quantised graph and its plan."""
+    """The generated files of a quantised graph and its plan: ``model_config.h``,
+    ``model.c`` and ``weights.h`` (``model.c`` includes the packaged
+    :func:`kernel_templates` of the plan and :data:`STATIC_FILES`)."""
     if live_overlaps(plan):
         raise AssertionError(f"memory plan has overlapping live buffers: {live_overlaps(plan)[:3]}")
     inp, outp = qg.graph["input"], qg.graph["output"]
@@ -430,10 +281,9 @@ def generate_model_sources(qg: nx.DiGraph, plan: MemoryPlan) -> Dict[str, str]:
     out_size = int(np.prod(qg.nodes[outp]["shape"]))
     s_in, zp_in = qg.nodes[inp]["q"]
     s_out, zp_out = qg.nodes[outp]["q"]
-    header = f"""/* Generated by hwaml-tinyengine: int8 model, planned arena {plan.arena_bytes} bytes. */
-#ifndef TE_MODEL_H
-#define TE_MODEL_H
-#include <stdint.h>
+    config = f"""/* Generated by hwaml-tinyengine: sizes and quantisation of the model (see model.h). */
+#ifndef TE_MODEL_CONFIG_H
+#define TE_MODEL_CONFIG_H
 
 #define MODEL_ARENA_BYTES {plan.arena_bytes}
 #define MODEL_INPUT_H {h_in}
@@ -441,24 +291,16 @@ def generate_model_sources(qg: nx.DiGraph, plan: MemoryPlan) -> Dict[str, str]:
 #define MODEL_INPUT_C {c_in}
 #define MODEL_INPUT_SIZE {c_in * h_in * w_in}
 #define MODEL_OUTPUT_SIZE {out_size}
-#define MODEL_INPUT_SCALE {s_in!r}f
+#define MODEL_INPUT_SCALE {float(s_in)!r}f
 #define MODEL_INPUT_ZERO_POINT {zp_in}
-#define MODEL_OUTPUT_SCALE {s_out!r}f
+#define MODEL_OUTPUT_SCALE {float(s_out)!r}f
 #define MODEL_OUTPUT_ZERO_POINT {zp_out}
-
-/* Write one int8 input (H x W x C, quantised with the scale and zero point
- * above) here before model_run(); it is overwritten by the run. */
-int8_t *model_input(void);
-/* Valid after model_run() until the next write to model_input(). */
-const int8_t *model_output(void);
-void model_run(void);
 
 #endif
 """
     weights = ["/* Generated by hwaml-tinyengine: constants in Flash. */", "#ifndef TE_WEIGHTS_H", "#define TE_WEIGHTS_H", "#include <stdint.h>", ""]
     funcs: List[str] = []
     tables: List[str] = []
-    body: List[str] = []
     ids = {n: f"L{i}" for i, n in enumerate(plan.steps)}
     stage = plan.patch.layers if plan.patch is not None else []
     npatch = plan.patch.n**2 if plan.patch is not None else 1
@@ -488,11 +330,7 @@ void model_run(void);
         if n in stage:
             continue
         calls.append("    " + _call(qg, plan, n, f"{ids[n]}_{qg.nodes[n]['op']}", f"{ids[n]}_win"))
-    body.append("void model_run(void) {")
-    body.append("    int p = 0;")
-    body.append("    (void)p;")
-    body += calls
-    body.append("}")
+    body = ["void model_run(void) {", "    int p = 0;", "    (void)p;", *calls, "}"]
     source = "\n".join(
         [
             f"/* Generated by hwaml-tinyengine. {len(plan.steps)} layers, arena {plan.arena_bytes} bytes"
@@ -501,16 +339,16 @@ void model_run(void);
             "#include <stdint.h>",
             '#include "model.h"',
             '#include "weights.h"',
+            '#include "te_runtime.h"',
             "",
             "/* The one arena: every activation and kernel buffer lives here at a planned offset. */",
             f"static union {{ int32_t align; int8_t bytes[{max(4, plan.arena_bytes)}]; }} te_arena;",
             "#define TE_ARENA (te_arena.bytes)",
-            _RUNTIME,
+            "",
             "/* ---- window tables: region computed, then output/input buffer origin and width ---- */",
             *tables,
-            "/* ---- per-layer kernels ---- */",
+            "/* ---- per-layer kernels: each block instantiates a kernel template (te_<op>.h) ---- */",
             *funcs,
-            "",
             f"int8_t *model_input(void) {{ return TE_ARENA + {plan.offset(inp)}; }}",
             f"const int8_t *model_output(void) {{ return TE_ARENA + {plan.offset(outp)}; }}",
             "",
@@ -518,93 +356,7 @@ void model_run(void);
             "",
         ]
     )
-    return {"model.h": header, "model.c": source, "weights.h": "\n".join(weights) + "\n"}
-
-
-_MAIN = r"""/* Host runner: model_run_host IN.bin OUT.bin [REPEAT]. Inputs are int8 H x W x C
- * records, outputs int8 records; prints the mean time per inference. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include "model.h"
-
-int main(int argc, char **argv) {
-    FILE *fi, *fo;
-    static int8_t buf[MODEL_INPUT_SIZE];
-    long n = 0;
-    int repeat = argc > 3 ? atoi(argv[3]) : 1, r;
-    double total = 0.0;
-    if (argc < 3) { fprintf(stderr, "usage: %s IN.bin OUT.bin [REPEAT]\n", argv[0]); return 2; }
-    fi = fopen(argv[1], "rb");
-    fo = fopen(argv[2], "wb");
-    if (!fi || !fo) { fprintf(stderr, "cannot open input or output file\n"); return 2; }
-    while (fread(buf, 1, MODEL_INPUT_SIZE, fi) == MODEL_INPUT_SIZE) {
-        for (r = 0; r < repeat; r++) {
-            clock_t t0 = clock();
-            memcpy(model_input(), buf, MODEL_INPUT_SIZE);
-            model_run();
-            total += (double)(clock() - t0) / CLOCKS_PER_SEC;
-        }
-        fwrite(model_output(), 1, MODEL_OUTPUT_SIZE, fo);
-        n++;
-    }
-    fclose(fi);
-    fclose(fo);
-    printf("inferences %ld ms_per_inference %.6f arena_bytes %d\n", n, n ? 1000.0 * total / (n * repeat) : 0.0, MODEL_ARENA_BYTES);
-    return 0;
-}
-"""
-
-_TEST_MAIN = r"""/* Host test harness: runs the embedded inputs and compares every output byte
- * with the Python int8 reference. Exit status 0 iff all match. */
-#include <stdio.h>
-#include <string.h>
-#include "model.h"
-#include "test_data.h"
-
-int main(void) {
-    int i, j, matched = 0;
-    for (i = 0; i < TEST_N; i++) {
-        const int8_t *out;
-        int ok = 1;
-        memcpy(model_input(), test_inputs[i], MODEL_INPUT_SIZE);
-        model_run();
-        out = model_output();
-        for (j = 0; j < MODEL_OUTPUT_SIZE; j++) {
-            if (out[j] != test_expected[i][j]) {
-                if (ok) printf("vector %d: output[%d] = %d, expected %d\n", i, j, out[j], test_expected[i][j]);
-                ok = 0;
-            }
-        }
-        matched += ok;
-    }
-    printf("matched %d/%d\n", matched, TEST_N);
-    return matched == TEST_N ? 0 : 1;
-}
-"""
-
-_MAKEFILE = """# Generated by hwaml-tinyengine. `make` builds the host runner and test harness,
-# `make test` runs the harness (bit-exact comparison with the Python reference).
-CC ?= gcc
-CFLAGS ?= {cflags}
-
-all: model_run_host model_test
-
-model_run_host: main.c model.c model.h weights.h
-\t$(CC) $(CFLAGS) -o $@ main.c model.c
-
-model_test: test_main.c model.c model.h weights.h test_data.h
-\t$(CC) $(CFLAGS) -o $@ test_main.c model.c
-
-test: model_test
-\t./model_test
-
-clean:
-\trm -f model_run_host model_test
-
-.PHONY: all test clean
-"""
+    return {"model_config.h": config, "model.c": source, "weights.h": "\n".join(weights) + "\n"}
 
 
 def _test_data(inputs: np.ndarray, expected: np.ndarray) -> str:
@@ -631,13 +383,12 @@ def generate_project(qg: nx.DiGraph, plan: MemoryPlan, out_dir: Any, test_inputs
     test_inputs = np.asarray(test_inputs, dtype=np.int8)
     expected = run_int8(qg, test_inputs)
     files["test_data.h"] = _test_data(test_inputs, expected)
-    files["main.c"] = _MAIN
-    files["test_main.c"] = _TEST_MAIN
-    files["Makefile"] = _MAKEFILE.format(cflags=CFLAGS)
+    for name in (*STATIC_FILES, *kernel_templates(plan)):
+        files[name] = c_source(name)
     for name, text in files.items():
         (out / name).write_text(text)
     c, h, w = qg.nodes[qg.graph["input"]]["shape"]
-    return CProject(out, plan.arena_bytes, c * h * w, int(np.prod(qg.nodes[qg.graph["output"]]["shape"])), len(test_inputs))
+    return CProject(out, plan.arena_bytes, c * h * w, int(np.prod(qg.nodes[qg.graph["output"]]["shape"])), len(test_inputs), files=sorted(files))
 
 
 def _input_hwc(qg: nx.DiGraph) -> tuple:
@@ -672,7 +423,7 @@ def build_project(project: CProject, target: str = "all") -> None:
 
 def build_and_run(project: CProject, inputs: np.ndarray, repeat: int = 1) -> np.ndarray:
     """Build the host runner and run it on int8 NHWC ``inputs``; returns the
-    int8 outputs ``(N, F)``. The time per inference is in ``project.last_ms``."""
+    int8 outputs ``(N, F)``. The host time per inference is in ``project.last_ms``."""
     if not project.runner.exists():
         build_project(project, "model_run_host")
     inputs = np.ascontiguousarray(inputs, dtype=np.int8)
@@ -684,7 +435,7 @@ def build_and_run(project: CProject, inputs: np.ndarray, repeat: int = 1) -> np.
     if res.returncode != 0:
         raise RuntimeError(f"{project.runner} failed ({res.returncode}): {res.stderr}")
     parts = res.stdout.split()
-    project.last_ms = float(parts[parts.index("ms_per_inference") + 1])  # type: ignore[attr-defined]
+    project.last_ms = float(parts[parts.index("ms_per_inference") + 1])
     return np.frombuffer(fout.read_bytes(), dtype=np.int8).reshape(len(inputs), project.output_size)
 
 

@@ -40,15 +40,20 @@ def digits_split(resolution: int, seed: int = 0, test_size: float = 0.3) -> Tupl
     return _digits(int(resolution), int(seed), float(test_size))  # type: ignore[return-value]
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int, seed: int) -> nn.Module:
-    """Adam with cosine decay; logs the loss per epoch."""
+def train_classifier(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int, seed: int, show_progress: bool = True
+) -> nn.Module:
+    """Adam with a one-cycle schedule; logs the loss per epoch (and shows a bar
+    through :func:`hwaml.progress.progress` when bars are on)."""
+    from hwaml.progress import progress
+
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps))
     model.train()
-    for ep in range(epochs):
+    for ep in progress(range(epochs), total=epochs, desc="tinyengine train", unit="epoch", enabled=show_progress):
         perm = torch.randperm(len(x), generator=gen)
         total = 0.0
         for i in range(0, len(x), batch_size):

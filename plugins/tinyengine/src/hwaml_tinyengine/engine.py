@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .codegen import CProject, build_and_run, build_project, generate_project, run_test_harness
-from .device import DeviceProfile, estimate_latency_ms, load_profile
+from .device import DeviceProfile, estimate_energy_mj, estimate_latency_ms, load_profile
 from .ir import import_model
 from .memory_planner import MemoryPlan, plan_layer_by_layer, plan_memory
 from .quantize import quantize_graph, quantize_input, run_int8
@@ -34,6 +34,7 @@ __all__ = [
     "estimate_latency_ms",
     "load_profile",
     "input_shape_of",
+    "COST_METRICS",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,28 @@ def plan_model(
     return plan_memory(g, patch=patch, inplace=inplace, max_overhead=max_overhead, **kwargs)
 
 
+#: the metrics :func:`cost_of` (and so the TinyEngine backend's ``cost``) reports
+COST_METRICS = ("peak_sram_kb", "flash_kb", "latency_ms", "fits", "macs_m", "energy_mj")
+
+
 def cost_of(plan: MemoryPlan, profile: DeviceProfile) -> Dict[str, float]:
-    """The backend's metrics for a plan on a device."""
+    """The backend's metrics for a plan on a device (:data:`COST_METRICS`).
+
+    ``macs_m`` is the network's multiply-accumulates (millions, what a
+    layer-by-layer run computes; the patch stage's recomputation is in
+    ``plan.summary()`` and in the latency); ``energy_mj`` is latency x the
+    profile's active power.
+    """
     latency = estimate_latency_ms(plan, profile)
     fits = plan.peak_sram_kb <= profile.sram_kb and plan.flash_kb <= profile.flash_kb
-    return {"peak_sram_kb": plan.peak_sram_kb, "flash_kb": plan.flash_kb, "latency_ms": latency, "fits": 1.0 if fits else 0.0}
+    return {
+        "peak_sram_kb": plan.peak_sram_kb,
+        "flash_kb": plan.flash_kb,
+        "latency_ms": latency,
+        "fits": 1.0 if fits else 0.0,
+        "macs_m": plan.base_macs / 1e6,
+        "energy_mj": estimate_energy_mj(latency, profile),
+    }
 
 
 @dataclass

@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import networkx as nx
 
-from .device import flash_bytes
+from .flash import flash_bytes
 from .ir import SPATIAL_OPS, elements_of, inputs_of, macs_of
 
 __all__ = ["Buffer", "PatchPlan", "MemoryPlan", "plan_memory", "plan_layer_by_layer", "place_buffers", "patch_candidates", "trace_patches", "live_overlaps", "work_per_layer", "ALIGN"]
@@ -103,7 +103,7 @@ class MemoryPlan:
     base_macs: int  #: MACs of plain layer-by-layer execution
     per_layer: List[Dict[str, Any]]  #: live bytes at every step
     graph: Any = None
-    flash_bytes: int = 0  #: constants + code estimate (see :mod:`.device`)
+    flash_bytes: int = 0  #: constants + code estimate (see :mod:`.flash`)
 
     @property
     def flash_kb(self) -> float:

@@ -7,8 +7,8 @@ head convolution, global average pooling and a linear classifier.
 
 :func:`mcunet_from_config` builds one from a candidate configuration
 ``{"resolution": R, "width": w, "blocks": [{"kernel": k, "expand": e}, ...]}``
-(the space of :func:`mcunet_space`); it is the default model factory of the
-TinyEngine backend. :func:`mobilenetv2_like` and :func:`mcunet_imagenet_like`
+(the space of :func:`mcunet_space`); it is the network the ``tinyengine_digits``
+evaluator builds for a candidate. :func:`mobilenetv2_like` and :func:`mcunet_imagenet_like`
 give ImageNet-scale models for the memory benchmarks.
 """
 
@@ -28,6 +28,7 @@ __all__ = [
     "mcunet_from_config",
     "mobilenetv2_like",
     "mcunet_imagenet_like",
+    "count_macs",
     "DIGITS_STAGES",
 ]
 
@@ -190,3 +191,39 @@ def mcunet_imagenet_like(width: float = 0.5, resolution: int = 160, num_classes:
         {"channels": _div8(c * width), "stride": s, "blocks": [{"kernel": k, "expand": e} for k, e in blocks]} for c, s, blocks in _MCUNET_BLOCKS
     ]
     return InvertedResidualNet(stages, resolution, 3, num_classes, stem_channels=_div8(32 * width), first_channels=_div8(16 * width))
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass of ``model`` on one input of
+    ``input_shape`` ``(C, H, W)``: every ``Conv2d`` (``out_elements x C_in/groups
+    x k_h x k_w``) and ``Linear`` (``in x out``), counted with forward hooks on
+    the torch modules (independent of TinyEngine's IR, which the backends' count
+    is checked against). Batch norm, activations, adds and pooling count zero.
+    """
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = m.kernel_size
+        total += int(out[0].numel()) * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: nn.Linear, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += m.in_features * m.out_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *[int(s) for s in input_shape]))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
