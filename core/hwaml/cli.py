@@ -394,6 +394,11 @@ def doctor_checks() -> List[Dict[str, str]]:
             detail += ": " + info.error.strip().splitlines()[-1]
         add(f"plugin {info.name}", info.status in ("loaded", "disabled"), detail, "pip install the plugin's missing dependency (see the error)" if info.status == "failed" else "unset HWAML_LOAD_PLUGINS/HWAML_DISABLE_PLUGINS", "configs it ships")
     try:
+        registry.check_switches()
+        add("plugin switches", True, "HWAML_LOAD_PLUGINS / HWAML_DISABLE_PLUGINS name installed plugins (or are unset)", "", "hwaml run")
+    except PluginError as exc:
+        add("plugin switches", False, str(exc), "fix the names in HWAML_LOAD_PLUGINS / HWAML_DISABLE_PLUGINS", "hwaml run")
+    try:
         registry.check_conflicts()
         add("config options", True, "no two plugins ship the same group/option", "", "hwaml run")
     except PluginError as exc:
