@@ -88,16 +88,18 @@ def tinynas_search(
     from omegaconf import OmegaConf
 
     from hwaml.builtin import RegularizedEvolution
-    from hwaml.testing import run_search  # noqa: F401 (same loop as hwaml run)
     from hwaml.loop import SearchLoop
-    from hwaml_tinynas.backend import TinyNASBackend
+    from hwaml_tinyengine.backend import TinyEngineBackend
 
     if force_space is not None:
         widths, resolutions = [force_space[0]], [force_space[1]]
-    node = {"_target_": "hwaml_tinynas.backend.TinyNASBackend", "profile": profile, "patch": False, "sram_kb": sram_kb, "flash_kb": flash_kb}
-    cfg = OmegaConf.create({"backend": {"tinynas_bench": node}})
-    ev = _CachedTinyNAS(cache_dir,widths=list(widths), resolutions=list(resolutions), samples_per_space=samples, min_fit_fraction=0.0 if force_space else 0.1, epochs=BENCH_PS_EPOCHS, progress=False, seed=seed)
-    backend = TinyNASBackend(profile=profile, patch=False, sram_kb=sram_kb, flash_kb=flash_kb)
+    # the budget is the backend's: TinyEngine's profile with its memory overridden.
+    # Stage 1 reads it from the run config (the backend's node), as in `hwaml run`.
+    backend_args = {"profile": profile, "overrides": {"sram_kb": sram_kb, "flash_kb": flash_kb}, "patch": False}
+    cfg = OmegaConf.create({"backend": {"tinynas_bench": {"_target_": "hwaml_tinyengine.backend.TinyEngineBackend", **backend_args}}})
+    stage1 = {"widths": list(widths), "resolutions": list(resolutions), "samples_per_space": samples, "min_fit_fraction": 0.0 if force_space else 0.1}
+    ev = _CachedTinyNAS(cache_dir, stage1=stage1, training={"epochs": BENCH_PS_EPOCHS}, progress=False, seed=seed)
+    backend = TinyEngineBackend(**backend_args, name="tinynas_bench")
     searcher = RegularizedEvolution(population_size=8, tournament_size=3, mutation_prob=0.2, reject_infeasible=True, max_rejections=50)
     with tempfile.TemporaryDirectory() as tmp:
         loop = SearchLoop(
@@ -118,7 +120,7 @@ def tinynas_search(
         chosen = ev.space_opt.chosen
         out = {
             "config": None if best is None else dict(best.config),
-            "arch": ev.arch.to_dict(),
+            "arch": ev.supernet().arch.to_dict(),
             "width": ev.space_opt.width,
             "resolution": ev.space_opt.resolution,
             "supernet_acc": None if best is None else best.metrics["accuracy"],
@@ -162,29 +164,33 @@ def read_csv(paths) -> list:
 
 def _make_cached_class():
     from hwaml_tinynas.evaluator import TinyNASDigits
+    from hwaml_tinynas.training import SUPERNET_META, SUPERNET_WEIGHTS
 
     class CachedTinyNAS(TinyNASDigits):
-        """TinyNASDigits whose trained supernets are shared through a cache folder."""
+        """TinyNASDigits whose trained supernets are shared through a cache folder
+        (the two files of a saved supernet: tensors and their JSON)."""
 
         def __init__(self, cache_dir: Optional[str], **kwargs: Any):
             super().__init__(**kwargs)
             self.cache_dir = cache_dir
 
-        def _load_or_train(self, arch: Any, state: Path, train: bool) -> Any:
+        def load_or_train_supernet(self, arch: Any, state: Path, train: bool) -> Any:
             if not self.cache_dir:
-                return super()._load_or_train(arch, state, train)
-            key = hashlib.sha1(json.dumps([arch.to_dict(), self._train_settings()], sort_keys=True, default=str).encode()).hexdigest()[:16]
-            cached = Path(self.cache_dir) / f"supernet_{key}.pt"
+                return super().load_or_train_supernet(arch, state, train)
+            key = hashlib.sha1(json.dumps([arch.to_dict(), self.supernet_settings()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+            cached = {name: Path(self.cache_dir) / f"supernet_{key}{Path(name).suffix}" for name in (SUPERNET_WEIGHTS, SUPERNET_META)}
             state.mkdir(parents=True, exist_ok=True)
-            if cached.is_file() and not (state / "supernet.pt").is_file():
-                shutil.copy(cached, state / "supernet.pt")
-                log(f"  supernet w{arch.width_mult:g}-r{arch.resolutions[0]} loaded from {cached}")
+            if all(p.is_file() for p in cached.values()) and not (state / SUPERNET_META).is_file():
+                for name, p in cached.items():
+                    shutil.copy(p, state / name)
+                log(f"  supernet w{arch.width_mult:g}-r{arch.resolutions[0]} loaded from {cached[SUPERNET_WEIGHTS]}")
             else:
                 log(f"  training the supernet w{arch.width_mult:g}-r{arch.resolutions[0]} (progressive shrinking)")
-            net = super()._load_or_train(arch, state, train)
-            if not cached.is_file():
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(state / "supernet.pt", cached)
+            net = super().load_or_train_supernet(arch, state, train)
+            if not all(p.is_file() for p in cached.values()):
+                Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
+                for name, p in cached.items():
+                    shutil.copy(state / name, p)
             return net
 
     return CachedTinyNAS
