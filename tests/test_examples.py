@@ -48,6 +48,15 @@ def venv(tmp_path_factory):
     env_dir = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(env_dir)], check=True, timeout=60)
     python = env_dir / "bin" / "python"
+    if sys.prefix != sys.base_prefix:
+        # This interpreter is itself a virtualenv's (CI's, .venv): a venv made from it
+        # sees the *base* interpreter's site-packages, not this one's (where hwaml,
+        # setuptools and wheel are). Hand them on with an `import` line in a .pth file,
+        # so that their own .pth files (editable installs) are processed too.
+        import site
+
+        purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+        (Path(purelib) / "_parent_env.pth").write_text("import site; " + "; ".join(f"site.addsitedir({d!r})" for d in site.getsitepackages()) + "\n")
     # Build from copies: setuptools writes build/ and *.egg-info next to the sources.
     roofline = base / "hwaml-roofline"
     shutil.copytree(ROOFLINE, roofline, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
@@ -96,7 +105,7 @@ def test_plugins_json_lists_both_examples(venv):
     assert mine["status"] == "loaded", mine["error"]
     assert mine["distribution"] == f"hwaml-{NEW_NAME}"
     assert mine["hooks"] == ["config_search_path"]
-    assert mine["config_groups"] == [f"backend/{NEW_NAME}_cost", f"evaluator/{NEW_NAME}_eval"]
+    assert mine["config_groups"] == [f"backend/{NEW_NAME}_cost", f"evaluator/{NEW_NAME}_eval", f"searcher/{NEW_NAME}_search"]
 
 
 def test_roofline_runs_through_hydra_and_writes_jsonl(venv):
@@ -127,13 +136,16 @@ def test_template_runs_through_hydra(venv):
     proc = run(
         venv,
         "-m", "hwaml.cli", "run",
-        f"evaluator={NEW_NAME}_eval", f"backend=[{NEW_NAME}_cost]", "searcher=random",
-        f"+constraints.{NEW_NAME}_params=8", "budget.trials=6", f"hydra.run.dir={run_dir}",
+        f"evaluator={NEW_NAME}_eval", f"backend=[{NEW_NAME}_cost]", f"searcher={NEW_NAME}_search",
+        f"+constraints.{NEW_NAME}_params=8", "budget.trials=6", "deploy.enabled=true", f"hydra.run.dir={run_dir}",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     best = json.loads((run_dir / "best.json").read_text())
     assert best["objectives"] == {"r2": "max"}  # the evaluator's default_objectives
     assert best["trials"] == 6 and best["best"]["cost"][f"{NEW_NAME}_params"] <= 8
+    # the template's searcher and deploy step, renamed like everything else
+    assert f"_target_: hwaml_{NEW_NAME}.MySearcher" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert (run_dir / "deploy" / f"{NEW_NAME}_trial{best['best']['number']}.h").is_file()
     # no roofline backend in this run: the roofline observer stays quiet
     assert not (run_dir / "roofline_trials.jsonl").exists()
 

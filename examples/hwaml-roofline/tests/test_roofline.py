@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from hwaml import Candidate, Trial
+from hwaml import BuiltModel, Candidate, EvalResult, Trial, hookimpl
 from hwaml.builtin import AnalyticEvaluator, RandomSearch
 from hwaml.builtin.analytic import nas_toy_space
 from hwaml.loop import SearchLoop
 from hwaml.plugins import PluginError, Registry, make_plugin_manager
-from hwaml.testing import BackendContract, make_context
+from hwaml.testing import BackendContract, make_context, run_search
 
 from hwaml_roofline import Layer, RooflineCost, nas_toy_layers
 from hwaml_roofline import plugin as roofline_plugin
@@ -44,6 +44,101 @@ class TestRooflinePresets(BackendContract):
     @pytest.fixture
     def candidates(self):
         return nas_toy_candidates()
+
+
+class TinyNetEvaluator:
+    """An NN evaluator for the tests: the nas_toy space's keys, but its own network
+    (a stem convolution whose width follows ``width``, one block per entry, a classifier).
+
+    Its candidates look like nas_toy ones, so the test shows the backend costs the
+    evaluator's network (``ctx.build_model``), not a network it rebuilt by its own rules.
+    """
+
+    default_objectives = {"accuracy": "max"}
+
+    @hookimpl
+    def metric_names(self, ctx):
+        return ["accuracy"]
+
+    @hookimpl
+    def search_space(self, ctx):
+        return nas_toy_space()
+
+    @hookimpl
+    def evaluate(self, candidate, ctx):
+        return EvalResult({"accuracy": 0.5})
+
+    @hookimpl
+    def build_model(self, candidate, trial, ctx):
+        import torch
+
+        cfg = candidate.config
+        c = max(4, int(16 * cfg["width"]))
+        layers = [torch.nn.Conv2d(3, c, 3, stride=2, padding=1), torch.nn.ReLU()]
+        for b in cfg["blocks"]:
+            layers += [torch.nn.Conv2d(c, c, b["kernel"], padding=b["kernel"] // 2, groups=c), torch.nn.Conv2d(c, c * b["expand"], 1), torch.nn.Conv2d(c * b["expand"], c, 1)]
+        layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c, 10)]
+        r = 32  # the network's own input size: the candidate's resolution is not used
+        h = r // 2
+        macs = h * h * 3 * 9 * c + sum(h * h * c * b["kernel"] ** 2 + 2 * h * h * c * c * b["expand"] for b in cfg["blocks"]) + c * 10
+        return BuiltModel(module=torch.nn.Sequential(*layers).eval(), input_shape=(3, r, r), macs=float(macs), source="tinynet")
+
+
+class TestRooflineOnAnEvaluatorsNetwork(BackendContract):
+    @pytest.fixture
+    def backend(self):
+        pytest.importorskip("torch")
+        return preset("roofline_a76")
+
+    @pytest.fixture
+    def contract_ctx(self, tmp_path):
+        return make_context(tmp_path / "run", evaluator=TinyNetEvaluator())
+
+    @pytest.fixture
+    def candidates(self):
+        return nas_toy_candidates(3)
+
+
+def test_metric_names_follow_the_prefix(tmp_path):
+    ctx = make_context(tmp_path)
+    assert preset("roofline_a76").metric_names(ctx) == ["roofline_latency_ms", "roofline_macs_m", "roofline_mbytes"]
+    assert RooflineCost("x", 1.0, 1.0, metric_prefix="m7").metric_names(ctx) == ["m7_latency_ms", "m7_macs_m", "m7_mbytes"]
+
+
+def test_an_nn_evaluators_network_is_what_gets_costed(tmp_path):
+    pytest.importorskip("torch")
+    ev = TinyNetEvaluator()
+    ctx = make_context(tmp_path, evaluator=ev)
+    dev = preset("roofline_cortex_m7")
+    for cand in nas_toy_candidates(3):
+        rep = dev.cost(cand, ctx)
+        assert rep.info["workload"] == "network"
+        built = ev.build_model(cand, None, ctx)
+        assert rep.metrics["roofline_macs_m"] == pytest.approx(built.macs / 1e6)  # the evaluator's own count
+        assert rep.metrics["roofline_macs_m"] != pytest.approx(sum(l.macs for l in nas_toy_layers(cand.config)) / 1e6)
+    # an explicit workload in the candidate still wins
+    explicit = dev.cost(Candidate(nas_toy_candidates(1)[0].config, meta={"macs": 1e6, "bytes": 1.0}), ctx)
+    assert explicit.info["workload"] == "explicit" and explicit.metrics["roofline_macs_m"] == 1.0
+
+
+def test_runs_with_an_nn_evaluator(tmp_path):
+    pytest.importorskip("torch")
+    res = run_search(
+        {"searcher": RandomSearch(), "evaluator": TinyNetEvaluator(), "backend.m7": preset("roofline_cortex_m7")},
+        tmp_path / "run",
+        trials=2,
+        registry=Registry(make_plugin_manager()),
+    )
+    assert [t.status for t in res.trials] == ["complete", "complete"]
+    assert all(t.cost["roofline_macs_m"] > 0 for t in res.trials)
+
+
+def test_the_analytic_evaluator_builds_no_network_so_nas_toy_configs_are_expanded(tmp_path):
+    ctx = make_context(tmp_path, evaluator=AnalyticEvaluator())
+    cand = nas_toy_candidates(1)[0]
+    rep = preset("roofline_a76").cost(cand, ctx)
+    assert rep.info["workload"] == "nas_toy"
+    assert rep.metrics["roofline_macs_m"] == pytest.approx(sum(l.macs for l in nas_toy_layers(cand.config)) / 1e6)
 
 
 def test_presets_place_themselves_under_backend():

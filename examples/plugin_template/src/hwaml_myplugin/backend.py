@@ -9,7 +9,7 @@ metric key may be reported by only one backend in a run.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 from hwaml import Candidate, CostReport, RunContext, hookimpl
 
@@ -21,6 +21,11 @@ class MyCost:
         self.ns_per_mac = ns_per_mac
         self.overhead_ns = overhead_ns
         self.max_params = max_params
+
+    @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        # every metric cost can report; a constraint on anything else stops the run at start
+        return ["myplugin_latency_us", "myplugin_params"]
 
     @hookimpl
     def cost(self, candidate: Candidate, ctx: RunContext) -> Optional[CostReport]:
