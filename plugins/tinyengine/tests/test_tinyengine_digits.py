@@ -1,10 +1,13 @@
-"""End to end through the hwaml CLI: train on digits, quantise, deploy the C
-project; int8 (Python and C) accuracy within 1 point of float."""
+"""End to end through the hwaml CLI: train on digits, quantise, deploy the
+trained trial as a C project found through its artifacts; int8 (Python and C)
+accuracy within 1 point of float."""
 
 import json
 import os
 import subprocess
 import sys
+
+from hwaml.store import TrialStore
 
 
 def test_cli_digits_int8_within_one_point_and_c_deploy_matches(tmp_path):
@@ -32,11 +35,17 @@ def test_cli_digits_int8_within_one_point_and_c_deploy_matches(tmp_path):
     m = best["metrics"]
     assert m["float_accuracy"] > 0.85
     assert abs(m["int8_accuracy"] - m["float_accuracy"]) <= 0.01, m
-    assert best["cost"]["fits"] == 1.0 and best["cost"]["peak_sram_kb"] < 320
-    line = next(l for l in proc.stdout.splitlines() if l.strip().startswith("metrics:"))
-    dep = json.loads(line.split("metrics:", 1)[1])
-    assert "ok" in proc.stdout and dep["outputs_matched"] == 1.0
+    cost = best["cost"]
+    assert cost["fits"] == 1.0 and cost["peak_sram_kb"] < 320
+    assert cost["energy_mj"] > 0 and cost["macs_m"] > 0
+    with TrialStore(run_dir / TrialStore.FILENAME) as store:
+        deps = store.deployments()
+    assert len(deps) == 1, deps  # the TinyEngine backend is the run's only deploy target
+    dep = deps[0]
+    assert dep["ok"], dep
+    metrics = dep["metrics"]
+    assert metrics["outputs_matched"] == 1.0
     # the C code runs the whole test split bit-exactly, so its accuracy is the int8 one
-    assert dep["c_accuracy"] == m["int8_accuracy"]
-    assert abs(dep["c_accuracy"] - dep["float_accuracy"]) <= 0.01
+    assert metrics["c_accuracy"] == m["int8_accuracy"]
+    assert abs(metrics["c_accuracy"] - metrics["float_accuracy"]) <= 0.01
     assert (run_dir / "deploy" / f"tinyengine_trial_{best['number']}" / "Makefile").exists()
