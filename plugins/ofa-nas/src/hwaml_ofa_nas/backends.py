@@ -1,13 +1,16 @@
-"""Cost backends for OFA sub-networks.
+"""Cost backends that cost the evaluator's network (``ctx.build_model(candidate)``).
 
 * ``backend=host_cpu_lut`` (:class:`HostCpuLatencyBackend`): ``latency_ms``
-  predicted by a latency look-up table measured on this machine (built and
-  cached on first use);
-* ``backend=macs`` (:class:`MacsBackend`): ``macs_m`` and ``params_m`` counted
-  analytically from the layer shapes.
+  predicted from a latency look-up table of this machine, keyed by the
+  network's layers (type, structure, shapes); a layer the table lacks is
+  measured (interleaved, single-threaded) and cached the first time it is seen;
+* ``backend=macs`` (:class:`MacsBackend`): ``macs_m`` and ``params_m``, counted
+  on the module with ``torch.utils.flop_counter.FlopCounterMode``.
 
-Both take the supernet shape (``arch``/``arch_overrides``); their configs follow
-the evaluator's by interpolation.
+Neither knows anything about OFA: any NN evaluator (one that answers
+``build_model``) can be costed, and for the same candidate the MACs equal the
+evaluator's own count (``BuiltModel.macs``) when both count what
+:mod:`hwaml_ofa_nas.layers` calls a MAC.
 """
 
 from __future__ import annotations
@@ -15,108 +18,175 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
-from hwaml import Candidate, CostReport, RunContext, hookimpl
+from hwaml import BuiltModel, Candidate, CostReport, RunContext, hookimpl
+from hwaml.config import as_config
+from hwaml.plugins import PluginError
 
-from .latency_lut import ENGINES, LatencyLUT, load_or_build
-from .supernet import layer_specs, supernet_config
+from .latency_lut import ENGINES, LatencyLUT, LUTError, MeasureConfig, calibration_configs, default_lut_path, file_lock
 
 log = logging.getLogger("hwaml.ofa_nas")
 
-__all__ = ["HostCpuLatencyBackend", "MacsBackend"]
+__all__ = ["HostCpuLatencyBackend", "MacsBackend", "MeasureConfig"]
+
+
+def evaluator_model(ctx: RunContext, candidate: Candidate, who: str) -> BuiltModel:
+    """The evaluator's network for ``candidate`` (what an NN backend costs)."""
+    if ctx.build_model is None:
+        raise PluginError(
+            f"backend {who} costs the evaluator's network, but this run has no ctx.build_model: "
+            f"compose it with an NN evaluator (one that implements build_model, e.g. evaluator=ofa_digits)"
+        )
+    return ctx.build_model(candidate)
 
 
 class HostCpuLatencyBackend:
-    """Latency of a sub-network on this CPU from a look-up table.
+    """Latency of the evaluator's network on this CPU from a look-up table.
 
-    :param lut_path: the table file (YAML or JSON); default: a per-host cache file.
-    :param engine: which measured engine to predict (``torch`` or ``onnxruntime``).
-    :param engines: engines measured when the table is built.
-    :param threads: CPU threads used for measuring (and assumed at deployment).
-    :param repeats: timed calls per layer shape, spread over ``rounds`` interleaved rounds (minimum kept).
-    :param calibrate: whole sub-networks timed (interleaved with the layers) to calibrate the per-layer sum.
+    :param lut_path: the table file (YAML or JSON); default: a per-host cache
+        file per search space (``~/.cache/hwaml/ofa_nas/lut_<space>_<host>_<threads>t.yaml``).
+    :param engine: which engine's latency to predict (``torch`` or ``onnxruntime``).
+    :param engines: engines measured for a missing layer (default: just ``engine``).
+    :param measure: a :class:`~hwaml_ofa_nas.latency_lut.MeasureConfig` or a
+        mapping of its fields (threads, warmup, repeats, rounds, calibrate, statistic).
+    :param measure_missing: measure layers (and the calibration) the table lacks;
+        false: a missing entry is an error.
+    :param name: the backend's name (``CostReport.source``).
+
+    The table is loaded, calibrated and extended on first use (:meth:`lut`,
+    :meth:`cost`), never at construction or registration. Calibration: when the
+    table has none for an engine, ``measure.calibrate`` networks of the run's
+    space (drawn with seed 0; an OFA space's smallest and largest among them)
+    are built with ``ctx.build_model`` and timed whole, interleaved with their
+    layers, and ``scale * sum + offset`` is fitted.
     """
 
     def __init__(
         self,
-        arch: Any = "tiny_digits",
-        arch_overrides: Optional[Dict[str, Any]] = None,
         lut_path: Optional[str] = None,
         engine: str = "torch",
         engines: Optional[List[str]] = None,
-        threads: int = 1,
-        warmup: int = 10,
-        repeats: int = 200,
-        rounds: Optional[int] = None,
-        calibrate: int = 20,
-        statistic: str = "min",
-        build_if_missing: bool = True,
+        measure: Union[MeasureConfig, Mapping[str, Any], None] = None,
+        measure_missing: bool = True,
         progress: bool = True,
         name: str = "host_cpu_lut",
     ):
-        engines = list(engines or ENGINES)
-        if engine not in ENGINES:
-            raise ValueError(f"engine: {engine!r} is not one of {ENGINES}")
+        engines = list(engines or [engine])
+        for e in engines + [engine]:
+            if e not in ENGINES:
+                raise ValueError(f"engine: {e!r} is not one of {ENGINES}")
         if engine not in engines:
             raise ValueError(f"engine {engine!r} must be among the measured engines {engines}")
-        self.arch = supernet_config(arch, arch_overrides)
         self.lut_path = lut_path
         self.engine = engine
         self.engines = engines
-        self.threads = threads
-        self.warmup = warmup
-        self.repeats = repeats
-        self.rounds = rounds
-        self.calibrate = calibrate
-        self.statistic = statistic
-        self.build_if_missing = build_if_missing
+        self.measure = as_config(MeasureConfig, measure, "measure")
+        self.measure_missing = measure_missing
         self.progress = progress
         self.name = name
         self._lut: Optional[LatencyLUT] = None
         self._path: Optional[Path] = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    @property
-    def lut(self) -> LatencyLUT:
+    def table_path(self, ctx: RunContext) -> Path:
+        """The table file: ``lut_path``, or the cache file of the run's space on this host."""
+        return Path(self.lut_path) if self.lut_path else default_lut_path(ctx.space, self.measure.threads)
+
+    def _reload(self) -> None:
+        """Merge what other processes added to the file since it was read."""
+        assert self._lut is not None and self._path is not None
+        if self._path.is_file():
+            self._lut.merge(LatencyLUT.load(self._path))
+
+    def lut(self, ctx: RunContext) -> LatencyLUT:
+        """The table, loaded on first call and calibrated on the run's networks
+        when it has no calibration for the measured engines yet."""
         with self._lock:
             if self._lut is None:
-                if not self.build_if_missing and not (self.lut_path and Path(self.lut_path).is_file()):
-                    raise FileNotFoundError(f"latency table {self.lut_path} does not exist; build it with `hwaml-ofa-nas lut build --out {self.lut_path}`")
-                self._lut, self._path = load_or_build(
-                    self.lut_path, self.arch, self.engines, self.threads, self.warmup, self.repeats, self.progress, self.calibrate, self.statistic, self.rounds
-                )
-                if self.engine not in self._lut.engines:
-                    raise ValueError(f"latency table {self._path} was measured with {self._lut.engines}, not {self.engine!r}")
+                path = self.table_path(ctx)
+                if not path.is_file() and not self.measure_missing:
+                    raise FileNotFoundError(f"latency table {path} does not exist and measure_missing is false; build it with `hwaml-ofa-nas lut build --out {path}`")
+                self._lut = LatencyLUT.load(path) if path.is_file() else LatencyLUT()
+                self._path = path
+            need = [e for e in self.engines if e not in self._lut.calibration] if self.measure.calibrate > 0 else []
+            if need:
+                if not self.measure_missing:
+                    raise LUTError(
+                        f"latency table {self._path} has no calibration for {need}; set measure_missing=true to fit one, "
+                        f"or measure.calibrate=0 to predict plain sums of the entries"
+                    )
+                self._calibrate(ctx, need)
             return self._lut
+
+    def _calibrate(self, ctx: RunContext, engines: Sequence[str]) -> None:
+        if ctx.space is None:
+            raise PluginError(f"backend {self.name} calibrates its latency table on networks of the run's space, but ctx.space is not set")
+        configs = calibration_configs(ctx.space, self.measure.calibrate, seed=0)
+        models = [evaluator_model(ctx, Candidate(c), self.name) for c in configs]
+        assert self._lut is not None and self._path is not None
+        with file_lock(self._path):
+            self._reload()
+            engines = [e for e in engines if e not in self._lut.calibration]
+            if engines:
+                log.info("%s: calibrating the latency table %s on %d networks of the space (%s)", self.name, self._path, len(models), engines)
+                source = f"{len(models)} networks of space {ctx.space.name} (seed 0)"
+                self._lut.calibrate([(m.module, m.input_shape) for m in models], engines, self.measure, self.progress, 0, source)
+                self._lut.save(self._path)
+
+    @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return ["latency_ms"]
 
     @hookimpl
     def cost(self, candidate: Candidate, ctx: RunContext) -> CostReport:
-        latency = self.lut.predict(self.arch, candidate.config, self.engine)
-        return CostReport({"latency_ms": latency}, source=self.name, info={"engine": self.engine, "lut": str(self._path)})
+        from .layers import decompose
+
+        model = evaluator_model(ctx, candidate, self.name)
+        with self._lock:
+            lut = self.lut(ctx)
+            layers = decompose(model.module, model.input_shape)
+            missing = lut.missing(layers, [self.engine])
+            if missing:
+                if not self.measure_missing:
+                    lut.lookup(missing[0], self.engine)  # raises, naming the layer
+                with file_lock(self._path):
+                    self._reload()
+                    todo = lut.missing(layers, self.engines)
+                    if todo:
+                        lut.measure(todo, self.engines, self.measure, progress=self.progress)
+                        lut.save(self._path)
+            latency = lut.predict(layers, self.engine)
+        return CostReport(
+            {"latency_ms": latency},
+            source=self.name,
+            info={"engine": self.engine, "lut": str(self._path), "layers": len(layers), "measured_now": len(missing)},
+        )
 
 
 class MacsBackend:
-    """Multiply-accumulates (millions) and parameters (millions) of a sub-network."""
+    """Multiply-accumulates (millions) and parameters (millions) of the evaluator's network.
 
-    def __init__(self, arch: Any = "tiny_digits", arch_overrides: Optional[Dict[str, Any]] = None, name: str = "macs"):
-        self.arch = supernet_config(arch, arch_overrides)
+    MACs are counted on ``ctx.build_model(candidate).module`` at its
+    ``input_shape`` with ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs of
+    convolutions, linear layers, matrix products and attention, halved; see
+    :mod:`hwaml_ofa_nas.layers`); parameters are ``module.parameters()``.
+    """
+
+    def __init__(self, name: str = "macs"):
         self.name = name
-        self._table: Any = None
 
-    def metrics(self, config: Dict[str, Any]) -> Dict[str, float]:
-        if self._table is None:
-            from .predictors import ArchEncoder, MacsTable
-            from .supernet import OFAMobileNetV3
-
-            self._table = MacsTable(self.arch, ArchEncoder(OFAMobileNetV3.space_for(self.arch).meta["ofa"]))
-        try:
-            g = self._table.encoder.from_configs([config])
-        except (ValueError, IndexError, KeyError, TypeError):  # not a sub-network of this space: count layer by layer
-            specs = layer_specs(self.arch, config)
-            return {"macs_m": sum(s.macs() for s in specs) / 1e6, "params_m": sum(s.params() for s in specs) / 1e6}
-        return {"macs_m": float(self._table.macs(g)[0]) / 1e6, "params_m": float(self._table.params(g)[0]) / 1e6}
+    @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return ["macs_m", "params_m"]
 
     @hookimpl
     def cost(self, candidate: Candidate, ctx: RunContext) -> CostReport:
-        return CostReport(self.metrics(candidate.config), source=self.name)
+        from .layers import module_macs, module_params
+
+        model = evaluator_model(ctx, candidate, self.name)
+        macs = module_macs(model.module, model.input_shape)
+        info = {"counter": "torch.utils.flop_counter.FlopCounterMode / 2"}
+        if model.macs is not None:
+            info["evaluator_macs_m"] = float(model.macs) / 1e6
+        return CostReport({"macs_m": macs / 1e6, "params_m": module_params(model.module) / 1e6}, source=self.name, info=info)

@@ -55,19 +55,32 @@ def _table(rows: List[Sequence[Any]], header: Sequence[str]) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _subnet(arch: Any, cfg: Any):
+    """An OFA sub-network and its input shape, as the ofa_digits evaluator's build_model makes it for costing."""
+    import torch
+
+    from .supernet import build_subnet
+
+    r = int(cfg["resolution"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_subnet(arch, cfg).eval(), (arch.in_channels, r, r)
+
+
 def cmd_lut_build(args: argparse.Namespace) -> int:
-    from .latency_lut import LatencyLUT, default_lut_path
+    from .latency_lut import LatencyLUT, MeasureConfig, default_lut_path
     from .supernet import OFAMobileNetV3
 
     arch = _arch(args)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    lut = LatencyLUT.build(arch, engines, args.threads, args.warmup, args.repeats, not args.quiet, args.calibrate, args.statistic, rounds=args.rounds)
-    out = Path(args.out) if args.out else default_lut_path(arch, args.threads)
+    measure = MeasureConfig(threads=args.threads, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, calibrate=args.calibrate, statistic=args.statistic)
+    lut = LatencyLUT.build(arch, engines, measure, progress=not args.quiet)
+    out = Path(args.out) if args.out else default_lut_path(OFAMobileNetV3.space_for(arch), args.threads)
     lut.save(out)
     rows = []
     for e in engines:
-        lo = lut.predict(arch, OFAMobileNetV3.extreme_config(arch, "min"), e)
-        hi = lut.predict(arch, OFAMobileNetV3.extreme_config(arch, "max"), e)
+        lo = lut.predict_model(*_subnet(arch, OFAMobileNetV3.extreme_config(arch, "min")), engine=e)
+        hi = lut.predict_model(*_subnet(arch, OFAMobileNetV3.extreme_config(arch, "max")), engine=e)
         rows.append([e, lo, hi])
     print(f"wrote {out}: {len(lut)} layer shapes")
     print(_table(rows, ["engine", "smallest sub-network ms", "largest sub-network ms"]))
@@ -75,37 +88,49 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
 
 
 def lut_check(
-    lut_path: str, n: int, engines: Sequence[str], threads: int, warmup: int, repeats: int, seed: int, progress: bool = True, rounds: Any = None
+    lut_path: str,
+    n: int,
+    engines: Sequence[str],
+    threads: int,
+    warmup: int,
+    repeats: int,
+    seed: int,
+    progress: bool = True,
+    rounds: Any = None,
+    arch: Any = None,
 ) -> Dict[str, Any]:
     """Predicted vs measured whole-network latency on ``n`` random sub-networks
-    (drawn with ``seed``, so not the ones the table was calibrated on), timed
-    interleaved with the table's statistic."""
-    from tqdm import tqdm
+    of ``arch`` (default: the supernet shape the table was built for), drawn
+    with ``seed`` (so not the ones the table was calibrated on), timed
+    interleaved with the table's statistic. Layers the table lacks are an error."""
+    from hwaml.progress import progress as _progress
 
     from .latency_lut import LatencyLUT, make_runner, rounds_for, time_interleaved
-    from .supernet import OFAMobileNetV3, build_subnet, supernet_config
+    from .supernet import OFAMobileNetV3, supernet_config
 
     lut = LatencyLUT.load(lut_path)
-    if "arch" not in lut.meta:
-        raise SystemExit(f"{lut_path}: the table has no meta.arch; rebuild it with `hwaml-ofa-nas lut build`")
-    arch = supernet_config(lut.meta["arch"])
+    if arch is None:
+        if "arch" not in lut.meta:
+            raise SystemExit(f"{lut_path}: the table was not built for one supernet shape (no meta.arch); pass --arch")
+        arch = lut.meta["arch"]
+    arch = supernet_config(arch)
     space = OFAMobileNetV3.space_for(arch)
     rng = np.random.default_rng(seed)
     configs = [space.sample(rng) for _ in range(n)]
+    nets = [_subnet(arch, cfg) for cfg in _progress(configs, total=len(configs), desc="prepare networks", enabled=progress)]
     runners, which = [], []
-    for i, cfg in enumerate(tqdm(configs, desc="prepare networks", disable=not progress, leave=False)):
-        model = build_subnet(arch, cfg).eval()
-        shape = (1, arch.in_channels, cfg["resolution"], cfg["resolution"])
+    for i, (model, shape) in enumerate(nets):
         for e in engines:
-            runners.append(make_runner(model, shape, e, threads))
+            runners.append(make_runner(model, (1,) + shape, e, threads))
             which.append((i, e))
+    statistic = (lut.meta.get("measure") or {}).get("statistic", "min")
     measured = np.empty(len(runners))
     for e in engines:  # the table's timing settings, per engine
         idx = [j for j, (_, eng) in enumerate(which) if eng == e]
-        measured[idx] = time_interleaved([runners[j] for j in idx], threads, warmup, repeats, rounds_for(e, repeats, rounds), lut.meta.get("statistic", "min"), seed, progress, f"measure networks ({e})")
+        measured[idx] = time_interleaved([runners[j] for j in idx], threads, warmup, repeats, rounds_for(e, repeats, rounds), statistic, seed, progress, f"measure networks ({e})")
     rows = []
     for (i, e), meas in zip(which, measured):
-        pred = lut.predict(arch, configs[i], e)
+        pred = lut.predict_model(*nets[i], engine=e)
         rows.append({"subnet": i, "engine": e, "predicted_ms": pred, "measured_ms": float(meas), "error_pct": 100.0 * (pred - meas) / meas})
     summary = {}
     for e in engines:
@@ -116,7 +141,8 @@ def lut_check(
 
 def cmd_lut_check(args: argparse.Namespace) -> int:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    res = lut_check(args.lut, args.n, engines, args.threads, args.warmup, args.repeats, args.seed, not args.quiet, args.rounds)
+    arch = _arch(args) if args.arch else None
+    res = lut_check(args.lut, args.n, engines, args.threads, args.warmup, args.repeats, args.seed, not args.quiet, args.rounds, arch)
     print(_table([[s, v["n"], v["mean_abs_error_pct"], v["p90_abs_error_pct"], 100 * v["within_10pct"]] for s, v in res["summary"].items()], ["engine", "subnets", "mean |err| %", "p90 |err| %", "% within 10%"]))
     return 0
 
@@ -200,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_lut_build)
     c = lut.add_parser("check", help="LUT-predicted vs measured whole-network latency")
     c.add_argument("--lut", required=True)
+    c.add_argument("--arch", default=None, help="supernet preset whose sub-networks are checked (default: the one the table was built for)")
+    c.add_argument("--arch-overrides", default=None, help="JSON, with --arch")
     c.add_argument("--n", type=int, default=50)
     c.add_argument("--engines", default="torch,onnxruntime")
     c.add_argument("--threads", type=int, default=1)

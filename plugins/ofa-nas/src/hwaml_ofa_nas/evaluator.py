@@ -4,9 +4,14 @@ The supernet is trained once with progressive shrinking (or loaded from its
 cached checkpoint) when the run asks for the search space; each candidate is
 then selected in the supernet, its batch-norm statistics are recalibrated on a
 fixed set of training images and its top-1 accuracy is measured on the
-validation split. Deploying a candidate extracts it into a static network and
-writes a state dict, its configuration and an ONNX file checked with
-onnxruntime.
+validation split.
+
+The evaluator is the component that knows how a candidate becomes a network
+(``build_model``): while costing, the static sub-network built from the
+configuration alone (untrained, no supernet needed); for a finished trial, the
+sub-network extracted from the trial's trained supernet (found through the
+trial's artifacts) with batch norm recalibrated. Deploying a trial writes a
+state dict, its configuration and an ONNX file checked with onnxruntime.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from hwaml import Candidate, DeployResult, EvalResult, RunContext, SearchSpace, hookimpl
+from hwaml import BuiltModel, Candidate, DeployResult, EvalResult, RunContext, SearchSpace, Trial, hookimpl
+from hwaml.config import as_config
 
-from .data import DATASETS, DataSplits, load_dataset
+from .data import DATASETS, DataSplits, load_dataset, resize_batch
 from .progressive_shrinking import (
     DIGITS_EPOCHS,
     DIGITS_LRS,
@@ -32,11 +39,14 @@ from .progressive_shrinking import (
     recalibrate_batchnorm,
     train_supernet,
 )
-from .supernet import OFAMobileNetV3, SupernetConfig, supernet_config
+from .supernet import MobileNetV3Subnet, OFAMobileNetV3, SupernetConfig, build_subnet, supernet_config
 
 log = logging.getLogger("hwaml.ofa_nas")
 
-__all__ = ["OFAEvaluator", "default_checkpoint_path"]
+__all__ = ["OFAEvaluator", "TrainingConfig", "default_checkpoint_path", "SUPERNET_ARTIFACT"]
+
+#: the name under which a trial's trained supernet is listed in ``EvalResult.artifacts``
+SUPERNET_ARTIFACT = "supernet"
 
 
 def cache_dir() -> Path:
@@ -51,6 +61,31 @@ def default_checkpoint_path(arch: SupernetConfig, dataset: str, settings: Mappin
     return cache_dir() / f"supernet_{dataset}_{digest}.pt"
 
 
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the supernet is trained with progressive shrinking (``training:`` in the config).
+
+    :param epochs: epochs per phase (``full``, ``kernel``, ``depth``, ``expand``;
+        depth and expand take one number per added choice); ``None``: the digits defaults.
+    :param lrs: learning rates per phase, same keys.
+    :param batch_size: training images per step.
+    :param subnets_per_step: sub-networks sampled per step (OFA's dynamic batch size).
+    :param kd_ratio: weight of the distillation loss from the full network.
+    """
+
+    epochs: Optional[Dict[str, Any]] = None
+    lrs: Optional[Dict[str, Any]] = None
+    batch_size: int = 64
+    subnets_per_step: int = 2
+    kd_ratio: float = 1.0
+
+    def resolved_epochs(self) -> Dict[str, Any]:
+        return dict(self.epochs or DIGITS_EPOCHS)
+
+    def resolved_lrs(self) -> Dict[str, Any]:
+        return dict(self.lrs or DIGITS_LRS)
+
+
 class OFAEvaluator:
     """Evaluate sub-networks of a once-for-all supernet on an image dataset.
 
@@ -58,11 +93,16 @@ class OFAEvaluator:
     :param arch_overrides: keys of :class:`~hwaml_ofa_nas.supernet.SupernetConfig` to change.
     :param dataset: ``digits`` (embedded), ``imagefolder`` or ``cifar10`` (binary batches).
     :param data_root: directory for ``imagefolder`` / ``cifar10``.
+    :param val_fraction: held-out fraction when the dataset has no validation split.
     :param checkpoint: supernet checkpoint; default: a cache file named after the settings.
     :param train_if_missing: train with progressive shrinking when the checkpoint is missing.
-    :param epochs: progressive-shrinking epochs per phase (``full``, ``kernel``, ``depth``, ``expand``).
-    :param lrs: learning rates per phase, same keys.
+    :param training: a :class:`TrainingConfig` or a mapping of its fields.
     :param calibration_size: training images used to recalibrate batch norm per candidate.
+    :param eval_batch_size: images per batch when measuring accuracy.
+    :param name: the component's name (``DeployResult.source``, ``BuiltModel.source``).
+
+    Lazy state sits behind explicit methods (:meth:`data`, :meth:`supernet`,
+    :meth:`calibration`): constructing or registering the evaluator does no work.
     """
 
     #: what a run optimises when its config names no objectives
@@ -77,15 +117,12 @@ class OFAEvaluator:
         val_fraction: float = 0.2,
         checkpoint: Optional[str] = None,
         train_if_missing: bool = True,
-        epochs: Optional[Dict[str, Any]] = None,
-        lrs: Optional[Dict[str, Any]] = None,
-        batch_size: int = 64,
-        subnets_per_step: int = 2,
-        kd_ratio: float = 1.0,
+        training: Union[TrainingConfig, Mapping[str, Any], None] = None,
         calibration_size: int = 500,
         eval_batch_size: int = 256,
         seed: int = 0,
         progress: bool = True,
+        name: str = "ofa_digits",
     ):
         if dataset not in DATASETS:
             raise ValueError(f"dataset: {dataset!r} is not one of {DATASETS}")
@@ -94,54 +131,66 @@ class OFAEvaluator:
         self.data_root = data_root
         self.val_fraction = val_fraction
         self.train_if_missing = train_if_missing
-        self.epochs = dict(epochs or DIGITS_EPOCHS)
-        self.lrs = dict(lrs or DIGITS_LRS)
-        self.batch_size = batch_size
-        self.subnets_per_step = subnets_per_step
-        self.kd_ratio = kd_ratio
+        self.training = as_config(TrainingConfig, training, "training")
         self.calibration_size = calibration_size
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.progress = progress
-        settings = {"epochs": self.epochs, "lrs": self.lrs, "batch_size": batch_size, "subnets_per_step": subnets_per_step, "kd_ratio": kd_ratio, "seed": seed, "data_root": data_root, "val_fraction": val_fraction}
+        self.name = name
+        t = self.training
+        # the same settings (and so the same cache file) as before the training group existed
+        settings = {
+            "epochs": t.resolved_epochs(),
+            "lrs": t.resolved_lrs(),
+            "batch_size": t.batch_size,
+            "subnets_per_step": t.subnets_per_step,
+            "kd_ratio": t.kd_ratio,
+            "seed": seed,
+            "data_root": data_root,
+            "val_fraction": val_fraction,
+        }
         self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint_path(self.arch, dataset, settings)
+        self._space = OFAMobileNetV3.space_for(self.arch)  # cheap: no weights
         self._net: Optional[OFAMobileNetV3] = None
         self._data: Optional[DataSplits] = None
         self._calib: Optional[torch.Tensor] = None
         self._lock = threading.RLock()
 
     # -- lazily built state (also inside executor workers) -------------------
-    @property
     def data(self) -> DataSplits:
-        if self._data is None:
-            self._data = load_dataset(self.dataset, self.data_root, max(self.arch.resolutions), self.val_fraction, self.seed)
-            if self._data.n_classes != self.arch.n_classes:
-                raise ValueError(
-                    f"dataset {self.dataset!r} has {self._data.n_classes} classes but the supernet has n_classes={self.arch.n_classes}; "
-                    f"set arch_overrides.n_classes={self._data.n_classes}"
-                )
-        return self._data
+        """The dataset splits (loaded on first call)."""
+        with self._lock:
+            if self._data is None:
+                data = load_dataset(self.dataset, self.data_root, max(self.arch.resolutions), self.val_fraction, self.seed)
+                if data.n_classes != self.arch.n_classes:
+                    raise ValueError(
+                        f"dataset {self.dataset!r} has {data.n_classes} classes but the supernet has n_classes={self.arch.n_classes}; "
+                        f"set arch_overrides.n_classes={data.n_classes}"
+                    )
+                self._data = data
+            return self._data
 
-    @property
     def supernet(self) -> OFAMobileNetV3:
+        """The trained supernet: loaded from :attr:`checkpoint`, or trained (and saved there) when missing."""
         with self._lock:
             if self._net is None:
                 if self.checkpoint.is_file():
-                    self._net = load_supernet(self.checkpoint, expect_arch=self.arch)
-                    log.info("ofa_digits: loaded supernet %s", self.checkpoint)
+                    net = load_supernet(self.checkpoint, expect_arch=self.arch)
+                    log.info("%s: loaded supernet %s", self.name, self.checkpoint)
                 elif self.train_if_missing:
-                    log.info("ofa_digits: no supernet at %s, training one with progressive shrinking", self.checkpoint)
-                    self._net, _ = train_supernet(
+                    log.info("%s: no supernet at %s, training one with progressive shrinking", self.name, self.checkpoint)
+                    t = self.training
+                    net, _ = train_supernet(
                         self.arch,
-                        data=self.data,
-                        epochs=self.epochs,
-                        lrs=self.lrs,
+                        data=self.data(),
+                        epochs=t.resolved_epochs(),
+                        lrs=t.resolved_lrs(),
                         checkpoint=str(self.checkpoint),
                         seed=self.seed,
                         progress=self.progress,
-                        batch_size=self.batch_size,
-                        subnets_per_step=self.subnets_per_step,
-                        kd_ratio=self.kd_ratio,
+                        batch_size=t.batch_size,
+                        subnets_per_step=t.subnets_per_step,
+                        kd_ratio=t.kd_ratio,
                         calibration_size=self.calibration_size,
                     )
                 else:
@@ -149,57 +198,132 @@ class OFAEvaluator:
                         f"supernet checkpoint {self.checkpoint} does not exist and train_if_missing is false; "
                         f"train one with `hwaml-ofa-nas train --out {self.checkpoint}`"
                     )
-                self._net.eval()
+                net.eval()
+                self._net = net
             return self._net
 
-    @property
     def calibration(self) -> torch.Tensor:
-        if self._calib is None:
-            self._calib = calibration_images(self.data.train, self.calibration_size, self.seed)
-        return self._calib
+        """The fixed training images batch norm is recalibrated on (at the largest resolution)."""
+        with self._lock:
+            if self._calib is None:
+                self._calib = calibration_images(self.data().train, self.calibration_size, self.seed)
+            return self._calib
 
-    def prepare(self, config: Mapping[str, Any]) -> OFAMobileNetV3:
-        """Select ``config`` in the supernet and recalibrate its batch norm."""
-        net = self.supernet
+    def prepare(self, config: Mapping[str, Any], net: Optional[OFAMobileNetV3] = None) -> OFAMobileNetV3:
+        """Select ``config`` in the supernet (default: :meth:`supernet`) and recalibrate its batch norm.
+        Call it holding the evaluator's lock when the supernet is shared."""
+        net = net if net is not None else self.supernet()
         cfg = net.set_active_subnet(config)
-        recalibrate_batchnorm(net, self.calibration, cfg["resolution"])
+        recalibrate_batchnorm(net, self.calibration(), cfg["resolution"])
         net.eval()
         return net
 
+    def _supernet_of(self, trial: Trial) -> OFAMobileNetV3:
+        """The trained supernet a trial was evaluated with, found through its artifacts."""
+        path = (trial.artifacts or {}).get(SUPERNET_ARTIFACT)
+        if not path:
+            raise ValueError(
+                f"trial {trial.number} ({trial.status}) lists no {SUPERNET_ARTIFACT!r} artifact (it has {sorted(trial.artifacts)}): "
+                f"it was not evaluated by {self.name}, so there are no trained weights to build it with"
+            )
+        if Path(path).resolve() == self.checkpoint.resolve():
+            return self.supernet()
+        return load_supernet(path, expect_arch=self.arch)
+
+    def _test_data(self, resolution: int) -> Any:
+        val = self.data().val
+        xs, ys = zip(*(val[i] for i in range(len(val))))
+        return resize_batch(torch.stack(list(xs)), resolution), torch.as_tensor([int(y) for y in ys])
+
     # -- hooks -----------------------------------------------------------------
+    @hookimpl
+    def metric_names(self, ctx: RunContext) -> List[str]:
+        return ["accuracy"]
+
     @hookimpl
     def search_space(self, ctx: RunContext) -> SearchSpace:
         # training (if needed) happens here, once, before any worker starts
-        return self.supernet.space()
+        return self.supernet().space()
 
     @hookimpl
     def evaluate(self, candidate: Candidate, ctx: RunContext) -> EvalResult:
         with self._lock:
             net = self.prepare(candidate.config)
-            acc = evaluate_accuracy(net, self.data.val, candidate.config["resolution"], self.eval_batch_size)
+            acc = evaluate_accuracy(net, self.data().val, candidate.config["resolution"], self.eval_batch_size)
         return EvalResult(
             {"accuracy": acc},
-            info={"resolution": candidate.config["resolution"], "calibration_images": int(len(self.calibration)), "val_images": len(self.data.val)},
+            artifacts={SUPERNET_ARTIFACT: str(self.checkpoint)},
+            info={"resolution": candidate.config["resolution"], "calibration_images": int(len(self.calibration())), "val_images": len(self.data().val)},
         )
 
     @hookimpl
-    def deploy(self, candidate: Candidate, ctx: RunContext) -> DeployResult:
-        from .export import export_onnx, save_subnet
-        from .predictors import count_macs, count_params
+    def build_model(self, candidate: Candidate, trial: Optional[Trial], ctx: RunContext) -> BuiltModel:
+        """The candidate as a network.
 
+        ``trial is None`` (costing): the static sub-network built from the
+        configuration alone, untrained, weights drawn from a fixed seed (no
+        supernet, no data: shapes are what costs depend on). A finished trial:
+        the sub-network extracted from the trial's trained supernet with batch
+        norm recalibrated, with calibration images at its resolution and the
+        validation split as ``test_data``.
+        """
+        from .predictors import count_macs
+
+        config = self._space.validate(candidate.config)
+        res = int(config["resolution"])
+        shape = (self.arch.in_channels, res, res)
+        macs = float(count_macs(self.arch, config))
+        info = {"config": config}
+        if trial is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # the same weights for the same candidate, the global RNG untouched
+                module = build_subnet(self.arch, config).eval()
+            return BuiltModel(module, shape, trained=False, macs=macs, source=self.name, info=info)
+        net = self._supernet_of(trial)
         with self._lock:
-            net = self.prepare(candidate.config)
+            self.prepare(config, net)
             sub = net.get_active_subnet().eval()
-        acc = evaluate_accuracy(sub, self.data.val, sub.resolution, self.eval_batch_size)
+        calib = resize_batch(self.calibration(), res)
+        return BuiltModel(
+            sub,
+            shape,
+            trained=True,
+            calibration=calib,
+            test_data=self._test_data(res),
+            macs=macs,
+            source=self.name,
+            info={**info, "trial": trial.number, SUPERNET_ARTIFACT: str(trial.artifacts.get(SUPERNET_ARTIFACT))},
+        )
+
+    @hookimpl
+    def deploy(self, trial: Trial, ctx: RunContext) -> DeployResult:
+        from .export import export_onnx, save_subnet
+        from .predictors import count_params
+
+        if SUPERNET_ARTIFACT not in trial.artifacts:
+            return DeployResult(
+                {},
+                ok=False,
+                message=f"trial {trial.number} ({trial.status}) has no trained supernet among its artifacts: {self.name} did not evaluate it",
+                source=self.name,
+            )
+        model = self.build_model(trial.candidate, trial, ctx)
+        sub: MobileNetV3Subnet = model.module
+        x, y = model.test_data
+        correct = 0
+        with torch.no_grad():
+            for start in range(0, len(y), self.eval_batch_size):
+                correct += int((sub(x[start : start + self.eval_batch_size]).argmax(1) == y[start : start + self.eval_batch_size]).sum())
+        acc = correct / max(1, len(y))
         out = Path(ctx.run_dir) / "deploy"
-        stem = out / f"ofa_subnet_trial{candidate.number if candidate.number is not None else 'x'}"
-        files = save_subnet(sub, stem, {"accuracy": acc, "dataset": self.dataset})
+        stem = out / f"ofa_subnet_trial{trial.number}"
+        files = save_subnet(sub, stem, {"accuracy": acc, "dataset": self.dataset, "trial": trial.number})
         onnx = export_onnx(sub, stem.with_suffix(".onnx"))
         files["onnx"] = onnx["path"]
         metrics = {
             "accuracy": acc,
             "onnx_max_abs_diff": onnx["max_abs_diff"],
-            "macs_m": count_macs(self.arch, sub.config) / 1e6,
+            "macs_m": float(model.macs) / 1e6,
             "params_m": count_params(self.arch, sub.config) / 1e6,
         }
-        return DeployResult(files, ok=True, metrics=metrics, message=f"wrote {stem.name}.pt/.json/.onnx", source="ofa_digits")
+        return DeployResult(files, ok=True, metrics=metrics, message=f"wrote {stem.name}.pt/.json/.onnx", source=self.name)

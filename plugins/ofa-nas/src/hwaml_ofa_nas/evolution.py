@@ -32,6 +32,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from hwaml import Candidate, RunContext, SearchSpace, Trial, hookimpl
+from hwaml.constraints import is_feasible, normalise_constraints
+from hwaml.plugins import PluginError
+from hwaml.progress import progress as _progress
 
 from .predictors import ArchEncoder, fit_accuracy_predictor, load_accuracy_predictor
 
@@ -155,8 +158,6 @@ def evolution_search(
     re-drawn from the same parent(s) until feasible, exactly OFA's per-child
     rejection loop.
     """
-    from tqdm import tqdm
-
     if population_size < 2:
         raise ValueError("population_size must be >= 2")
     n_mut = int(round(mutation_ratio * population_size))
@@ -186,7 +187,7 @@ def evolution_search(
     n_predicted = len(scores)
     best_per_gen: List[float] = []
     best_score, best = -math.inf, _take(population, [0])
-    for _ in tqdm(range(generations), desc="OFA evolution", disable=not progress, leave=False):
+    for _ in _progress(range(generations), total=generations, desc="OFA evolution", enabled=progress):
         order = np.argsort(-scores, kind="stable")[:n_par]
         parents, parent_scores = _take(population, order), scores[order]
         if parent_scores[0] > best_score:
@@ -271,26 +272,31 @@ class OFAEvolutionSearcher:
 
     @staticmethod
     def encoder_for(space: SearchSpace) -> ArchEncoder:
+        """OFA's genome encoder for ``space``; :class:`hwaml.plugins.PluginError`
+        when the space is not an OFA sub-network space."""
         meta = space.meta.get("ofa")
         if meta is None:
-            raise ValueError(
-                "searcher ofa_evolution needs an OFA sub-network space (space.meta['ofa'] with resolutions, stages and "
-                "kernel/expand/depth choices); compose it with evaluator=ofa_digits, or use a generic searcher "
-                "(random, evolution, optuna_tpe) with this evaluator"
+            raise PluginError(
+                f"searcher ofa_evolution needs an OFA sub-network space (space.meta['ofa'] with resolutions, stages and "
+                f"kernel/expand/depth choices), but the space {space.name!r} has none; compose it with evaluator=ofa_digits "
+                f"(or another evaluator of an OFA space), or use a generic searcher (random, evolution, optuna_tpe) with this evaluator"
             )
-        return ArchEncoder(meta)
+        try:
+            return ArchEncoder(meta)
+        except ValueError as exc:
+            raise PluginError(f"searcher ofa_evolution: {exc}") from exc
 
     def _feasibility(self, ctx: RunContext) -> Optional[Callable[[Dict[str, Any]], bool]]:
-        if not ctx.constraints or ctx.cost_fn is None:
+        """``config -> bool`` through the run's cost backends (``ctx.cost_fn``, a
+        merged CostReport): every constraint holds on the reported metrics and no
+        backend said the candidate does not fit. ``None`` without backends' costs."""
+        if ctx.cost_fn is None:
             return None
-        from hwaml.config import normalise_constraints
-        from hwaml.loop import violations
-
         bounds = normalise_constraints(ctx.constraints)
         cost_fn = ctx.cost_fn
 
         def ok(cfg: Dict[str, Any]) -> bool:
-            return not violations(cost_fn(Candidate(cfg)), bounds)
+            return is_feasible(cost_fn(Candidate(cfg)), bounds)
 
         return ok
 
@@ -319,12 +325,16 @@ class OFAEvolutionSearcher:
     def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
         encoder = self.encoder_for(space)
         rng = ctx.rng
-        feasible = self._feasibility(ctx)
+        final = self._feasibility(ctx)
+        # every child of the evolution is checked against the constraints (OFA's rejection
+        # loop); without constraints only the backends' own verdicts can reject, and those
+        # are checked on the proposals alone (costing every child would be wasted work)
+        feasible = final if ctx.constraints else None
         seen = {_key(t.config) for t in history}
         predict, how = self._predictor(encoder, history, ctx)
         out: List[Candidate] = []
         if predict is None:  # warm-up: random feasible architectures feed the predictor
-            feas = _Feasibility(encoder, feasible, self.max_rejections)
+            feas = _Feasibility(encoder, final, self.max_rejections)
             for _ in range(n):
                 for _ in range(100):
                     cfg = encoder.to_config(feas.draw(lambda slots: encoder.random_genomes(len(slots), rng), 1, "random sub-network"), 0)
@@ -356,13 +366,15 @@ class OFAEvolutionSearcher:
             if _key(cfg) in seen:
                 continue
             seen.add(_key(cfg))
+            if final is not None and feasible is None and not final(cfg):
+                continue
             out.append(Candidate(cfg, origin="ofa_evolution", meta={f"predicted_{self.metric}": score, "predictor": how}))
         # everything the evolution likes was already evaluated: explore by mutation
         for _ in range(self.max_rejections):
             if len(out) >= n:
                 break
             cfg = space.mutate(result.best_config, rng, self.arch_mutate_prob * 3)
-            if _key(cfg) not in seen and (feasible is None or feasible(cfg)):
+            if _key(cfg) not in seen and (final is None or final(cfg)):
                 seen.add(_key(cfg))
                 out.append(Candidate(cfg, origin="mutation", meta={"predictor": how}))
         return out

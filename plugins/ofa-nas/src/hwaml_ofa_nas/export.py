@@ -89,7 +89,8 @@ def save_subnet(model: MobileNetV3Subnet, path: str | Path, extra: Mapping[str, 
 
 
 def load_subnet(path: str | Path) -> MobileNetV3Subnet:
-    """Rebuild a sub-network saved by :func:`save_subnet` (give either file or the stem)."""
+    """Rebuild a sub-network saved by :func:`save_subnet` (give either file or the stem;
+    the weights load with ``weights_only=True``)."""
     path = Path(path)
     meta_path = path.with_suffix(".json")
     weights = path.with_suffix(".pt")
@@ -102,7 +103,11 @@ def load_subnet(path: str | Path) -> MobileNetV3Subnet:
     for key in ("config", "arch"):
         if key not in meta:
             raise ValueError(f"{meta_path}: missing key {key!r}")
+    from .progressive_shrinking import safe_load
+
     model = MobileNetV3Subnet(supernet_config(meta["arch"]), meta["config"])
-    model.load_state_dict(torch.load(weights, map_location="cpu"))
+    if not weights.is_file():
+        raise FileNotFoundError(f"sub-network weights {weights} do not exist")
+    model.load_state_dict(safe_load(weights, "a sub-network state dict saved by hwaml-ofa-nas"))
     model.eval()
     return model

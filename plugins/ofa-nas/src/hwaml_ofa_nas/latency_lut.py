@@ -1,14 +1,25 @@
 """Latency look-up tables measured on the user's own device.
 
-OFA predicts a sub-network's latency by summing the measured latencies of its
-blocks, each looked up by shape (input size, widths, kernel, stride, ...).
-:meth:`LatencyLUT.build` enumerates every block shape the supernet's space can
-produce, times each one on this machine with torch (eager, CPU) and with
-onnxruntime (single-threaded by default, every layer and calibration network
-timed in interleaved rounds, the minimum kept), and stores them in YAML or
-JSON; :meth:`LatencyLUT.predict` sums them for a sub-network and applies the
-calibration ``scale * sum + offset`` fitted on whole networks. ``hwaml-ofa-nas lut build`` does this from the
-shell, and ``hwaml-ofa-nas lut check`` compares predictions with whole-network
+OFA predicts a network's latency by summing the measured latencies of its
+blocks, each looked up by shape. Here a table is keyed by *layers of a module*
+(:func:`hwaml_ofa_nas.layers.decompose`: each layer's type, structure and input
+and output shapes), so it can cost any MobileNet-like network that any
+evaluator builds, not only OFA sub-networks:
+
+* :meth:`LatencyLUT.measure` times layers that are not in the table yet on
+  this machine, with torch (eager, CPU) and/or onnxruntime (single-threaded by
+  default), every layer (and whole network) timed in interleaved rounds, the
+  minimum kept; for onnxruntime the cost of one session call with the same
+  input and output shapes is subtracted, since a network pays it once;
+* :meth:`LatencyLUT.calibrate` times whole networks interleaved with their
+  layers and fits ``measured = scale * sum + offset`` per engine;
+* :meth:`LatencyLUT.predict` sums a network's entries and applies the
+  calibration.
+
+The ``host_cpu_lut`` backend fills its table on demand (a layer seen for the
+first time is measured and cached); ``hwaml-ofa-nas lut build`` fills it ahead
+for every layer shape of an OFA supernet's space (:meth:`LatencyLUT.build`),
+and ``hwaml-ofa-nas lut check`` compares predictions with whole-network
 measurements.
 """
 
@@ -19,66 +30,118 @@ import logging
 import os
 import platform
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from .supernet import LayerSpec, SupernetConfig, conv_out, layer_specs, supernet_config
-from .elastic import make_divisible
+from hwaml.progress import progress as _progress
+
+from .layers import Layer, decompose
 
 log = logging.getLogger("hwaml.ofa_nas")
 
-__all__ = ["ENGINES", "STATISTICS", "LatencyLUT", "LUTError", "space_layer_specs", "measure_latency_ms", "make_runner", "time_interleaved", "fit_calibration", "default_lut_path"]
+__all__ = [
+    "ENGINES",
+    "STATISTICS",
+    "MeasureConfig",
+    "LatencyLUT",
+    "LUTError",
+    "measure_latency_ms",
+    "make_runner",
+    "time_interleaved",
+    "fit_calibration",
+    "rounds_for",
+    "default_lut_path",
+    "space_digest",
+    "calibration_configs",
+    "covering_configs",
+    "file_lock",
+]
 
 ENGINES = ("torch", "onnxruntime")
-FORMAT_VERSION = 2  # 2: onnxruntime entries net of the per-call overhead, interleaved timing
+#: 3: entries keyed by module layers (type, structure, shapes); 2: by OFA layer specs
+FORMAT_VERSION = 3
+
+#: ``min``: the least disturbed run (other processes and interrupts only ever
+#: add time, so on a shared machine it is the stable estimate); ``p10``: the
+#: 10th percentile; ``median``.
+STATISTICS = ("min", "p10", "median")
 
 
 class LUTError(ValueError):
     """A latency table that cannot be used (malformed file, missing entry)."""
 
 
-def default_lut_path(arch: SupernetConfig, threads: int) -> Path:
-    """Where a table for this supernet shape and this host is cached by default."""
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How layers and networks are timed (``measure:`` in the backend's config).
+
+    :param threads: CPU threads used for timing (and assumed at deployment).
+    :param warmup: untimed calls per runner first.
+    :param repeats: timed calls per layer / network, spread over ``rounds``.
+    :param rounds: interleaved rounds (an int, or per engine); ``None``: one
+        call per visit for torch, 10 for onnxruntime.
+    :param calibrate: whole networks timed with their layers to fit
+        ``scale * sum + offset`` (0: predict the plain sum).
+    :param statistic: ``min``, ``p10`` or ``median`` of the timed calls.
+    """
+
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 200
+    rounds: Union[int, Dict[str, int], None] = None
+    calibrate: int = 20
+    statistic: str = "min"
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"measure.statistic: unknown statistic {self.statistic!r}; choose one of {STATISTICS}")
+        for name, low in (("threads", 1), ("warmup", 0), ("repeats", 1), ("calibrate", 0)):
+            if int(getattr(self, name)) < low:
+                raise ValueError(f"measure.{name} must be >= {low}, got {getattr(self, name)}")
+
+
+def space_digest(space: Any) -> str:
+    """Short stable hash of a search space (its name and dimensions)."""
+    import hashlib
+
+    text = json.dumps({"name": getattr(space, "name", ""), "dims": space.describe()}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def default_lut_path(space: Any = None, threads: int = 1) -> Path:
+    """Where a table is cached by default: per search space (its calibration is
+    fitted on that space's networks), host and thread count."""
     root = Path(os.environ.get("HWAML_CACHE_DIR", Path.home() / ".cache" / "hwaml")) / "ofa_nas"
     host = platform.node() or "host"
-    return root / f"lut_{arch.digest()}_{host}_{threads}t.yaml"
+    what = f"{getattr(space, 'name', 'space')}_{space_digest(space)}_" if space is not None else ""
+    return root / f"lut_{what}{host}_{threads}t.yaml"
 
 
-def space_layer_specs(arch: SupernetConfig) -> List[LayerSpec]:
-    """Every distinct layer shape that any sub-network of ``arch`` contains.
-
-    Spatial sizes depend only on the resolution (strides sit at the first block
-    of a stage), so per resolution a stage has at most two block positions
-    (first, later) times the kernel and expand choices.
-    """
-    out: Dict[str, LayerSpec] = {}
-    k0, e0 = min(arch.kernel_choices), min(arch.expand_choices)
-    for res in arch.resolutions:
-        # the stem, first block and head follow from any configuration
-        cfg = {"resolution": res, **{n: [{"kernel": k0, "expand": e0}] * max(arch.depth_choices) for n in arch.stage_names}}
-        specs = layer_specs(arch, cfg)
-        for s in (specs[0], specs[1], specs[-1]):
-            out.setdefault(s.key, s)
-        size = specs[1].out_size
-        cin = specs[1].cout
-        for stage, width in zip(arch.stages, arch.stage_widths):
-            positions = [(cin, stage.stride, size)]
-            after = conv_out(size, stage.stride)
-            if max(arch.depth_choices) > 1:
-                positions.append((width, 1, after))
-            for pin, stride, psize in positions:
-                for k in arch.kernel_choices:
-                    for e in arch.expand_choices:
-                        mid = make_divisible(round(pin * e), arch.divisor)
-                        se_mid = make_divisible(mid // arch.se_reduction, arch.divisor) if stage.se else 0
-                        s = LayerSpec("mbconv", psize, pin, width, k, stride, mid, se_mid, stage.act)
-                        out.setdefault(s.key, s)
-            size, cin = after, width
-    return list(out.values())
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (``path.lock``): processes that
+    share a table measure one at a time (so they neither disturb each other's
+    timing nor overwrite each other's entries)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+        fcntl = None  # type: ignore[assignment]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------
@@ -98,12 +161,6 @@ class _Threads:
         torch.set_num_threads(self.saved)
 
 
-#: ``min``: the least disturbed run (other processes and interrupts only ever
-#: add time, so on a shared machine it is the stable estimate); ``p10``: the
-#: 10th percentile; ``median``.
-STATISTICS = ("min", "p10", "median")
-
-
 def _reduce(times: np.ndarray, statistic: str) -> float:
     if statistic == "min":
         return float(times.min())
@@ -119,24 +176,22 @@ class _IOProxy(nn.Module):
     costs apart from the layer's arithmetic (onnxruntime's ``run`` overhead,
     feeding the input and materialising the output)."""
 
-    def __init__(self, spec: LayerSpec):
+    def __init__(self, output_shape: Sequence[int]):
         super().__init__()
-        self.flat = spec.kind == "head"
-        self.cout = spec.n_classes if self.flat else spec.cout
-        self.stride, self.out = max(1, spec.stride), spec.out_size
+        self.out = tuple(int(s) for s in output_shape[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x[:, :1, :: self.stride, :: self.stride][:, :, : self.out, : self.out]
-        if self.flat:
-            return y.reshape(x.shape[0], -1)[:, :1].expand(x.shape[0], self.cout)
-        return y.expand(x.shape[0], self.cout, self.out, self.out)
+        b = x.shape[0]
+        y = x.reshape(b, -1)[:, :1]
+        return y.reshape((b,) + (1,) * len(self.out)).expand((b,) + self.out)
 
 
 def make_runner(model: nn.Module, input_shape: Tuple[int, ...], engine: str = "torch", threads: int = 1) -> Callable[[], Any]:
     """A zero-argument callable running one batch of ``model`` on this CPU
     (torch eager, or an onnxruntime session with ``threads`` intra-op threads,
-    one inter-op thread and sequential execution). Time torch runners inside
-    :func:`time_interleaved` (it sets the thread count and inference mode)."""
+    one inter-op thread and sequential execution). ``input_shape`` includes the
+    batch dimension. Time torch runners inside :func:`time_interleaved` (it sets
+    the thread count and inference mode)."""
     model.eval()
     x = torch.randn(*input_shape)
     if engine == "torch":
@@ -173,12 +228,10 @@ def time_interleaved(
     with ``statistic``.
 
     Interleaving gives every runner a share of every phase of the machine's
-    load, so the tables entries and the whole networks they are compared with
+    load, so the table's entries and the whole networks they are compared with
     are measured under the same conditions, and the minimum over calls spread
     across the whole measurement finds an undisturbed slot for each.
     """
-    from tqdm import tqdm
-
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
     n = len(runners)
@@ -191,7 +244,7 @@ def time_interleaved(
         for fn in runners:
             for _ in range(warmup):
                 fn()
-        for r in tqdm(range(rounds), desc=desc, disable=not progress, unit="round", leave=False):
+        for r in _progress(range(rounds), total=rounds, desc=desc, unit="round", enabled=progress):
             col = r * per_round
             for i in rng.permutation(n):
                 fn = runners[i]
@@ -213,8 +266,9 @@ def measure_latency_ms(
     statistic: str = "min",
     rounds: int = 1,
 ) -> float:
-    """Latency (ms) of one batch-1 forward pass of ``model`` on this CPU: the
-    minimum (default) of ``repeats`` timed runs after ``warmup``."""
+    """Latency (ms) of one forward pass of ``model`` on this CPU (``input_shape``
+    with the batch dimension): the minimum (default) of ``repeats`` timed runs
+    after ``warmup``."""
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
     return float(time_interleaved([make_runner(model, input_shape, engine, threads)], threads, warmup, repeats, rounds, statistic)[0])
@@ -240,8 +294,7 @@ def rounds_for(engine: str, repeats: int, rounds: Optional[int | Mapping[str, in
 def fit_calibration(sums: Sequence[float], measured: Sequence[float]) -> Dict[str, float]:
     """Robust straight line ``measured = scale * sum + offset`` (Theil-Sen: the
     median of pairwise slopes, the offset the median residual, so one disturbed
-    network cannot tilt or shift it); a pure
-    ratio when the points carry no trend."""
+    network cannot tilt or shift it); a pure ratio when the points carry no trend."""
     from scipy.stats import theilslopes
 
     x, y = np.asarray(sums, float), np.asarray(measured, float)
@@ -252,217 +305,300 @@ def fit_calibration(sums: Sequence[float], measured: Sequence[float]) -> Dict[st
 
 
 # ---------------------------------------------------------------------------
-# the table
+# which networks to measure
 # ---------------------------------------------------------------------------
 
 
+def _ofa_extremes(space: Any) -> Optional[Tuple[Dict[str, Any], Dict[str, Any]]]:
+    """The smallest and largest configuration of an OFA space (``space.meta["ofa"]``), else None."""
+    meta = getattr(space, "meta", {}).get("ofa")
+    if not meta:
+        return None
+
+    def pick(f: Callable) -> Dict[str, Any]:
+        block = {"kernel": f(meta["kernel_choices"]), "expand": f(meta["expand_choices"])}
+        depth = f(meta["depth_choices"])
+        return {meta["resolution_key"]: f(meta["resolutions"]), **{k: [dict(block) for _ in range(depth)] for k in meta["stage_keys"]}}
+
+    return pick(min), pick(max)
+
+
+def calibration_configs(space: Any, n: int, seed: int = 0) -> List[Dict[str, Any]]:
+    """The configurations whose whole networks calibrate a table: ``max(2, n)``
+    drawn from ``space`` with ``seed``, the first two replaced by the smallest
+    and largest network when the space is an OFA space (so the fit interpolates
+    over the whole range)."""
+    rng = np.random.default_rng(seed)
+    configs = [space.sample(rng) for _ in range(max(2, int(n)))]
+    ext = _ofa_extremes(space)
+    if ext is not None:
+        configs[0], configs[1] = ext
+    return configs
+
+
+def covering_configs(arch: Any) -> List[Dict[str, Any]]:
+    """Sub-network configurations of an OFA supernet shape that together contain
+    every layer shape of its space: per resolution, kernel and expand ratio, all
+    stages at full depth with that block (a block's shape depends only on the
+    resolution, its stage, whether it is a stage's first block, its kernel and
+    its expand ratio)."""
+    from .supernet import supernet_config
+
+    arch = supernet_config(arch)
+    depth = max(arch.depth_choices)
+    return [
+        {"resolution": r, **{n: [{"kernel": k, "expand": e} for _ in range(depth)] for n in arch.stage_names}}
+        for r in arch.resolutions
+        for k in arch.kernel_choices
+        for e in arch.expand_choices
+    ]
+
+
+# ---------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------
+
+Network = Tuple[nn.Module, Tuple[int, ...]]  # (module, input shape without the batch dimension)
+
+
 class LatencyLUT:
-    """Per-shape latencies (ms) for one or more engines, plus how they were measured.
+    """Per-layer latencies (ms) for one or more engines, plus how they were measured.
 
     ``entries[key][engine]`` is the latency of the layer whose
-    :attr:`LayerSpec.key` is ``key``, timed alone with an input of its real
-    shape; for onnxruntime the cost of one session call with the same input
-    and output shapes (:class:`_IOProxy`, ``meta["call_overhead_ms"]``) is
+    :attr:`~hwaml_ofa_nas.layers.Layer.key` is ``key``, timed alone with an
+    input of its real shape; for onnxruntime the cost of one session call with
+    the same input and output shapes (``meta["call_overhead_ms"]``) is
     subtracted, because a whole network pays it once, not once per layer.
     :meth:`predict` returns ``scale * sum(entries) + offset`` per engine: the
     fixed term ``offset`` is the per-network overhead (one call, the framework's
     dispatch between layers) and ``scale`` the remaining systematic difference
-    between isolated and chained layers, both fitted by ``build(calibrate=n)``
-    on ``n`` whole random sub-networks timed interleaved with the entries
-    (``meta["calibration"]``).
+    between isolated and chained layers, both fitted by :meth:`calibrate` on
+    whole networks timed interleaved with their layers (``meta["calibration"]``).
     """
 
-    def __init__(self, entries: Mapping[str, Mapping[str, float]], meta: Optional[Mapping[str, Any]] = None):
-        self.entries: Dict[str, Dict[str, float]] = {k: dict(v) for k, v in entries.items()}
-        self.meta: Dict[str, Any] = dict(meta or {})
+    def __init__(self, entries: Optional[Mapping[str, Mapping[str, float]]] = None, meta: Optional[Mapping[str, Any]] = None):
+        self.entries: Dict[str, Dict[str, float]] = {k: dict(v) for k, v in (entries or {}).items()}
+        self.meta: Dict[str, Any] = {"format": FORMAT_VERSION, "engines": [], **dict(meta or {})}
 
     @property
     def engines(self) -> List[str]:
-        return list(self.meta.get("engines", ENGINES))
+        """Engines some entry was measured with."""
+        return list(self.meta.get("engines") or [])
+
+    @property
+    def calibration(self) -> Dict[str, Dict[str, Any]]:
+        return dict(self.meta.get("calibration") or {})
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    @classmethod
-    def build(
-        cls,
-        arch: SupernetConfig | str | Mapping[str, Any],
-        engines: Sequence[str] = ENGINES,
-        threads: int = 1,
-        warmup: int = 10,
-        repeats: int = 200,
-        progress: bool = True,
-        calibrate: int = 20,
-        statistic: str = "min",
+    # -- measuring ---------------------------------------------------------
+    def missing(self, layers: Sequence[Layer], engines: Sequence[str]) -> List[Layer]:
+        """The layers (one per key) that lack an entry for any of ``engines``."""
+        out: Dict[str, Layer] = {}
+        for layer in layers:
+            row = self.entries.get(layer.key, {})
+            if layer.key not in out and any(e not in row for e in engines):
+                out[layer.key] = layer
+        return list(out.values())
+
+    def measure(
+        self,
+        layers: Sequence[Layer],
+        engines: Sequence[str],
+        settings: Optional[MeasureConfig] = None,
+        networks: Sequence[Network] = (),
+        progress: bool = False,
         seed: int = 0,
-        rounds: Optional[int | Mapping[str, int]] = None,
-    ) -> "LatencyLUT":
-        """Measure every layer shape of the supernet's space on this machine,
-        interleaved with ``calibrate`` whole random sub-networks for the sum's
-        correction."""
-        from tqdm import tqdm
-
-        from .supernet import build_subnet
-
-        arch = supernet_config(arch)
+    ) -> Dict[str, List[float]]:
+        """Time the ``layers`` that have no entry yet (per engine) and the whole
+        ``networks``, interleaved together per engine; add the entries and return
+        the networks' latencies (ms) per engine."""
+        settings = settings or MeasureConfig()
         for e in engines:
             if e not in ENGINES:
                 raise ValueError(f"unknown latency engine {e!r}; choose one of {ENGINES}")
-        if statistic not in STATISTICS:
-            raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
-        specs = space_layer_specs(arch)
-        configs = cls._calibration_configs(arch, calibrate, seed) if calibrate > 0 else []
-        torch.manual_seed(0)
+        self._check_settings(settings)
         runners: List[Callable[[], Any]] = []
         slots: Dict[Tuple[str, str, str], int] = {}  # (what, key, engine) -> runner index
-        for spec in tqdm(specs, desc="latency table: prepare layers", disable=not progress, unit="layer", leave=False):
-            module = spec.build().eval()
-            shape = (1, spec.cin, spec.size, spec.size)
-            for e in engines:
-                slots[("layer", spec.key, e)] = len(runners)
-                runners.append(make_runner(module, shape, e, threads))
-                if e == "onnxruntime":
-                    slots[("io", spec.key, e)] = len(runners)
-                    runners.append(make_runner(_IOProxy(spec).eval(), shape, e, threads))
-        for i, cfg in enumerate(tqdm(configs, desc="latency table: prepare networks", disable=not progress, unit="net", leave=False)):
-            model = build_subnet(arch, cfg).eval()
-            shape = (1, arch.in_channels, cfg["resolution"], cfg["resolution"])
-            for e in engines:
-                slots[("net", str(i), e)] = len(runners)
-                runners.append(make_runner(model, shape, e, threads))
+        todo = {e: self.missing(layers, [e]) for e in engines}
+        n_layers = sum(len(v) for v in todo.values())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the runners' inputs; the global RNG untouched
+            self._runners(todo, engines, settings, networks, runners, slots, progress)
         ms = np.empty(len(runners))
         for e in engines:  # each engine's layers and networks interleaved together
             idx = [i for (what, key, eng), i in slots.items() if eng == e]
-            ms[idx] = time_interleaved([runners[i] for i in idx], threads, warmup, repeats, rounds_for(e, repeats, rounds), statistic, seed, progress, f"latency table ({e})")
-        entries: Dict[str, Dict[str, float]] = {}
-        overhead: Dict[str, float] = {}
+            if idx:
+                ms[idx] = time_interleaved(
+                    [runners[i] for i in idx], settings.threads, settings.warmup, settings.repeats, rounds_for(e, settings.repeats, settings.rounds), settings.statistic, seed, progress, f"latency table ({e})"
+                )
+        overhead = dict(self.meta.get("call_overhead_ms") or {})
         for e in engines:
             io = []
-            for spec in specs:
-                t = float(ms[slots[("layer", spec.key, e)]])
-                if ("io", spec.key, e) in slots:
-                    o = float(ms[slots[("io", spec.key, e)]])
+            for layer in todo[e]:
+                t = float(ms[slots[("layer", layer.key, e)]])
+                if ("io", layer.key, e) in slots:
+                    o = float(ms[slots[("io", layer.key, e)]])
                     io.append(o)
                     # never below a tenth of the raw time: noise must not make a layer free
                     t = max(t - o, 0.1 * t)
-                entries.setdefault(spec.key, {})[e] = t
+                self.entries.setdefault(layer.key, {})[e] = t
             if io:
                 overhead[e] = float(np.median(io))
-        meta = {
-            "format": FORMAT_VERSION,
-            "arch": arch.to_dict(),
-            "arch_digest": arch.digest(),
-            "engines": list(engines),
-            "threads": threads,
-            "warmup": warmup,
-            "repeats": repeats,
-            "rounds": {e: rounds_for(e, repeats, rounds) for e in engines},
-            "statistic": statistic,
-            "call_overhead_ms": overhead,
-            "host": platform.node(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "torch": str(torch.__version__),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        try:
-            import onnxruntime
-
-            meta["onnxruntime"] = str(onnxruntime.__version__)
-        except ImportError:  # pragma: no cover - declared dependency
-            pass
-        lut = cls(entries, meta)
-        if configs:
-            calibration = {}
-            for e in engines:
-                sums = [lut.predict(arch, cfg, e, raw=True) for cfg in configs]
-                measured = [float(ms[slots[("net", str(i), e)]]) for i in range(len(configs))]
-                calibration[e] = fit_calibration(sums, measured)
-            lut.meta["calibration"] = calibration
-        log.info("latency table: %d layer shapes measured with %s", len(entries), list(engines))
-        return lut
+        if overhead:
+            self.meta["call_overhead_ms"] = overhead
+        self.meta["engines"] = sorted(set(self.engines) | set(engines))
+        self.meta["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        if n_layers:
+            log.info("latency table: %d layer entries measured with %s", n_layers, list(engines))
+        return {e: [float(ms[slots[("net", str(i), e)]]) for i in range(len(networks))] for e in engines}
 
     @staticmethod
-    def _calibration_configs(arch: SupernetConfig, n: int, seed: int) -> List[Dict[str, Any]]:
-        from .supernet import OFAMobileNetV3
+    def _runners(todo: Mapping[str, Sequence[Layer]], engines: Sequence[str], settings: MeasureConfig, networks: Sequence[Network], runners: List[Callable[[], Any]], slots: Dict[Tuple[str, str, str], int], progress: bool) -> None:
+        for e in engines:
+            for layer in _progress(todo[e], total=len(todo[e]), desc=f"latency table: prepare layers ({e})", unit="layer", enabled=progress):
+                slots[("layer", layer.key, e)] = len(runners)
+                runners.append(make_runner(layer.module, layer.input_shape, e, settings.threads))
+                if e == "onnxruntime":
+                    slots[("io", layer.key, e)] = len(runners)
+                    runners.append(make_runner(_IOProxy(layer.output_shape).eval(), layer.input_shape, e, settings.threads))
+            for i, (module, shape) in enumerate(networks):
+                slots[("net", str(i), e)] = len(runners)
+                runners.append(make_runner(module, (1,) + tuple(shape), e, settings.threads))
 
-        space = OFAMobileNetV3.space_for(arch)
-        rng = np.random.default_rng(seed)
-        configs = [space.sample(rng) for _ in range(max(2, n))]
-        # the extremes make the fit an interpolation over the whole range
-        configs[0], configs[1] = OFAMobileNetV3.extreme_config(arch, "min"), OFAMobileNetV3.extreme_config(arch, "max")
-        return configs
+    def _check_settings(self, settings: MeasureConfig) -> None:
+        """Record the timing settings; entries measured with other settings are not comparable."""
+        mine = {"threads": settings.threads, "warmup": settings.warmup, "repeats": settings.repeats, "rounds": settings.rounds, "statistic": settings.statistic}
+        old = self.meta.get("measure")
+        if old is None:
+            self.meta["measure"] = mine
+            self.meta.update(_host_meta())
+        elif {k: old.get(k) for k in ("threads", "statistic")} != {k: mine[k] for k in ("threads", "statistic")}:
+            raise LUTError(
+                f"this latency table was measured with threads={old.get('threads')}, statistic={old.get('statistic')!r}; "
+                f"adding entries with threads={mine['threads']}, statistic={mine['statistic']!r} would mix incomparable times (use another lut_path)"
+            )
+        elif old != mine:
+            log.warning("latency table: new entries are timed with %s, earlier ones with %s", mine, old)
 
     def calibrate(
         self,
-        arch: SupernetConfig | str | Mapping[str, Any],
-        n_subnets: int = 20,
-        threads: int = 1,
-        warmup: int = 10,
-        repeats: int = 200,
-        statistic: str = "min",
+        networks: Sequence[Network],
+        engines: Sequence[str],
+        settings: Optional[MeasureConfig] = None,
+        progress: bool = False,
         seed: int = 0,
-        progress: bool = True,
-        rounds: Optional[int | Mapping[str, int]] = None,
-    ) -> Dict[str, Dict[str, float]]:
-        """Re-fit ``measured = scale * table_sum + offset`` on ``n_subnets``
-        random whole sub-networks timed now on this machine, per engine."""
-        from .supernet import build_subnet
-
-        arch = supernet_config(arch)
-        configs = self._calibration_configs(arch, n_subnets, seed)
-        torch.manual_seed(seed)
-        runners, which = [], []
-        for cfg in configs:
-            model = build_subnet(arch, cfg).eval()
-            shape = (1, arch.in_channels, cfg["resolution"], cfg["resolution"])
-            for e in self.engines:
-                which.append(e)
-                runners.append(make_runner(model, shape, e, threads))
-        calibration = {}
-        for e in self.engines:
-            mine = [r for r, w in zip(runners, which) if w == e]
-            measured = [float(t) for t in time_interleaved(mine, threads, warmup, repeats, rounds_for(e, repeats, rounds), statistic, seed, progress, f"latency calibration ({e})")]
-            sums = [self.predict(arch, cfg, e, raw=True) for cfg in configs]
-            calibration[e] = fit_calibration(sums, measured)
+        source: str = "",
+        extra_layers: Sequence[Layer] = (),
+    ) -> Dict[str, Dict[str, Any]]:
+        """Fit ``measured = scale * table_sum + offset`` per engine on whole
+        ``networks`` timed interleaved with their layers that are missing (and
+        ``extra_layers``, to fill a table in the same measurement)."""
+        if not networks:
+            raise ValueError("calibration needs at least one network")
+        per_net = [decompose(m, shape) for m, shape in networks]
+        times = self.measure([layer for ls in per_net for layer in ls] + list(extra_layers), engines, settings, networks, progress, seed)
+        calibration = dict(self.meta.get("calibration") or {})
+        for e in engines:
+            sums = [self.predict(ls, e, raw=True) for ls in per_net]
+            calibration[e] = {**fit_calibration(sums, times[e]), "source": source}
         self.meta["calibration"] = calibration
-        return calibration
+        return {e: calibration[e] for e in engines}
 
-    def predict(self, arch: SupernetConfig | str | Mapping[str, Any], config: Mapping[str, Any], engine: str = "torch", raw: bool = False) -> float:
-        """Predicted latency (ms): the sum of the table entries of the
-        sub-network's layers, with the whole-network calibration unless ``raw``."""
-        total = sum(self.lookup(spec, engine) for spec in layer_specs(supernet_config(arch), config))
-        cal = (self.meta.get("calibration") or {}).get(engine)
+    @classmethod
+    def build(
+        cls,
+        arch: Any,
+        engines: Sequence[str] = ENGINES,
+        measure: Union[MeasureConfig, Mapping[str, Any], None] = None,
+        progress: bool = True,
+        seed: int = 0,
+    ) -> "LatencyLUT":
+        """A complete table for an OFA supernet shape: every layer shape of its
+        space (:func:`covering_configs`) measured interleaved with
+        ``measure.calibrate`` whole sub-networks (:func:`calibration_configs`
+        with ``seed``, the ones the ``host_cpu_lut`` backend calibrates on)."""
+        from hwaml.config import as_config
+
+        from .supernet import OFAMobileNetV3, build_subnet, supernet_config
+
+        settings = as_config(MeasureConfig, measure, "measure")
+        arch = supernet_config(arch)
+        space = OFAMobileNetV3.space_for(arch)
+
+        def net(cfg: Mapping[str, Any]) -> Network:
+            r = int(cfg["resolution"])
+            return build_subnet(arch, cfg).eval(), (arch.in_channels, r, r)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            cover = [layer for m, shape in (net(c) for c in covering_configs(arch)) for layer in decompose(m, shape)]
+            nets = [net(c) for c in calibration_configs(space, settings.calibrate, seed)] if settings.calibrate > 0 else []
+        lut = cls(meta={"arch": arch.to_dict(), "arch_digest": arch.digest(), "space": space.name, "space_digest": space_digest(space)})
+        if nets:
+            lut.calibrate(nets, engines, settings, progress, seed, source=f"{len(nets)} networks of {space.name} {space_digest(space)} (seed {seed})", extra_layers=cover)
+        else:
+            lut.measure(cover, engines, settings, progress=progress, seed=seed)
+        log.info("latency table: %d layer shapes measured with %s", len(lut), list(engines))
+        return lut
+
+    # -- predicting ----------------------------------------------------------
+    def predict(self, layers: Sequence[Layer], engine: str = "torch", raw: bool = False) -> float:
+        """Predicted latency (ms): the sum of the layers' entries, with the
+        whole-network calibration unless ``raw``."""
+        total = sum(self.lookup(layer, engine) for layer in layers)
+        cal = self.calibration.get(engine)
         if raw or not cal:
-            return total
+            return float(total)
         return float(cal["scale"]) * total + float(cal["offset"])
 
-    def lookup(self, spec: LayerSpec, engine: str = "torch") -> float:
-        try:
-            row = self.entries[spec.key]
-        except KeyError:
+    def predict_model(self, module: nn.Module, input_shape: Sequence[int], engine: str = "torch", raw: bool = False) -> float:
+        """:meth:`predict` for a module and its input shape (without the batch dimension)."""
+        return self.predict(decompose(module, input_shape), engine, raw)
+
+    def lookup(self, layer: Layer, engine: str = "torch") -> float:
+        row = self.entries.get(layer.key)
+        if row is None:
             raise LUTError(
-                f"the latency table has no entry for layer {spec.key!r}; it was built for another supernet shape "
-                f"(table arch digest {self.meta.get('arch_digest')}) - rebuild it with `hwaml-ofa-nas lut build`"
-            ) from None
+                f"the latency table has no entry for layer {layer.name!r} ({layer.key}); measure it (backend host_cpu_lut with "
+                f"measure_missing=true) or fill the table ahead with `hwaml-ofa-nas lut build`"
+            )
         if engine not in row:
-            raise LUTError(f"the latency table was measured with {sorted(row)}, not {engine!r}")
+            raise LUTError(f"the latency table's entry {layer.key!r} was measured with {sorted(row)}, not {engine!r}")
         return float(row[engine])
 
     # -- files -----------------------------------------------------------
+    def merge(self, other: "LatencyLUT") -> None:
+        """Add ``other``'s entries (and calibrations) this table lacks."""
+        for key, row in other.entries.items():
+            mine = self.entries.setdefault(key, {})
+            for e, v in row.items():
+                mine.setdefault(e, float(v))
+        cal = dict(other.calibration)
+        cal.update(self.calibration)
+        if cal:
+            self.meta["calibration"] = cal
+        self.meta["engines"] = sorted(set(self.engines) | set(other.engines))
+        if "measure" not in self.meta and "measure" in other.meta:
+            self.meta["measure"] = other.meta["measure"]
+
     def to_dict(self) -> Dict[str, Any]:
         return {"meta": self.meta, "entries": self.entries}
 
     def save(self, path: str | Path) -> Path:
-        """Write YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+        """Write YAML (``.yaml``/``.yml``) or JSON (anything else), atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=True))
+            text = yaml.safe_dump(self.to_dict(), sort_keys=True)
         else:
-            path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+            text = json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        tmp.replace(path)
         return path
 
     @classmethod
@@ -486,35 +622,30 @@ class LatencyLUT:
                 raise LUTError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
         if not isinstance(data, dict) or "entries" not in data or not isinstance(data["entries"], dict):
             raise LUTError(f"{path}: expected a mapping with 'meta' and 'entries' (a latency table written by hwaml-ofa-nas)")
+        meta = data.get("meta") or {}
+        if meta.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+            raise LUTError(
+                f"{path}: a format-{meta.get('format')} latency table (keyed by OFA layer specs); this version keys entries by "
+                f"module layers (format {FORMAT_VERSION}): delete it or rebuild it with `hwaml-ofa-nas lut build`"
+            )
         for key, row in data["entries"].items():
-            if not isinstance(row, dict) or not all(isinstance(v, (int, float)) for v in row.values()):
+            if not isinstance(row, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row.values()):
                 raise LUTError(f"{path}: entry {key!r} must map engine names to latencies in ms, got {row!r}")
-        return cls(data["entries"], data.get("meta") or {})
-
-    def matches(self, arch: SupernetConfig) -> bool:
-        return self.meta.get("arch_digest") == arch.digest()
+        return cls(data["entries"], meta)
 
 
-def load_or_build(
-    path: Optional[str | Path],
-    arch: SupernetConfig,
-    engines: Sequence[str],
-    threads: int,
-    warmup: int,
-    repeats: int,
-    progress: bool = True,
-    calibrate: int = 20,
-    statistic: str = "min",
-    rounds: Optional[int | Mapping[str, int]] = None,
-) -> Tuple[LatencyLUT, Path]:
-    """The table at ``path`` (default: the per-host cache), built and saved first if missing."""
-    path = Path(path) if path else default_lut_path(arch, threads)
-    if path.is_file():
-        lut = LatencyLUT.load(path)
-        if lut.meta.get("arch_digest") not in (None, arch.digest()):
-            raise LUTError(f"{path} was built for another supernet shape (digest {lut.meta.get('arch_digest')}, this one is {arch.digest()}); delete it or choose another path")
-        return lut, path
-    log.info("latency table %s is missing: measuring it on this machine", path)
-    lut = LatencyLUT.build(arch, engines, threads, warmup, repeats, progress, calibrate, statistic, rounds=rounds)
-    lut.save(path)
-    return lut, path
+def _host_meta() -> Dict[str, Any]:
+    meta = {
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "torch": str(torch.__version__),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    try:
+        import onnxruntime
+
+        meta["onnxruntime"] = str(onnxruntime.__version__)
+    except ImportError:  # pragma: no cover - declared dependency
+        pass
+    return meta

@@ -175,16 +175,19 @@ class AccuracyPredictor(nn.Module):
 
 
 def load_accuracy_predictor(path: str | Path) -> Tuple[AccuracyPredictor, Dict[str, Any]]:
-    """Load a predictor saved with :meth:`AccuracyPredictor.save`; returns it and its meta."""
+    """Load a predictor saved with :meth:`AccuracyPredictor.save`; returns it and its meta.
+    ``weights_only=True``: a file with pickled objects is refused (``ValueError``)."""
+    from .progressive_shrinking import safe_load
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"accuracy predictor file {path} does not exist")
+    blob = safe_load(path, "an accuracy predictor saved by hwaml-ofa-nas")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        model = AccuracyPredictor(blob["n_features"], blob["hidden"], blob["layers"])
+        model = AccuracyPredictor(int(blob["n_features"]), int(blob["hidden"]), int(blob["layers"]))
         model.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path} is not an accuracy predictor saved by hwaml-ofa-nas: {exc}") from exc
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"{path} is not an accuracy predictor saved by hwaml-ofa-nas: {type(exc).__name__}: {exc}") from exc
     return model, dict(blob.get("meta") or {})
 
 
@@ -338,7 +341,7 @@ def collect_accuracy_dataset(net: Any, data: Any, n_subnets: int, rng: np.random
     """Sample ``n_subnets`` sub-networks of a trained supernet and measure each
     one's validation accuracy after batch-norm recalibration (OFA builds its
     predictor's training set the same way)."""
-    from tqdm import tqdm
+    from hwaml.progress import bar as _bar
 
     from .progressive_shrinking import calibration_images, evaluate_accuracy, recalibrate_batchnorm
 
@@ -346,7 +349,7 @@ def collect_accuracy_dataset(net: Any, data: Any, n_subnets: int, rng: np.random
     configs, accs = [], []
     seen = set()
     space = net.space()
-    bar = tqdm(total=n_subnets, desc="measure sub-networks", disable=not progress, leave=False)
+    bar = _bar(total=n_subnets, desc="measure sub-networks", enabled=progress)
     while len(configs) < n_subnets:
         cfg = space.sample(rng)
         key = repr(cfg)

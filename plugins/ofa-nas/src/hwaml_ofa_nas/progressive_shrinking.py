@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from hwaml.progress import bar as _bar, progress as _progress
+
 from .data import DataSplits, resize_batch
 from .supernet import OFAMobileNetV3
 
@@ -51,6 +53,7 @@ __all__ = [
     "train_supernet",
     "save_supernet",
     "load_supernet",
+    "safe_load",
     "DIGITS_EPOCHS",
     "DIGITS_LRS",
 ]
@@ -252,8 +255,6 @@ def train_progressive_shrinking(
     ``full`` phase (or ``teacher`` when given, e.g. when resuming at a later
     phase). ``on_phase_end`` is called after every phase (to checkpoint).
     """
-    from tqdm import tqdm
-
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     report = ShrinkingReport()
@@ -270,7 +271,7 @@ def train_progressive_shrinking(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         net.train()
         last_loss = math.nan
-        bar = tqdm(total=phase.epochs * len(loader), desc=f"OFA {phase.name}", disable=not progress, leave=False, unit="step")
+        bar = _bar(total=phase.epochs * len(loader), desc=f"OFA {phase.name}", unit="step", enabled=progress)
         for _epoch in range(phase.epochs):
             for images, labels in loader:
                 optimizer.zero_grad(set_to_none=True)
@@ -335,15 +336,13 @@ def train_static(
 ) -> nn.Module:
     """Plain training of a static network at one resolution (the from-scratch
     baseline that progressive shrinking is compared with)."""
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     loader = _loader(data.train, batch_size, seed)
     steps = max(1, epochs * len(loader))
     optimizer = torch.optim.SGD(_param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     model.train()
-    for _ in tqdm(range(epochs), desc="from scratch", disable=not progress, leave=False):
+    for _ in _progress(range(epochs), total=epochs, desc="from scratch", enabled=progress):
         for images, labels in loader:
             optimizer.zero_grad(set_to_none=True)
             x = resize_batch(images, resolution).contiguous(memory_format=torch.channels_last)
@@ -396,6 +395,8 @@ def train_supernet(
 
 
 def save_supernet(net: OFAMobileNetV3, path: Any, report: Optional[ShrinkingReport] = None) -> Any:
+    """Write ``{"state_dict", "arch", "report"}`` to ``path``: tensors and plain
+    data only (dicts, lists, strings, numbers), so it loads with ``weights_only=True``."""
     from pathlib import Path
 
     path = Path(path)
@@ -406,8 +407,26 @@ def save_supernet(net: OFAMobileNetV3, path: Any, report: Optional[ShrinkingRepo
     return path
 
 
+def safe_load(path: Any, what: str) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain data only. A file
+    holding anything else (a pickled object, which could run code when loaded)
+    is refused with a :class:`ValueError` naming it."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path}: refused to load it as {what}: it holds objects other than tensors and plain data "
+            f"(loading it could run code; only files written by hwaml-ofa-nas are read, with weights_only=True): {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path} is not {what}: {exc}") from exc
+
+
 def load_supernet(path: Any, expect_arch: Optional[Any] = None) -> OFAMobileNetV3:
-    """Load a checkpoint written by :func:`save_supernet` (checks its shape)."""
+    """Load a checkpoint written by :func:`save_supernet` (checks its shape;
+    ``weights_only=True``: a file with pickled objects is refused)."""
     from pathlib import Path
 
     from .supernet import supernet_config
@@ -415,14 +434,15 @@ def load_supernet(path: Any, expect_arch: Optional[Any] = None) -> OFAMobileNetV
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"supernet checkpoint {path} does not exist")
+    blob = safe_load(path, "a supernet checkpoint written by hwaml-ofa-nas")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
         arch = supernet_config(blob["arch"])
-    except (KeyError, RuntimeError, EOFError, TypeError) as exc:
-        raise ValueError(f"{path} is not a supernet checkpoint written by hwaml-ofa-nas: {exc}") from exc
+        state = blob["state_dict"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a supernet checkpoint written by hwaml-ofa-nas: {type(exc).__name__}: {exc}") from exc
     if expect_arch is not None and supernet_config(expect_arch).digest() != arch.digest():
         raise ValueError(f"{path} holds a supernet of another shape (digest {arch.digest()}, expected {supernet_config(expect_arch).digest()})")
     net = OFAMobileNetV3(arch)
-    net.load_state_dict(blob["state_dict"])
+    net.load_state_dict(state)
     net.eval()
     return net
