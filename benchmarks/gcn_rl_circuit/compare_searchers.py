@@ -40,8 +40,9 @@ def shipped_gcn_rl_settings() -> dict:
     text = resources.files("hwaml_gcn_rl_circuit.conf.searcher").joinpath("gcn_rl.yaml").read_text()
     cfg = yaml.safe_load(text)
     cfg.pop("_target_")
-    for k in ("init_from", "save_agent", "objective", "torch_threads"):
+    for k in ("init_from", "save_agent", "torch_threads"):
         cfg.pop(k, None)
+    cfg.get("reward", {}).pop("objective", None)
     return cfg
 
 

@@ -40,11 +40,11 @@ def main() -> None:
     logging.getLogger("hwaml").setLevel(logging.ERROR)
     tmp = Path(tempfile.mkdtemp())
     targets = {"node: two_stage_tia n180 -> n45": ("two_stage_tia", "n45"), "topology: two_stage_tia -> three_stage_tia (n180)": ("three_stage_tia", "n180")}
-    fine = dict(warmup=0, noise_sigma=0.15, noise_decay=0.97, actor_lr=1e-3, updates_per_trial=4)
+    fine = dict(agent=dict(actor_lr=1e-3, updates_per_trial=4), exploration=dict(warmup=0, noise_sigma=0.15, noise_decay=0.97))
     rows = {k: {"transfer": [], "scratch": []} for k in targets}
     for seed in args.seeds:
         src = tmp / f"pretrain{seed}"
-        best, _ = run(GCNRLSearcher(warmup=args.pretrain // 4, noise_sigma=0.3, noise_decay=0.98, actor_lr=1e-3), "two_stage_tia", "n180", args.pretrain, seed, src)
+        best, _ = run(GCNRLSearcher(agent=dict(actor_lr=1e-3), exploration=dict(warmup=args.pretrain // 4, noise_sigma=0.3, noise_decay=0.98)), "two_stage_tia", "n180", args.pretrain, seed, src)
         print(f"seed {seed}: pre-trained on two_stage_tia n180, best FoM {best:.3f}", flush=True)
         for label, (circuit, node) in targets.items():
             for mode in ("transfer", "scratch"):

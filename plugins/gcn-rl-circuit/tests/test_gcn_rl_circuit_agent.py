@@ -12,7 +12,7 @@ from hwaml.plugins import PluginError
 from hwaml_gcn_rl_circuit.circuits import get_circuit
 from hwaml_gcn_rl_circuit.ddpg import GCNRLAgent
 from hwaml_gcn_rl_circuit.evaluator import CircuitEvaluator, circuit_space
-from hwaml_gcn_rl_circuit.searcher import AGENT_FILE, GCNRLSearcher
+from hwaml_gcn_rl_circuit.searcher import AGENT_FILE, AgentConfig, ExplorationConfig, GCNRLSearcher
 from hwaml_gcn_rl_circuit.technology import NODES
 
 SMALL = dict(hidden=16, gcn_layers=2, batch_size=16)
@@ -49,7 +49,7 @@ def test_agent_learns_a_per_vertex_target():
 
 
 def test_searcher_improves_over_its_warmup(tmp_path):
-    s = GCNRLSearcher(warmup=20, noise_sigma=0.3, noise_decay=0.95, updates_per_trial=2, actor_lr=1e-3, **SMALL)
+    s = GCNRLSearcher(agent=dict(SMALL, updates_per_trial=2, actor_lr=1e-3), exploration=dict(warmup=20, noise_sigma=0.3, noise_decay=0.95))
     loop = SearchLoop({"searcher": s, "evaluator": CircuitEvaluator("two_stage_tia", "n180")}, tmp_path, {"fom": "max"}, budget_trials=50, seed=0)
     res = loop.run()
     foms = np.array([t.metrics["fom"] for t in res.trials])
@@ -73,7 +73,7 @@ def _history(space, n, seed=0):
 def test_resumed_searcher_rebuilds_the_same_agent(tmp_path):
     space = circuit_space(get_circuit("two_stage_amp"), NODES["n65"])
     hist = _history(space, 30)
-    kw = dict(warmup=10, updates_per_trial=1, save_agent=False, **SMALL)
+    kw = dict(agent=dict(SMALL, updates_per_trial=1), exploration=dict(warmup=10), save_agent=False)
 
     def ctx(step):
         return RunContext(cfg=None, run_dir=tmp_path, seed=3, rng=np.random.default_rng([3, step]), objectives={"fom": "max"})
@@ -111,9 +111,9 @@ def test_transfer_between_topologies_and_nodes(tmp_path):
 
 def test_searcher_init_from_fine_tunes_on_another_circuit(tmp_path):
     src = tmp_path / "src"
-    s1 = GCNRLSearcher(warmup=8, updates_per_trial=1, **SMALL)
+    s1 = GCNRLSearcher(agent=dict(SMALL, updates_per_trial=1), exploration=dict(warmup=8))
     SearchLoop({"searcher": s1, "evaluator": CircuitEvaluator("two_stage_tia", "n180")}, src, {"fom": "max"}, budget_trials=12).run()
-    s2 = GCNRLSearcher(warmup=0, noise_sigma=0.1, updates_per_trial=1, init_from=str(src / AGENT_FILE), **SMALL)
+    s2 = GCNRLSearcher(agent=dict(SMALL, updates_per_trial=1), exploration=dict(warmup=0, noise_sigma=0.1), init_from=str(src / AGENT_FILE))
     res = SearchLoop({"searcher": s2, "evaluator": CircuitEvaluator("three_stage_tia", "n130")}, tmp_path / "dst", {"fom": "max"}, budget_trials=4).run()
     assert len(res.trials) == 4 and all(t.candidate.origin == "gcn_rl" for t in res.trials)
     assert s2.agent.loaded_from == "two_stage_tia@n180"
@@ -137,7 +137,7 @@ def test_run_with_a_non_circuit_evaluator_fails_at_start(tmp_path):
     from hwaml.testing import run_search
 
     with pytest.raises(RunError) as err:
-        run_search({"searcher": GCNRLSearcher(**SMALL), "evaluator": AnalyticEvaluator("nas_toy")}, tmp_path / "run", trials=3)
+        run_search({"searcher": GCNRLSearcher(agent=SMALL), "evaluator": AnalyticEvaluator("nas_toy")}, tmp_path / "run", trials=3)
     msg = str(err.value)
     assert msg.startswith("searcher") and "evaluator" in msg  # the loop names both components
     assert "gcn_rl needs a circuit graph in space.meta['graph']" in msg and "evaluator=circuit_two_stage_tia" in msg
@@ -197,7 +197,12 @@ def test_critic_ensemble_members_are_independent_and_bootstrapped(tmp_path):
 def test_candidate_selection_picks_the_critics_favourite(tmp_path):
     space = circuit_space(get_circuit("two_stage_tia"), NODES["n180"])
     hist = _history(space, 20)
-    kw = dict(warmup=10, updates_per_trial=2, critics=2, candidates=16, ucb=0.5, best_fraction=0.25, reward_norm=True, baseline_decay=0.0, save_agent=False, **SMALL)
+    kw = dict(
+        agent=dict(SMALL, updates_per_trial=2, critics=2, reward_norm=True),
+        exploration=dict(warmup=10, candidates=16, ucb=0.5, best_fraction=0.25),
+        reward=dict(baseline_decay=0.0),
+        save_agent=False,
+    )
 
     def ctx(step):
         return RunContext(cfg=None, run_dir=tmp_path, seed=5, rng=np.random.default_rng([5, step]), objectives={"fom": "max"})
@@ -228,12 +233,28 @@ def test_candidate_selection_picks_the_critics_favourite(tmp_path):
 
 
 def test_bad_ensemble_settings_fail_clearly():
-    with pytest.raises(ValueError, match="critics and candidates"):
-        GCNRLSearcher(candidates=0)
-    with pytest.raises(ValueError, match="best_fraction needs candidates"):
-        GCNRLSearcher(best_fraction=0.5)
+    with pytest.raises(ValueError, match="exploration.candidates must be >= 1"):
+        GCNRLSearcher(exploration={"candidates": 0})
+    with pytest.raises(ValueError, match="agent.critics must be >= 1"):
+        GCNRLSearcher(agent={"critics": 0})
+    with pytest.raises(ValueError, match="best_fraction needs exploration.candidates"):
+        GCNRLSearcher(exploration={"best_fraction": 0.5})
     with pytest.raises(ValueError, match="ucb needs an ensemble"):
-        GCNRLSearcher(ucb=1.0, critics=1)
+        GCNRLSearcher(agent={"critics": 1}, exploration={"ucb": 1.0})
+
+
+def test_settings_groups_name_a_misplaced_or_misspelled_key():
+    from hwaml.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"exploration\.critics.*is not a field of ExplorationConfig") as err:
+        GCNRLSearcher(exploration={"critics": 5})  # it belongs in agent
+    assert err.value.key == "exploration.critics"
+    with pytest.raises(ConfigError, match="did you mean 'warmup'"):
+        GCNRLSearcher(exploration={"warmpu": 5})
+    with pytest.raises(ConfigError, match=r"agent\.hidden.*expected int"):
+        GCNRLSearcher(agent={"hidden": "big"})
+    s = GCNRLSearcher(agent=AgentConfig(hidden=8), reward={"objective": "gain_db"})
+    assert s.agent_config.hidden == 8 and s.reward.objective == "gain_db" and s.exploration == ExplorationConfig()
 
 
 def test_rank_reward_norm_ignores_outliers_and_keeps_the_order():
@@ -260,6 +281,6 @@ def test_rank_reward_norm_ignores_outliers_and_keeps_the_order():
 
 def test_bad_reward_norm_fails_clearly():
     with pytest.raises(ValueError, match="reward_norm must be one of"):
-        GCNRLSearcher(reward_norm="minmax")
+        GCNRLSearcher(agent={"reward_norm": "minmax"})
     assert GCNRLAgent(reward_norm=True, **SMALL).reward_norm == "standard"
     assert GCNRLAgent(reward_norm=None, **SMALL).reward_norm == "none"

@@ -18,7 +18,7 @@ class TestGCNRLSearcherContract(SearcherContract):
 
     @pytest.fixture
     def searcher_factory(self):
-        return lambda: GCNRLSearcher(hidden=16, gcn_layers=2, batch_size=8, warmup=4, updates_per_trial=1)
+        return lambda: GCNRLSearcher(agent={"hidden": 16, "gcn_layers": 2, "batch_size": 8, "updates_per_trial": 1}, exploration={"warmup": 4})
 
     @pytest.fixture
     def contract_evaluator(self):

@@ -50,3 +50,33 @@ def test_plugin_entry_point_only_contributes_configs():
 
     assert plugin.config_search_path() == ["pkg://hwaml_gcn_rl_circuit.conf"]
     assert not hasattr(plugin, "evaluate") and not hasattr(plugin, "propose")
+
+
+def test_cli_gcn_rl_with_a_non_circuit_evaluator_stops_at_start(tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwaml.cli", "run", "searcher=gcn_rl", "evaluator=analytic", "budget.trials=2", "progress=false", f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot search the space of evaluator" in proc.stderr
+    assert "gcn_rl needs a circuit graph in space.meta['graph']" in proc.stderr
+    assert not (run_dir / "gcn_rl_agent.pt").exists()
+
+
+def test_searcher_config_groups_are_checked_key_by_key():
+    from hwaml.config import ConfigError, check_component
+    from hwaml.testing import compose_config
+
+    cfg = compose_config(["experiment=gcn_rl_transfer_tia", "searcher.init_from=agent.pt"])
+    check_component(cfg.searcher, "searcher")
+    assert cfg.searcher.exploration.warmup == 10 and cfg.searcher.agent.critics == 5
+    bad = compose_config(["searcher=gcn_rl", "evaluator=circuit_ldo", "+searcher.exploration.warmpu=3"])
+    with pytest.raises(ConfigError, match="did you mean 'warmup'") as err:
+        check_component(bad.searcher, "searcher")
+    assert err.value.key == "searcher.exploration.warmpu"

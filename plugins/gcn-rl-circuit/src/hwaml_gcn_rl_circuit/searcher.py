@@ -9,19 +9,20 @@ Each proposal is one DDPG step on the circuit graph (``space.meta["graph"]``):
   exponentially), mapped onto every sizing parameter's range;
 * reward: the figure of merit (the run's first objective), optionally minus an
   exponential moving-average baseline, or standardised or rank-transformed over
-  the replay buffer (``reward_norm``); failed or infeasible trials get
-  ``failure_reward``.
+  the replay buffer (``agent.reward_norm``); failed or infeasible trials get
+  ``reward.failure_reward``.
 
 A DDPG variant for small simulation budgets, off by default (plain DDPG): with
-``candidates > 1`` each proposal draws that many noisy actions -- around the
-actor's output and, for a ``best_fraction`` of them, around the best design
-found so far -- and simulates the one a bootstrapped ensemble of ``critics``
-scores highest (mean Q, plus ``ucb`` times the members' std). The critics are
+``exploration.candidates > 1`` each proposal draws that many noisy actions --
+around the actor's output and, for a ``exploration.best_fraction`` of them,
+around the best design found so far -- and simulates the one a bootstrapped
+ensemble of ``agent.critics`` scores highest (mean Q, plus ``exploration.ucb``
+times the members' std). The critics are
 trained as in DDPG; the actor still ascends their mean Q.
 
 The agent stays in memory between calls. Trials in ``history`` it has not yet
 seen -- all of them after a resume -- are pushed into the replay buffer in
-trial order, each followed by ``updates_per_trial`` DDPG updates whose
+trial order, each followed by ``agent.updates_per_trial`` DDPG updates whose
 minibatches are drawn from a generator seeded by ``(seed, trial number)``; so a
 resumed searcher rebuilds the same agent the killed one had. Exploration draws
 from ``ctx.rng``. The agent is saved to ``run_dir/gcn_rl_agent.pt`` after each
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -40,6 +42,7 @@ import numpy as np
 from scipy.stats import truncnorm
 
 from hwaml import Candidate, RunContext, SearchSpace, Trial, TrialStatus, hookimpl
+from hwaml.config import as_config
 from hwaml.plugins import PluginError
 
 from .ddpg import GCNRLAgent, reward_norm_mode, torch_threads
@@ -50,8 +53,9 @@ log = logging.getLogger("hwaml.gcn_rl_circuit")
 AGENT_FILE = "gcn_rl_agent.pt"
 
 
-class GCNRLSearcher:
-    """DDPG with GCN actor and critic (Wang et al., DAC 2020).
+@dataclass(frozen=True)
+class AgentConfig:
+    """The DDPG agent: GCN actor and critic(s) and how they learn (``searcher.agent.*``).
 
     :param hidden: Hidden width of every GCN layer.
     :param gcn_layers: Graph-convolution layers in actor and critic.
@@ -61,22 +65,104 @@ class GCNRLSearcher:
     :param gamma: Discount; 0 for the paper's one-step episodes.
     :param batch_size: Replay minibatch size.
     :param buffer_size: Replay buffer capacity.
+    :param critics: Critic ensemble size (bootstrapped DDPG critic; 1: plain DDPG).
+    :param reward_norm: Rescale rewards for the critic over the replay buffer: ``none`` (or false),
+        ``standard`` (or true: mean and std) or ``rank`` (rank in the buffer, scaled to unit variance).
+    :param updates_per_trial: DDPG updates after each observed trial (once warm-up is done).
+    """
+
+    hidden: int = 64
+    gcn_layers: int = 7
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    tau: float = 0.01
+    gamma: float = 0.0
+    batch_size: int = 64
+    buffer_size: int = 10000
+    critics: int = 1
+    reward_norm: Any = False
+    updates_per_trial: int = 4
+
+    def __post_init__(self) -> None:
+        if self.updates_per_trial < 0:
+            raise ValueError(f"agent.updates_per_trial must be >= 0, got {self.updates_per_trial}")
+        if self.critics < 1:
+            raise ValueError(f"agent.critics must be >= 1, got {self.critics}")
+        reward_norm_mode(self.reward_norm)  # a bad value fails here, naming the choices
+
+    def agent_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments of :class:`~hwaml_gcn_rl_circuit.ddpg.GCNRLAgent`."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "updates_per_trial"}
+        kw["reward_norm"] = reward_norm_mode(self.reward_norm)
+        return kw
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    """How actions are drawn (``searcher.exploration.*``).
+
     :param warmup: Trials of uniform random actions before the actor acts.
     :param noise_sigma: Initial std of the truncated-normal exploration noise.
     :param noise_decay: Per-trial exponential decay of that std after warm-up.
     :param noise_min: Floor of the std.
-    :param updates_per_trial: DDPG updates after each observed trial (once warm-up is done).
-    :param critics: Critic ensemble size (bootstrapped DDPG critic; 1: plain DDPG).
-    :param reward_norm: Rescale rewards for the critic over the replay buffer: ``none`` (or false),
-        ``standard`` (or true: mean and std) or ``rank`` (rank in the buffer, scaled to unit variance).
     :param candidates: Noisy actions drawn around the actor's output per proposal; the one the
         critic ensemble scores highest (mean + ``ucb`` * std over members) is simulated. 1: plain DDPG.
     :param ucb: Weight of the ensemble's disagreement (std) in that score.
     :param best_fraction: Share of those candidates drawn around the best design's action instead
         of the actor's (same noise); 0: all around the actor.
+    """
+
+    warmup: int = 100
+    noise_sigma: float = 0.5
+    noise_decay: float = 0.99
+    noise_min: float = 0.02
+    candidates: int = 1
+    ucb: float = 0.0
+    best_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ValueError(f"exploration.warmup must be >= 0, got {self.warmup}")
+        if self.candidates < 1:
+            raise ValueError(f"exploration.candidates must be >= 1, got {self.candidates}")
+        if not 0.0 <= self.best_fraction <= 1.0:
+            raise ValueError(f"exploration.best_fraction must be in [0, 1], got {self.best_fraction}")
+        if self.best_fraction and self.candidates < 2:
+            raise ValueError("exploration.best_fraction needs exploration.candidates >= 2")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """What the agent is rewarded with (``searcher.reward.*``).
+
+    :param objective: Metric used as reward (default: the run's first objective).
     :param baseline_decay: Decay of the moving-average reward baseline (0 disables it).
     :param failure_reward: Reward of failed/infeasible trials; ``None``: the worst reward seen minus 1.
-    :param objective: Metric used as reward (default: the run's first objective).
+    """
+
+    objective: Optional[str] = None
+    baseline_decay: float = 0.95
+    failure_reward: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise ValueError(f"reward.baseline_decay must be in [0, 1), got {self.baseline_decay}")
+
+
+class GCNRLSearcher:
+    """DDPG with GCN actor and critic (Wang et al., DAC 2020).
+
+    The settings come in three groups, each a mapping (what Hydra passes; an
+    unknown key is an error naming it) or the dataclass itself; ``None`` gives
+    that group's defaults, which are plain DDPG (the shipped ``searcher=gcn_rl``
+    config is the sample-efficient variant)::
+
+        GCNRLSearcher(agent={"hidden": 32, "critics": 5, "reward_norm": "rank"},
+                      exploration={"warmup": 20, "candidates": 32, "best_fraction": 0.5})
+
+    :param agent: :class:`AgentConfig` -- networks, optimisers, replay, critic ensemble, updates.
+    :param exploration: :class:`ExplorationConfig` -- warm-up, noise schedule, candidate actions.
+    :param reward: :class:`RewardConfig` -- objective, baseline, failure reward.
     :param init_from: Path of a saved agent (``gcn_rl_agent.pt``) to start from.
     :param save_agent: Save the agent to ``run_dir/gcn_rl_agent.pt`` after each step.
     :param torch_threads: Intra-op threads for the agent's maths (``null``: torch's default).
@@ -84,54 +170,18 @@ class GCNRLSearcher:
 
     def __init__(
         self,
-        hidden: int = 64,
-        gcn_layers: int = 7,
-        actor_lr: float = 1e-4,
-        critic_lr: float = 1e-3,
-        tau: float = 0.01,
-        gamma: float = 0.0,
-        batch_size: int = 64,
-        buffer_size: int = 10000,
-        warmup: int = 100,
-        noise_sigma: float = 0.5,
-        noise_decay: float = 0.99,
-        noise_min: float = 0.02,
-        updates_per_trial: int = 4,
-        critics: int = 1,
-        reward_norm: Any = False,
-        candidates: int = 1,
-        ucb: float = 0.0,
-        best_fraction: float = 0.0,
-        baseline_decay: float = 0.95,
-        failure_reward: Optional[float] = None,
-        objective: Optional[str] = None,
+        agent: Optional[AgentConfig] = None,
+        exploration: Optional[ExplorationConfig] = None,
+        reward: Optional[RewardConfig] = None,
         init_from: Optional[str] = None,
         save_agent: bool = True,
         torch_threads: Optional[int] = 1,
     ):
-        if warmup < 0 or updates_per_trial < 0:
-            raise ValueError("warmup and updates_per_trial must be >= 0")
-        if critics < 1 or candidates < 1:
-            raise ValueError(f"critics and candidates must be >= 1, got critics={critics}, candidates={candidates}")
-        if not 0.0 <= best_fraction <= 1.0:
-            raise ValueError(f"best_fraction must be in [0, 1], got {best_fraction}")
-        if best_fraction and candidates < 2:
-            raise ValueError("best_fraction needs candidates >= 2")
-        if ucb and critics < 2:
-            raise ValueError("ucb needs an ensemble of critics (critics >= 2)")
-        if not 0.0 <= baseline_decay < 1.0:
-            raise ValueError("baseline_decay must be in [0, 1)")
-        self.agent_kwargs = dict(
-            hidden=hidden, gcn_layers=gcn_layers, actor_lr=actor_lr, critic_lr=critic_lr, tau=tau, gamma=gamma, batch_size=batch_size, buffer_size=buffer_size,
-            critics=critics, reward_norm=reward_norm_mode(reward_norm),
-        )
-        self.candidates, self.ucb, self.best_fraction = int(candidates), float(ucb), float(best_fraction)
-        self.warmup = int(warmup)
-        self.noise_sigma, self.noise_decay, self.noise_min = float(noise_sigma), float(noise_decay), float(noise_min)
-        self.updates_per_trial = int(updates_per_trial)
-        self.baseline_decay = float(baseline_decay)
-        self.failure_reward = failure_reward
-        self.objective = objective
+        self.agent_config: AgentConfig = as_config(AgentConfig, agent, "agent")
+        self.exploration: ExplorationConfig = as_config(ExplorationConfig, exploration, "exploration")
+        self.reward: RewardConfig = as_config(RewardConfig, reward, "reward")
+        if self.exploration.ucb and self.agent_config.critics < 2:
+            raise ValueError("exploration.ucb needs an ensemble of critics (agent.critics >= 2)")
         self.init_from = init_from
         self.save_agent = save_agent
         self.torch_threads = torch_threads
@@ -174,7 +224,7 @@ class GCNRLSearcher:
         graph = self.graph_of(space)
         if self.agent is not None and self._graph is graph:
             return
-        self.agent = GCNRLAgent(seed=ctx.seed, **self.agent_kwargs)
+        self.agent = GCNRLAgent(seed=ctx.seed, **self.agent_config.agent_kwargs())
         if self.init_from:
             self.agent.load(self.init_from)
             log.info("gcn_rl: starting from agent %s (trained on %s)", self.init_from, self.agent.loaded_from)
@@ -185,7 +235,7 @@ class GCNRLSearcher:
 
     def _objective(self, ctx: RunContext):
         objectives = dict(ctx.objectives) or {"fom": "max"}
-        name = self.objective or next(iter(objectives))
+        name = self.reward.objective or next(iter(objectives))
         sign = -1.0 if objectives.get(name, "max") == "min" else 1.0
         return name, sign
 
@@ -215,25 +265,27 @@ class GCNRLSearcher:
             state = self.state()
             r = self._reward(t, name, sign)
             if r is None:
-                r = self.failure_reward if self.failure_reward is not None else (self._worst_reward - 1.0 if math.isfinite(self._worst_reward) else -1.0)
+                r = self.reward.failure_reward if self.reward.failure_reward is not None else (self._worst_reward - 1.0 if math.isfinite(self._worst_reward) else -1.0)
             else:
                 self._worst_reward = min(self._worst_reward, r)
                 if r > self._best_reward:
                     self._best_reward, self._best_config = r, dict(t.config)
             baseline = self._baseline if self._baseline is not None else r
-            shaped = r - baseline if self.baseline_decay > 0 else r
-            if self.baseline_decay > 0:
-                self._baseline = self.baseline_decay * baseline + (1.0 - self.baseline_decay) * r
+            decay = self.reward.baseline_decay
+            shaped = r - baseline if decay > 0 else r
+            if decay > 0:
+                self._baseline = decay * baseline + (1.0 - decay) * r
             agent.observe(state, action, shaped, self.state(), True)
-            if len(self._seen) >= self.warmup and len(agent.buffer) > 0:
+            if len(self._seen) >= self.exploration.warmup and len(agent.buffer) > 0:
                 rng = np.random.default_rng([int(ctx.seed), int(t.number), 0x67636E])
-                for _ in range(self.updates_per_trial):
+                for _ in range(self.agent_config.updates_per_trial):
                     self.losses.append(agent.update(rng))
 
     # -- proposing -----------------------------------------------------------------
 
     def sigma(self, index: int) -> float:
-        return max(self.noise_min, self.noise_sigma * self.noise_decay ** max(0, index - self.warmup))
+        e = self.exploration
+        return max(e.noise_min, e.noise_sigma * e.noise_decay ** max(0, index - e.warmup))
 
     @hookimpl
     def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
@@ -243,13 +295,13 @@ class GCNRLSearcher:
     def _propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
         self._setup(space, ctx)
         self._ingest(history, ctx)
-        graph, rng = self._graph, ctx.rng
+        graph, rng, e = self._graph, ctx.rng, self.exploration
         mask = graph.action_mask
         out: List[Candidate] = []
         done = len(history)
         for i in range(n):
             index = done + i
-            if index < self.warmup:
+            if index < e.warmup:
                 action = rng.uniform(-1.0, 1.0, size=mask.shape) * mask
                 origin, meta = "gcn_rl_warmup", {}
             else:
@@ -258,21 +310,21 @@ class GCNRLSearcher:
                 sigma = self.sigma(index)
                 lo, hi = (-1.0 - mu) / sigma, (1.0 - mu) / sigma
                 origin, meta = "gcn_rl", {"sigma": sigma}
-                if self.candidates == 1:
+                if e.candidates == 1:
                     action = truncnorm.rvs(lo, hi, loc=mu, scale=sigma, random_state=rng) * mask
                 else:
-                    n_best = int(round(self.best_fraction * self.candidates)) if self._best_config is not None else 0
-                    centres = np.repeat(mu[None], self.candidates, axis=0)
+                    n_best = int(round(e.best_fraction * e.candidates)) if self._best_config is not None else 0
+                    centres = np.repeat(mu[None], e.candidates, axis=0)
                     if n_best:
-                        centres[self.candidates - n_best :] = graph.actions_from_config(self._best_config)
+                        centres[e.candidates - n_best :] = graph.actions_from_config(self._best_config)
                     lo, hi = (-1.0 - centres) / sigma, (1.0 - centres) / sigma
                     acts = truncnorm.rvs(lo, hi, loc=centres, scale=sigma, random_state=rng) * mask
                     q = self.agent.q_values(state, acts)
-                    score = q.mean(axis=0) + self.ucb * q.std(axis=0)
+                    score = q.mean(axis=0) + e.ucb * q.std(axis=0)
                     best = int(np.argmax(score))
                     action = acts[best]
                     meta["q_mean"], meta["q_std"] = float(q[:, best].mean()), float(q[:, best].std())
-                    meta["around"] = "best" if best >= self.candidates - n_best else "actor"
+                    meta["around"] = "best" if best >= e.candidates - n_best else "actor"
             cfg = graph.config_from_actions(action)
             out.append(Candidate({k: float(v) for k, v in cfg.items()}, origin=origin, meta=meta))
         if self.save_agent and ctx.run_dir is not None:
