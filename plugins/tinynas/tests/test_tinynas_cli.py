@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 #: overrides that shrink experiment=mcunet_digits to seconds (the real scale is the preset's)
 SHRUNK = [

@@ -1,9 +1,7 @@
-import math
-
 import numpy as np
 import pytest
 
-from hwaml_tinyengine import cost_of, load_profile, plan_model
+from hwaml_tinyengine import plan_model
 from hwaml_tinynas.space_optimization import SpaceOptimization, SpaceStats, memory_fit, optimize_search_space, sample_space
 from hwaml_tinynas.supernet import space_arch, static_subnet
 

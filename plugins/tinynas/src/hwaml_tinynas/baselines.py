@@ -16,7 +16,7 @@ MACs among those that TinyEngine plans within a peak-SRAM and Flash budget.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from torch import nn
 
