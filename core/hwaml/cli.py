@@ -306,7 +306,7 @@ def deploy_run(run_dir: Path, trial: Optional[int] = None, target: Optional[str]
             if not picked:
                 raise UsageError(f"deploy.target={target!r} is not a component of this run that can deploy (choose one of: {', '.join(sorted(set(short.values())))})")
             names = picked
-        for impl in reversed(impls):  # registration order: evaluator first, then backends
+        for impl in impls:  # registration order: the evaluator first, then the backends
             if impl.plugin_name not in names:
                 continue
             result = impl.function(*[{"trial": chosen, "ctx": ctx}[a] for a in impl.argnames])

@@ -43,7 +43,7 @@ class BudgetConfig:
 class DeployConfig:
     enabled: bool = False  # deploy the best trial at the end of the run
     trial: Optional[int] = None  # a trial number instead of the best
-    target: Optional[str] = None  # only this component (its name or DeployResult.source); null: every one
+    target: Optional[str] = None  # only this component (evaluator, or a backend's name); null: every one
     force: bool = False  # deploy a failed or infeasible trial anyway
 
 
