@@ -196,8 +196,8 @@ def deploy(trial: "Trial", ctx: "RunContext") -> Optional["DeployResult"]:
 
     Called by ``hwaml deploy RUN_DIR`` (and by runs with ``deploy.enabled=true``)
     on the best trial or the one asked for, on every active component that
-    implements it (``deploy.target=NAME`` picks one by its ``DeployResult.source``
-    / component name). Checkpoints are found through ``trial.artifacts``, never
+    implements it, the evaluator first (``deploy.target=NAME`` picks one by its
+    component name: ``evaluator`` or a backend's, such as ``stm32f746``). Checkpoints are found through ``trial.artifacts``, never
     by file-name convention. Files go under ``ctx.run_dir / "deploy"``.
     Deploying a failed or infeasible trial is refused by the core unless forced.
 
