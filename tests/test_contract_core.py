@@ -345,12 +345,15 @@ class NeedsModel:
 
     @hookimpl
     def cost(self, candidate, ctx):
+        if ctx.build_model is None:
+            raise PluginError("needs_model costs networks: the run's evaluator builds none")
         return CostReport({"n": float(ctx.build_model(candidate).input_shape[0])}, source="needs_model")
 
 
-def test_an_nn_backend_with_an_evaluator_that_builds_no_network_fails_clearly(tmp_path):
+def test_build_model_is_none_when_the_evaluator_builds_no_network(tmp_path):
     res = run_search({"searcher": RandomSearch(), "evaluator": AnalyticEvaluator(), "backend.m": NeedsModel()}, tmp_path, trials=2, registry=_Empty())
-    assert all(t.status == "failed" and "does not implement build_model" in t.error for t in res.trials)
+    assert all(t.status == "failed" and "builds none" in t.error for t in res.trials)
+    assert make_context(tmp_path / "c", evaluator=AnalyticEvaluator()).build_model is None
 
 
 class BuildsModel(AnalyticEvaluator):

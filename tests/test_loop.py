@@ -185,7 +185,7 @@ def test_a_metric_from_two_backends_stops_the_run_naming_both(tmp_path):
             trials=20,
         )
     msg = str(err.value)
-    assert "'latency_ms'" in msg and "'analytic_cost'" in msg and "'other'" in msg
+    assert "'latency_ms'" in msg and "'backend.a' (AnalyticCost)" in msg and "'backend.b' (OtherCost)" in msg
     con = sqlite3.connect(tmp_path / "trials.sqlite")
     assert con.execute("SELECT COUNT(*) FROM trials WHERE status != 'pending'").fetchone()[0] == 0
 

@@ -13,6 +13,7 @@ constraint must be a metric that the evaluator or a backend declares
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -254,9 +255,7 @@ class SearchLoop:
         try:
             proposed = self.pm.hook.propose(space=space, history=list(history), n=n, ctx=sctx)
         except PluginError as exc:
-            raise RunError(
-                f"searcher {implementers(self.pm, 'propose')} cannot search the space of evaluator {implementers(self.pm, 'search_space')}: {exc}"
-            ) from exc
+            raise RunError(f"{describe(self.pm, 'propose')} cannot search the space of {describe(self.pm, 'search_space')}: {exc}") from exc
         if not proposed:
             return []
         checked = []
@@ -362,6 +361,16 @@ class SearchLoop:
 # ---------------------------------------------------------------------------
 
 
+def describe(pm: Any, hook: str) -> str:
+    """``searcher (module.Class)`` for the component(s) implementing ``hook``."""
+    parts = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        obj = impl.plugin
+        what = obj.__name__ if inspect.ismodule(obj) else f"{type(obj).__module__}.{type(obj).__name__}"
+        parts.append(f"{impl.plugin_name} ({what})")
+    return " and ".join(parts) or f"(no {hook} implementation)"
+
+
 def check_declared_metrics(pm: Any, components: Mapping[str, Any], objectives: Mapping[str, str], constraints: Mapping[str, Any], ctx: RunContext) -> Dict[str, List[str]]:
     """Collect every evaluator's and backend's ``metric_names`` and check that the
     objectives and constraints name only those; returns ``{component: names}``.
@@ -380,6 +389,16 @@ def check_declared_metrics(pm: Any, components: Mapping[str, Any], objectives: M
             raise PluginError(f"{name} ({type(obj).__module__}.{type(obj).__name__}) does not declare its metrics: implement the metric_names(ctx) hook")
         names = [i.function(*[{"ctx": ctx}[a] for a in i.argnames]) for i in impl[0].get_hookimpls() if i.plugin is obj]
         declared[name] = sorted(str(n) for n in (names[0] or []))
+    owners: Dict[str, str] = {}
+    for comp, names in declared.items():
+        if not comp.startswith("backend"):
+            continue
+        for n in names:
+            if n in owners:
+                raise MetricConflict(
+                    f"cost metric {n!r} is declared by both {owners[n]!r} ({type(components[owners[n]]).__name__}) and {comp!r} ({type(components[comp]).__name__}); drop one backend"
+                )
+            owners[n] = comp
     known = sorted({n for names in declared.values() for n in names})
     for key, names in (("objectives", list(objectives)), ("constraints", list(constraints))):
         for metric in names:

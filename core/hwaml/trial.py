@@ -210,21 +210,20 @@ def execute_trial(pm: Any, candidate: Candidate, ctx: RunContext, objectives: Ma
         return out(TrialStatus.FAILED, traceback.format_exc())
 
 
-def model_builder(pm: Any, get_ctx: Any, cache_size: int = 64) -> Any:
-    """``build_model(candidate, trial=None) -> BuiltModel`` for ``ctx.build_model``.
+def model_builder(pm: Any, get_ctx: Any, cache_size: int = 64) -> Optional[Any]:
+    """``build_model(candidate, trial=None) -> BuiltModel`` for ``ctx.build_model``,
+    or ``None`` when no component of the run implements ``build_model`` (the
+    evaluator is not an NN evaluator: NN backends then say so).
 
     Calls the ``build_model`` hook (the evaluator's); networks for costing
     (``trial=None``) are memoised per configuration, since several backends and
     the searcher's feasibility checks ask for the same candidate.
     """
+    if not pm.hook.build_model.get_hookimpls():
+        return None
     cache: "OrderedDict[str, BuiltModel]" = OrderedDict()
 
     def build(candidate: Candidate, trial: Optional[Trial] = None) -> BuiltModel:
-        if not pm.hook.build_model.get_hookimpls():
-            raise PluginError(
-                f"a component needs the network of the candidate, but the evaluator {implementers(pm, 'evaluate') or ['(none)']} does not implement build_model "
-                f"(it is not an NN evaluator; drop the NN backend or choose an NN evaluator)"
-            )
         key = json.dumps(candidate.config, sort_keys=True, default=str)
         if trial is None and key in cache:
             cache.move_to_end(key)

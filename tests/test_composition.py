@@ -1,0 +1,287 @@
+"""The composition matrix: any NN evaluator with any NN backend, any generic
+searcher with any evaluator, and a specialised searcher that cannot work with an
+evaluator stops at start naming both.
+
+The matrix is declared once here; ``docs/composition.md`` is rendered from it
+(``python tests/test_composition.py`` rewrites the page) and a test checks the page
+is current, so the table in the docs is what the tests run. A guard test fails
+when a shipped evaluator, backend or searcher is missing from the matrix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "composition.md"
+
+#: NN evaluators (they answer build_model) and the overrides that shrink them for tests
+NN_EVALUATORS: Dict[str, List[str]] = {
+    "ofa_digits": ["evaluator.arch=test_tiny", "evaluator.training.epochs={full:2,kernel:1,depth:1,expand:1}", "evaluator.calibration_size=100", "evaluator.progress=false"],
+    "tinynas_digits": [
+        "evaluator.base_arch=mcunet_test",
+        "evaluator.device=stm32f746",
+        "evaluator.stage1.widths=[0.5,1.0]",
+        "evaluator.stage1.resolutions=[12,16]",
+        "evaluator.stage1.samples_per_space=3",
+        "evaluator.training.epochs={full:2,kernel:1,depth:1,expand:1}",
+        "evaluator.training.calibration_size=100",
+        "evaluator.progress=false",
+    ],
+    "tinyengine_digits": ["evaluator.epochs=1", "evaluator.resolutions=[16]", "evaluator.widths=[0.5]", "evaluator.depths=[4]", "evaluator.calib_samples=32"],
+}
+#: NN cost backends (they cost ctx.build_model's network) and their test overrides
+NN_BACKENDS: Dict[str, List[str]] = {
+    "mcu64k": [],
+    "stm32f412": [],
+    "stm32f746": [],
+    "stm32h743": [],
+    "macs": [],
+    "host_cpu_lut": ["backend.host_cpu_lut.measure.repeats=3", "backend.host_cpu_lut.measure.warmup=1", "backend.host_cpu_lut.measure.calibrate=2", "backend.host_cpu_lut.progress=false"],
+}
+#: backends whose macs_m must equal the evaluator's own count
+MACS_BACKENDS = ("mcu64k", "macs")
+#: searchers that work with every evaluator
+GENERIC_SEARCHERS = ["random", "evolution", "optuna_tpe", "optuna_cmaes", "optuna_nsga2", "optuna_gp", "optuna_qmc"]
+#: every evaluator, with test overrides (the NN ones above included)
+EVALUATORS: Dict[str, List[str]] = {
+    "analytic": [],
+    **NN_EVALUATORS,
+    "circuit_two_stage_amp": [],
+    "circuit_two_stage_tia": [],
+    "circuit_three_stage_tia": [],
+    "circuit_ldo": [],
+    "sparch_design": ["evaluator.workload=[{kind:rmat,scale:7,edge_factor:4,seed:0}]"],
+}
+#: other backends: not NN, each with the evaluators it costs
+OTHER_BACKENDS = {"analytic_cost": ["analytic"], "sparch": ["sparch_design"], "sparch_area": ["sparch_design"]}
+#: specialised searchers: the evaluators they work with, and one they refuse at start
+SPECIALISED = {
+    "ofa_evolution": {"works_with": ["ofa_digits", "tinynas_digits"], "refuses": "analytic", "needs": "an OFA space"},
+    "gcn_rl": {"works_with": ["circuit_two_stage_amp", "circuit_two_stage_tia", "circuit_three_stage_tia", "circuit_ldo"], "refuses": "analytic", "needs": "a circuit graph"},
+}
+
+
+def shipped(group: str) -> Dict[str, str]:
+    """Every shipped option of a config group -> its _target_."""
+    out = {}
+    for yaml in list(ROOT.glob(f"hydra_conf/{group}/*.yaml")) + list(ROOT.glob(f"plugins/*/src/*/conf/{group}/*.yaml")):
+        m = re.search(r"^_target_:\s*(\S+)", yaml.read_text(), flags=re.M)
+        if m:
+            out[yaml.stem] = m.group(1)
+    return out
+
+
+def _cls(target: str):
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+# ---------------------------------------------------------------------------
+# the docs page
+# ---------------------------------------------------------------------------
+
+
+def render() -> str:
+    lines = [
+        "# Composition matrix",
+        "",
+        "Which components run together, as `tests/test_composition.py` runs them (this page is",
+        "rendered from that file: `python tests/test_composition.py`; a test fails when it is stale).",
+        "Shrunk configurations; the real scale is the same configs without the test overrides.",
+        "",
+        "## NN evaluators x NN backends",
+        "",
+        "Each cell: `hwaml run evaluator=E 'backend=[B]' searcher=random budget.trials=2` finishes with",
+        "two trials, none failed, and the backend costs the evaluator's network (`build_model`). In the",
+        f"cells marked *MACs =*, the backend's `macs_m` equals the evaluator's own count for sampled candidates.",
+        "",
+        "| evaluator \\ backend | " + " | ".join(f"`{b}`" for b in NN_BACKENDS) + " |",
+        "| --- | " + " | ".join("---" for _ in NN_BACKENDS) + " |",
+    ]
+    for e in NN_EVALUATORS:
+        cells = ["runs, MACs =" if b in MACS_BACKENDS else "runs" for b in NN_BACKENDS]
+        lines.append(f"| `{e}` | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Test overrides: " + "; ".join(f"`{e}`: {' '.join(f'`{o}`' for o in ov)}" for e, ov in NN_EVALUATORS.items()) + ".",
+        "",
+        "## Searchers x evaluators",
+        "",
+        "Each *runs* cell: two trials of that searcher on that evaluator through the real loop and store.",
+        "A specialised searcher composed with an evaluator that lacks what it needs stops at start with",
+        "an error naming both (*refused at start*).",
+        "",
+        "| searcher \\ evaluator | " + " | ".join(f"`{e}`" for e in EVALUATORS) + " |",
+        "| --- | " + " | ".join("---" for _ in EVALUATORS) + " |",
+    ]
+    for s in GENERIC_SEARCHERS:
+        lines.append(f"| `{s}` | " + " | ".join("runs" for _ in EVALUATORS) + " |")
+    for s, spec in SPECIALISED.items():
+        cells = ["runs" if e in spec["works_with"] else ("refused at start" if e == spec["refuses"] else "-") for e in EVALUATORS]
+        lines.append(f"| `{s}` | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Other backends",
+        "",
+        "| backend | costs |",
+        "| --- | --- |",
+    ]
+    for b, evs in OTHER_BACKENDS.items():
+        lines.append(f"| `{b}` | {', '.join(f'`{e}`' for e in evs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_docs_table_is_current():
+    assert DOC.is_file() and DOC.read_text() == render(), "docs/composition.md is stale: run `python tests/test_composition.py`"
+
+
+def test_every_shipped_component_is_in_the_matrix():
+    evaluators, backends, searchers = shipped("evaluator"), shipped("backend"), shipped("searcher")
+    assert set(evaluators) == set(EVALUATORS), f"evaluators not in the matrix: {set(evaluators) ^ set(EVALUATORS)}"
+    assert set(searchers) == set(GENERIC_SEARCHERS) | set(SPECIALISED)
+    assert set(backends) == set(NN_BACKENDS) | set(OTHER_BACKENDS)
+    for name, target in evaluators.items():
+        is_nn = hasattr(_cls(target), "build_model")
+        assert is_nn == (name in NN_EVALUATORS), f"evaluator {name}: build_model={is_nn} but NN_EVALUATORS says otherwise"
+    for name, target in backends.items():
+        uses_model = "ctx.build_model" in inspect.getsource(sys.modules[_cls(target).__module__])
+        assert uses_model == (name in NN_BACKENDS), f"backend {name}: costs ctx.build_model={uses_model} but NN_BACKENDS says otherwise"
+
+
+# ---------------------------------------------------------------------------
+# NN evaluator x NN backend, through `hwaml run`
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("hwaml_cache")
+
+
+def _check_runs(sweep: Path, want: int) -> List[dict]:
+    stores = sorted(sweep.rglob("trials.sqlite"))
+    assert len(stores) == want, f"{len(stores)} runs under {sweep}, expected {want}"
+    out = []
+    for store in stores:
+        con = sqlite3.connect(store)
+        rows = con.execute("SELECT status, cost, error FROM trials ORDER BY number").fetchall()
+        assert len(rows) == 2, f"{store}: {len(rows)} trials"
+        for status, cost, error in rows:
+            assert status in ("complete", "infeasible"), f"{store}: a trial {status}: {(error or '').strip().splitlines()[-1:]}"
+            out.append(json.loads(cost))
+    return out
+
+
+@pytest.mark.parametrize("evaluator", list(NN_EVALUATORS))
+def test_nn_evaluator_with_every_nn_backend(evaluator, cli, tmp_path, cache_dir):
+    env = {"HWAML_CACHE_DIR": str(cache_dir)}
+    plain = [b for b in NN_BACKENDS if not NN_BACKENDS[b]]
+    sweep = tmp_path / "sweep"
+    out = cli(
+        "run",
+        "--multirun",
+        f"evaluator={evaluator}",
+        "backend=" + ",".join(f"[{b}]" for b in plain),
+        "searcher=random",
+        "budget.trials=2",
+        "plots=false",
+        f"hydra.sweep.dir={sweep}",
+        *NN_EVALUATORS[evaluator],
+        env=env,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    costs = _check_runs(sweep, len(plain))
+    assert all("macs_m" in c or "latency_ms" in c for c in costs)
+    for b in (b for b in NN_BACKENDS if NN_BACKENDS[b]):
+        run = tmp_path / b
+        out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=2", "plots=false", f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *NN_BACKENDS[b], env=env, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert all(c.get("latency_ms", 0) > 0 for c in _check_runs(run, 1))
+
+
+@pytest.mark.parametrize("evaluator", list(NN_EVALUATORS))
+def test_backend_macs_equal_the_evaluators_count(evaluator, tmp_path, cache_dir, monkeypatch):
+    from hydra.utils import instantiate
+
+    from hwaml import Candidate
+    from hwaml.testing import compose_config, make_context
+
+    monkeypatch.setenv("HWAML_CACHE_DIR", str(cache_dir))
+    cfg = compose_config([f"evaluator={evaluator}", "backend=[" + ",".join(MACS_BACKENDS) + "]", *NN_EVALUATORS[evaluator]])
+    ev = instantiate(cfg.evaluator, _convert_="all")
+    for b in MACS_BACKENDS:
+        backend = instantiate(cfg.backend[b], _convert_="all")
+        ctx = make_context(tmp_path / "run", evaluator=ev, backends={b: backend}, cfg=cfg)
+        rng = np.random.default_rng(3)
+        for _ in range(3):
+            cand = Candidate(ctx.space.sample(rng))
+            own = ctx.build_model(cand).macs
+            assert own is not None and own > 0, f"{evaluator}.build_model gives no MAC count"
+            got = backend.cost(candidate=cand, ctx=ctx).metrics["macs_m"]
+            assert got == pytest.approx(own / 1e6, rel=1e-9), f"{b} counts {got} M MACs, {evaluator} {own / 1e6} M"
+
+
+# ---------------------------------------------------------------------------
+# searchers x evaluators, through the loop
+# ---------------------------------------------------------------------------
+
+
+def _evaluator(name: str, state: Path):
+    from hydra.utils import instantiate
+
+    from hwaml.testing import compose_config
+
+    overrides = list(EVALUATORS[name])
+    if name == "tinynas_digits":  # one stage 1 and one supernet for every searcher
+        overrides.append(f"evaluator.state_dir={state}")
+    cfg = compose_config([f"evaluator={name}", *overrides])
+    return instantiate(cfg.evaluator, _convert_="all")
+
+
+def _searcher(name: str):
+    from hydra.utils import instantiate
+
+    from hwaml.testing import compose_config
+
+    extra = {"ofa_evolution": ["searcher.population_size=4", "searcher.generations=2", "searcher.warmup_trials=1", "searcher.predictor_epochs=5"]}.get(name, [])
+    return instantiate(compose_config([f"searcher={name}", "evaluator=analytic", *extra]).searcher, _convert_="all")
+
+
+@pytest.mark.parametrize("evaluator", list(EVALUATORS))
+def test_every_searcher_runs_with_the_evaluator(evaluator, tmp_path, cache_dir, monkeypatch):
+    from hwaml.testing import run_search
+
+    monkeypatch.setenv("HWAML_CACHE_DIR", str(cache_dir))
+    ev = _evaluator(evaluator, tmp_path / "state")
+    searchers = GENERIC_SEARCHERS + [s for s, spec in SPECIALISED.items() if evaluator in spec["works_with"]]
+    for s in searchers:
+        res = run_search({"searcher": _searcher(s), "evaluator": ev}, tmp_path / s, trials=2)
+        assert len(res.trials) == 2 and all(t.status != "failed" for t in res.trials), f"{s} x {evaluator}: {[t.error for t in res.trials if t.error]}"
+
+
+@pytest.mark.parametrize("searcher", list(SPECIALISED))
+def test_a_specialised_searcher_refuses_an_evaluator_at_start(searcher, cli, tmp_path):
+    spec = SPECIALISED[searcher]
+    run = tmp_path / "run"
+    out = cli("run", f"searcher={searcher}", f"evaluator={spec['refuses']}", "budget.trials=2", f"hydra.run.dir={run}")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "searcher" in out.stderr and "evaluator" in out.stderr and "cannot search the space" in out.stderr
+    con = sqlite3.connect(run / "trials.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
+
+
+if __name__ == "__main__":
+    DOC.write_text(render())
+    print(f"wrote {DOC}")
