@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwaml import EvalResult, SearchSpace, hookimpl
+from hwaml import BuiltModel, EvalResult, SearchSpace, hookimpl
 from hwaml_ofa_nas.data import load_digits_dataset
 from hwaml_ofa_nas.predictors import count_macs
 from hwaml_ofa_nas.progressive_shrinking import train_supernet
@@ -62,14 +62,26 @@ def synthetic_accuracy(arch, config) -> float:
 
 
 class SyntheticOFAEvaluator:
-    """The OFA space of a supernet shape with a closed-form 'accuracy' (fast)."""
+    """The OFA space of a supernet shape with a closed-form 'accuracy' (fast);
+    its networks are the untrained static sub-networks."""
 
     def __init__(self, arch="test_tiny"):
         self.arch = supernet_config(arch)
 
     @hookimpl
+    def metric_names(self, ctx):
+        return ["accuracy"]
+
+    @hookimpl
     def search_space(self, ctx) -> SearchSpace:
         return OFAMobileNetV3.space_for(self.arch)
+
+    @hookimpl
+    def build_model(self, candidate, trial, ctx) -> BuiltModel:
+        from hwaml_ofa_nas.supernet import build_subnet
+
+        r = int(candidate.config["resolution"])
+        return BuiltModel(build_subnet(self.arch, candidate.config).eval(), (3, r, r), macs=float(count_macs(self.arch, candidate.config)), source="synthetic")
 
     @hookimpl
     def evaluate(self, candidate, ctx) -> EvalResult:

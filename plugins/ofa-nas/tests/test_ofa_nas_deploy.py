@@ -1,16 +1,18 @@
 """Export (ONNX checked with onnxruntime, state dict + config) and the deploy hook."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
-from hwaml import Candidate
+from hwaml import BuiltModel, Candidate, Trial, TrialStatus
 from hwaml.testing import make_context
 from hwaml_ofa_nas.evaluator import OFAEvaluator
 from hwaml_ofa_nas.export import export_onnx, load_subnet, save_subnet
+from hwaml_ofa_nas.predictors import count_macs
 from hwaml_ofa_nas.supernet import OFAMobileNetV3
 
 
@@ -45,19 +47,88 @@ def test_state_dict_and_config_round_trip(tmp_path):
         load_subnet(tmp_path / "broken")
 
 
+def _evaluated_trial(ev, ctx, cfg, number=7):
+    res = ev.evaluate(candidate=Candidate(cfg, number=number), ctx=ctx)
+    return res, Trial(number, Candidate(cfg, number=number), TrialStatus.COMPLETE, dict(res.metrics), info={"artifacts": dict(res.artifacts)})
+
+
 def test_evaluator_deploy_writes_checked_artefacts(trained_tiny, tmp_path):
     path, net, _ = trained_tiny
     ev = OFAEvaluator("test_tiny", checkpoint=str(path), train_if_missing=False, calibration_size=100, progress=False)
-    ctx = make_context(tmp_path)
-    space = ev.search_space(ctx=ctx)
-    cfg = space.sample(np.random.default_rng(5))
-    res = ev.evaluate(candidate=Candidate(cfg, number=7), ctx=ctx)
-    dep = ev.deploy(candidate=Candidate(cfg, number=7), ctx=ctx)
-    assert dep.ok and dep.metrics["onnx_max_abs_diff"] < 1e-4
+    ctx = make_context(tmp_path, evaluator=ev)
+    cfg = ctx.space.sample(np.random.default_rng(5))
+    res, trial = _evaluated_trial(ev, ctx, cfg)
+    assert res.artifacts == {"supernet": str(path)}  # the trained weights travel through the trial
+    dep = ev.deploy(trial=trial, ctx=ctx)
+    assert dep.ok and dep.source == "ofa_digits" and dep.metrics["onnx_max_abs_diff"] < 1e-4
     # the extracted, recalibrated network scores what the supernet scored
     assert dep.metrics["accuracy"] == pytest.approx(res.metrics["accuracy"])
     for key in ("state_dict", "config", "onnx"):
         assert (tmp_path / "deploy").joinpath(dep.artifacts[key].split("/")[-1]).is_file()
+    # a trial the evaluator never evaluated (infeasible) has no weights: nothing deployed, reason given
+    bare = Trial(8, Candidate(cfg, number=8), TrialStatus.INFEASIBLE)
+    refused = ev.deploy(trial=bare, ctx=ctx)
+    assert not refused.ok and "no trained supernet" in refused.message and not refused.artifacts
+
+
+def test_build_model_for_costing_and_for_a_trial(trained_tiny, tmp_path):
+    path, _, _ = trained_tiny
+    # costing needs no supernet: the checkpoint does not exist and nothing is trained
+    cold = OFAEvaluator("test_tiny", checkpoint=str(tmp_path / "none.pt"), train_if_missing=False, progress=False)
+    ctx = make_context(tmp_path)
+    cfg = OFAMobileNetV3.space_for(cold.arch).sample(np.random.default_rng(2))
+    built = cold.build_model(candidate=Candidate(cfg), trial=None, ctx=ctx)
+    r = cfg["resolution"]
+    assert isinstance(built, BuiltModel) and not built.trained and built.input_shape == (3, r, r)
+    assert built.macs == count_macs(cold.arch, cfg) and built.calibration is None and built.test_data is None
+    assert not built.module.training and cold._net is None and cold._data is None
+    again = cold.build_model(candidate=Candidate(cfg), trial=None, ctx=ctx)
+    for a, b in zip(built.module.state_dict().values(), again.module.state_dict().values()):
+        assert torch.equal(a, b)  # the same candidate, the same (untrained) weights
+    with pytest.raises(ValueError, match="no 'supernet' artifact"):
+        cold.build_model(candidate=Candidate(cfg), trial=Trial(0, Candidate(cfg), TrialStatus.COMPLETE), ctx=ctx)
+    # with a finished trial: the trained sub-network, recalibrated, with calibration and test data
+    ev = OFAEvaluator("test_tiny", checkpoint=str(path), train_if_missing=False, calibration_size=60, progress=False)
+    ctx = make_context(tmp_path / "run", evaluator=ev)
+    res, trial = _evaluated_trial(ev, ctx, cfg)
+    model = ctx.build_model(trial.candidate, trial)
+    assert model.trained and model.source == "ofa_digits" and model.input_shape == (3, r, r)
+    assert tuple(model.calibration.shape) == (60, 3, r, r)
+    x, y = model.test_data
+    assert tuple(x.shape) == (len(ev.data().val), 3, r, r) and len(y) == len(x)
+    with torch.no_grad():
+        acc = float((model.module(x).argmax(1) == y).float().mean())
+    assert acc == pytest.approx(res.metrics["accuracy"])
+
+
+class _Evil:
+    """Unpickling this would run ``Path.touch`` (any callable could be there)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_crafted_pickles_are_refused(tmp_path):
+    from hwaml_ofa_nas.predictors import load_accuracy_predictor
+    from hwaml_ofa_nas.progressive_shrinking import load_supernet
+
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "arch": _Evil(marker)}, evil)
+    with pytest.raises(ValueError, match="refused to load it as a supernet checkpoint"):
+        load_supernet(evil)
+    with pytest.raises(ValueError, match="refused to load it as an accuracy predictor"):
+        load_accuracy_predictor(evil)
+    net = OFAMobileNetV3("test_tiny")
+    net.sample_active_subnet(np.random.default_rng(0))
+    save_subnet(net.get_active_subnet(), tmp_path / "sub")
+    torch.save(_Evil(marker), tmp_path / "sub.pt")
+    with pytest.raises(ValueError, match="refused to load it as a sub-network state dict"):
+        load_subnet(tmp_path / "sub")
+    assert not marker.exists()
 
 
 def test_missing_checkpoint_without_training_is_clear(tmp_path):

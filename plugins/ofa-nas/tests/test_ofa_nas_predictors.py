@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from hwaml_ofa_nas.latency_lut import LatencyLUT, LUTError, load_or_build, space_layer_specs
+from hwaml_ofa_nas.latency_lut import FORMAT_VERSION, LatencyLUT, LUTError, calibration_configs, covering_configs
+from hwaml_ofa_nas.layers import decompose
 from hwaml_ofa_nas.predictors import (
     AccuracyPredictor,
     ArchEncoder,
@@ -14,7 +15,7 @@ from hwaml_ofa_nas.predictors import (
     fit_accuracy_predictor,
     load_accuracy_predictor,
 )
-from hwaml_ofa_nas.supernet import OFAMobileNetV3, layer_specs, supernet_config
+from hwaml_ofa_nas.supernet import OFAMobileNetV3, build_subnet, layer_specs, supernet_config
 
 
 
@@ -63,34 +64,45 @@ def test_measured_accuracy_pairs_train_a_predictor(trained_tiny, digits16_small)
 
 
 SMALL = {"kernel_choices": [3, 5], "expand_choices": [3, 4], "depth_choices": [1, 2], "resolutions": [12]}
+QUICK = {"warmup": 1, "repeats": 2, "calibrate": 0}
+
+
+def _layers(arch, cfg):
+    r = cfg["resolution"]
+    return decompose(build_subnet(arch, cfg).eval(), (3, r, r))
 
 
 def test_lut_covers_the_space_and_sums_match(tmp_path):
     arch = supernet_config("test_tiny", SMALL)
-    specs = space_layer_specs(arch)
-    lut = LatencyLUT.build(arch, engines=["torch"], warmup=1, repeats=2, progress=False, calibrate=0)
-    assert len(lut) == len(specs)
+    # the covering configurations hold every layer shape of the space (layer_specs is OFA's own list)
+    shapes = {s.key for c in covering_configs(arch) for s in layer_specs(arch, c)}
     space = OFAMobileNetV3.space_for(arch)
     rng = np.random.default_rng(0)
+    assert {s.key for _ in range(30) for s in layer_specs(arch, space.sample(rng))} <= shapes
+    lut = LatencyLUT.build(arch, engines=["torch"], measure=QUICK, progress=False)
+    assert len(lut) == len({layer.key for c in covering_configs(arch) for layer in _layers(arch, c)})
     for _ in range(10):
-        cfg = space.sample(rng)
-        direct = sum(lut.entries[s.key]["torch"] for s in layer_specs(arch, cfg))
-        assert lut.predict(arch, cfg) == pytest.approx(direct)
-        assert all(v > 0 for s in layer_specs(arch, cfg) for v in lut.entries[s.key].values())
+        layers = _layers(arch, space.sample(rng))
+        assert not lut.missing(layers, ["torch"])
+        direct = sum(lut.entries[layer.key]["torch"] for layer in layers)
+        assert lut.predict(layers) == pytest.approx(direct)
+        assert all(lut.entries[layer.key]["torch"] > 0 for layer in layers)
     for name in ("lut.yaml", "lut.json"):
         lut.save(tmp_path / name)
         again = LatencyLUT.load(tmp_path / name)
-        assert again.entries == lut.entries and again.meta["arch_digest"] == arch.digest()
+        assert again.entries == lut.entries and again.meta["arch_digest"] == arch.digest() and again.meta["format"] == FORMAT_VERSION
 
 
 def test_lut_calibration_and_onnxruntime_engine():
     arch = supernet_config("test_tiny", {**SMALL, "kernel_choices": [3], "depth_choices": [1]})
-    lut = LatencyLUT.build(arch, engines=["torch", "onnxruntime"], warmup=1, repeats=3, progress=False, calibrate=3)
-    assert set(lut.meta["calibration"]) == {"torch", "onnxruntime"}
+    lut = LatencyLUT.build(arch, engines=["torch", "onnxruntime"], measure={**QUICK, "repeats": 3, "calibrate": 3}, progress=False)
+    assert set(lut.meta["calibration"]) == {"torch", "onnxruntime"} and lut.meta["calibration"]["torch"]["n"] == 3
+    space = OFAMobileNetV3.space_for(arch)
+    assert calibration_configs(space, 3)[:2] == [OFAMobileNetV3.extreme_config(arch, "min"), OFAMobileNetV3.extreme_config(arch, "max")]
     cfg = OFAMobileNetV3.extreme_config(arch, "max")
     cal = lut.meta["calibration"]["onnxruntime"]
-    raw = lut.predict(arch, cfg, "onnxruntime", raw=True)
-    assert lut.predict(arch, cfg, "onnxruntime") == pytest.approx(cal["scale"] * raw + cal["offset"])
+    raw = lut.predict(_layers(arch, cfg), "onnxruntime", raw=True)
+    assert lut.predict(_layers(arch, cfg), "onnxruntime") == pytest.approx(cal["scale"] * raw + cal["offset"])
 
 
 def test_lut_errors_name_the_problem(tmp_path):
@@ -102,10 +114,12 @@ def test_lut_errors_name_the_problem(tmp_path):
     badj.write_text('{"entries": {\n "x": }')
     with pytest.raises(LUTError, match=r"bad.json:2"):
         LatencyLUT.load(badj)
-    lut = LatencyLUT({"stem:nothing": {"torch": 1.0}}, {"arch_digest": "x"})
-    with pytest.raises(LUTError, match="no entry for layer"):
-        lut.predict("test_tiny", OFAMobileNetV3("test_tiny").max_config())
-    other = tmp_path / "other.yaml"
-    LatencyLUT({}, {"arch_digest": "0000"}).save(other)
-    with pytest.raises(LUTError, match="another supernet shape"):
-        load_or_build(other, supernet_config("test_tiny"), ["torch"], 1, 1, 1)
+    lut = LatencyLUT({"Sequential:nothing": {"torch": 1.0}})
+    with pytest.raises(LUTError, match="no entry for layer 'stem'"):
+        lut.predict(_layers(supernet_config("test_tiny"), OFAMobileNetV3("test_tiny").max_config()))
+    old = tmp_path / "old.yaml"
+    old.write_text("meta: {format: 2, arch_digest: x}\nentries: {'stem:12x12x3-8-k3-s2': {torch: 0.1}}\n")
+    with pytest.raises(LUTError, match="format-2"):
+        LatencyLUT.load(old)
+    with pytest.raises(ValueError, match="statistic"):
+        LatencyLUT.build("test_tiny", ["torch"], {"statistic": "mean"})

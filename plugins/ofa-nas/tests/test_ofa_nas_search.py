@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hwaml import Candidate, Trial
+from hwaml import Candidate, CostReport, Trial
 from hwaml.builtin import AnalyticEvaluator, OptunaSearcher, RandomSearch, RegularizedEvolution
 from hwaml.loop import SearchLoop
 from hwaml.testing import make_context
@@ -16,12 +16,14 @@ from hwaml_ofa_nas.predictors import ArchEncoder, count_macs
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config
 
 
-def _ctx(tmp_path, constraints=None, seed=0):
+def _ctx(tmp_path, constraints=None, seed=0, arch="tiny_digits"):
+    """A context whose cost_fn is OFA's analytic MACs count, as a merged CostReport
+    (equal to the macs backend's, tested in test_ofa_nas_backends; fast)."""
     from dataclasses import replace
 
-    macs = MacsBackend("tiny_digits")
+    arch = supernet_config(arch)
     ctx = make_context(tmp_path, seed=seed, constraints=constraints)
-    return replace(ctx, cost_fn=lambda cand: macs.metrics(cand.config))
+    return replace(ctx, cost_fn=lambda cand: CostReport({"macs_m": count_macs(arch, cand.config) / 1e6}, source="macs"))
 
 
 def test_evolution_improves_the_predicted_score_and_respects_the_constraint():
@@ -86,9 +88,37 @@ def test_searcher_warms_up_then_proposes_feasible_predicted_best(tmp_path, accur
 
 
 def test_searcher_needs_an_ofa_space(tmp_path):
+    from hwaml.loop import RunError
+    from hwaml.plugins import PluginError
+
     space = AnalyticEvaluator().search_space(ctx=make_context(tmp_path))
-    with pytest.raises(ValueError, match="evaluator=ofa_digits"):
+    with pytest.raises(PluginError, match="evaluator=ofa_digits"):
         OFAEvolutionSearcher().propose(space=space, history=[], n=1, ctx=make_context(tmp_path))
+    # through the loop: a start-up error naming the searcher and the evaluator
+    loop = SearchLoop(components={"searcher": OFAEvolutionSearcher(), "evaluator": AnalyticEvaluator("nas_toy")}, run_dir=tmp_path / "run", objectives={"accuracy": "max"}, budget_trials=2)
+    try:
+        with pytest.raises(RunError, match="OFA sub-network space"):
+            loop.run()
+    finally:
+        loop.close()
+
+
+def test_searcher_rejects_what_a_backend_says_does_not_fit(tmp_path):
+    """Without constraints, a backend's own verdict (feasible=False) still rejects proposals."""
+    from dataclasses import replace
+
+    arch = supernet_config("test_tiny")
+    space = OFAMobileNetV3.space_for(arch)
+    limit = count_macs(arch, OFAMobileNetV3.extreme_config(arch, "min")) * 1.5
+    fits = lambda cfg: count_macs(arch, cfg) <= limit
+    ctx = replace(make_context(tmp_path), cost_fn=lambda c: CostReport({}, source="mcu", feasible=fits(c.config)))
+    searcher = OFAEvolutionSearcher(population_size=8, generations=2, warmup_trials=2, predictor_hidden=8, predictor_epochs=5)
+    warm = searcher.propose(space=space, history=[], n=3, ctx=ctx)
+    assert len(warm) == 3 and all(fits(c.config) for c in warm)
+    rng = np.random.default_rng(1)
+    history = [Trial(i, Candidate(cfg, number=i), "complete", {"accuracy": float(count_macs(arch, cfg))}) for i, cfg in enumerate(space.sample(rng) for _ in range(4))]
+    props = searcher.propose(space=space, history=history, n=2, ctx=ctx)
+    assert props and all(fits(c.config) for c in props)
 
 
 def test_searcher_with_a_saved_predictor_mismatch(tmp_path):

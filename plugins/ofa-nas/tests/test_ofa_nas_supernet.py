@@ -7,6 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hwaml import SpaceError
 from hwaml_ofa_nas.elastic import ElasticDepthwiseConv2d, ElasticMBConv, make_divisible
+from hwaml_ofa_nas.layers import module_macs, module_params
 from hwaml_ofa_nas.predictors import count_macs, count_params
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, PRESETS, build_subnet, supernet_config
 
@@ -95,17 +96,20 @@ def test_protected_sorting_keeps_segments():
     assert sorted(order[w4:].tolist()) == list(range(w4, before.shape[1]))
 
 
-def test_macs_and_params_match_the_module():
-    net = OFAMobileNetV3("tiny_digits")
+@pytest.mark.parametrize("arch,n", [("tiny_digits", 4), ("mobilenetv3_large", 1)])
+def test_macs_and_params_match_the_module(arch, n):
+    """OFA's analytic count equals FlopCounterMode's FLOPs / 2 on the module (SE's 1x1 convolutions included)."""
+    net = OFAMobileNetV3(arch)
     rng = np.random.default_rng(2)
-    for _ in range(4):
+    for _ in range(n):
         cfg = net.sample_active_subnet(rng)
         sub = net.get_active_subnet().eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
             sub(torch.randn(1, 3, cfg["resolution"], cfg["resolution"]))
-        assert count_macs(net.arch, cfg) == counter.get_total_flops() // 2
-        assert count_params(net.arch, cfg) == sum(p.numel() for p in sub.parameters())
+        assert counter.get_total_flops() % 2 == 0
+        assert count_macs(net.arch, cfg) == counter.get_total_flops() // 2 == module_macs(sub, (3, cfg["resolution"], cfg["resolution"]))
+        assert count_params(net.arch, cfg) == sum(p.numel() for p in sub.parameters()) == module_params(sub)
 
 
 def test_imagenet_preset_and_width_multiplier():

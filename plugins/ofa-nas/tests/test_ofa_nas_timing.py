@@ -46,7 +46,7 @@ def test_calibration_fit_is_robust_to_one_disturbed_network():
 
 def test_onnxruntime_entries_are_net_of_the_call_overhead():
     arch = supernet_config("test_tiny", {"kernel_choices": [3], "expand_choices": [3], "depth_choices": [1], "resolutions": [12]})
-    lut = LatencyLUT.build(arch, engines=["torch", "onnxruntime"], warmup=1, repeats=4, rounds=2, progress=False, calibrate=3)
+    lut = LatencyLUT.build(arch, engines=["torch", "onnxruntime"], measure={"warmup": 1, "repeats": 4, "rounds": 2, "calibrate": 3}, progress=False)
     assert lut.meta["call_overhead_ms"]["onnxruntime"] > 0 and "torch" not in lut.meta["call_overhead_ms"]
     assert all(row["onnxruntime"] > 0 and row["torch"] > 0 for row in lut.entries.values())
     assert set(lut.meta["calibration"]) == {"torch", "onnxruntime"} and lut.meta["calibration"]["torch"]["n"] == 3
