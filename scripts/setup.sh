@@ -1,29 +1,57 @@
 #!/usr/bin/env bash
 # Set up hwaml and every first-party plugin on a fresh Debian machine (as root,
-# or with sudo). Idempotent: running it again only checks what is there.
+# or with sudo), in the virtualenv .venv of this checkout, built without the
+# system's site-packages: nothing preinstalled on the machine decides a version.
+# Idempotent: a second run checks a stamp and the system packages, and returns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+apt_install() {
+  echo "setup: installing system packages: $*"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
 
 # System packages: gcc/make build TinyEngine's generated C; ngspice (shared
 # library + the -dev link that PySpice/InSpice dlopen) simulates circuits.
-need_apt=""
+need_apt=()
 for pkg in gcc make ngspice libngspice0 libngspice0-dev; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt="$need_apt $pkg"
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
-if [ -n "$need_apt" ]; then
-  echo "setup: installing system packages:$need_apt"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need_apt >/dev/null
+if [ ${#need_apt[@]} -gt 0 ]; then apt_install "${need_apt[@]}"; fi
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "setup: hwaml needs Python >= 3.10, found " + sys.version.split()[0])'
+
+VENV=.venv
+PY=$VENV/bin/python
+if [ ! -x "$PY" ]; then
+  echo "setup: creating $VENV (no system site-packages)"
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    # Debian's python3 ships venv/ensurepip separately
+    rm -rf "$VENV"
+    apt_install python3-venv
+    "$PYTHON" -m venv "$VENV"
+  fi
 fi
 
-PIP="python -m pip"
+# What the install below depends on: if none of it changed since the last
+# successful run, and the core still imports, there is nothing to do.
+stamp=$VENV/.hwaml-setup
+want=$(cat scripts/setup.sh pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$PY" -c 'import hwaml' 2>/dev/null; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+
+PIP="$PY -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-# torch first and pinned: the CPU build. Anything that depends on torch later
-# finds it satisfied instead of pulling a CUDA build.
-python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
+# torch first and pinned: the CPU build (on this machine pip takes it from the
+# local wheel dir). Anything that depends on torch later finds it satisfied
+# instead of pulling a CUDA build.
+"$PY" -c 'import importlib.metadata as m, sys; sys.exit(0 if m.version("torch").startswith("2.13.0") else 1)' 2>/dev/null \
   || $PIP install -q torch==2.13.0
 
 # The core and every plugin in one pip command, so pip resolves the local names.
@@ -32,4 +60,6 @@ for p in plugins/*/; do
   [ -f "$p/pyproject.toml" ] && args+=(-e "$p")
 done
 $PIP install -q "${args[@]}"
-echo "setup: done ($(python -c 'import hwaml; print("hwaml", hwaml.__version__)'))"
+echo "$want" >"$stamp"
+echo "setup: installed into $VENV (run $VENV/bin/hwaml, or source $VENV/bin/activate first)"
+echo "setup: done ($("$PY" -c 'import hwaml; print("hwaml", hwaml.__version__)'))"

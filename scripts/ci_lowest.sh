@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# CI's second step: the declared lowest versions. Installs the core and every
+# plugin into a second virtualenv, .venv-lowest, with uv's
+# `--resolution lowest-direct` (every dependency that a pyproject.toml names
+# directly at the lowest version its floor admits; what those pull in at the
+# newest), then runs a fast contract subset there: registration and contract
+# suites, config checks, the loop, resume, and one end-to-end run per plugin.
+# A floor that is too low fails here; the full suite (newest versions) runs in
+# .venv, from scripts/setup.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RAY_AUTH_MODE=disabled PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+[ -x .venv/bin/python ] || bash scripts/setup.sh
+UV=.venv/bin/uv
+[ -x "$UV" ] || .venv/bin/python -m pip install -q uv
+export UV_NATIVE_TLS=1 UV_NO_PROGRESS=1
+
+# torch stays the CPU build of 2.13.0, which the floors admit: from a local
+# wheel dir (pip's find-links; /opt/wheels on CI's machines) where there is one,
+# since uv does not read pip's configuration and would otherwise take a CUDA
+# build of several GB from the index.
+TORCH=${HWAML_LOWEST_TORCH:-torch==2.13.0+cpu}
+links=()
+for d in $(echo "${PIP_FIND_LINKS:-} /opt/wheels" | tr ' ' '\n' | sort -u); do
+  [ -d "$d" ] && links+=(--find-links "$d")
+done
+if [ ${#links[@]} -eq 0 ]; then
+  echo "ci_lowest: no local wheel dir; torch comes from the index (set HWAML_LOWEST_TORCH)" >&2
+  TORCH=${HWAML_LOWEST_TORCH:-torch==2.13.0}
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "$TORCH" >"$work/constraints.txt"
+
+args=(-e ".[test,launchers]")
+for p in plugins/*/; do
+  [ -f "$p/pyproject.toml" ] && args+=(-e "$p")
+done
+
+base_python=$(.venv/bin/python -c 'import sys; print(sys._base_executable)')
+rm -rf .venv-lowest
+"$UV" venv -q --python "$base_python" .venv-lowest
+"$UV" pip install -q --python .venv-lowest/bin/python --resolution lowest-direct \
+  ${links[@]+"${links[@]}"} --constraint "$work/constraints.txt" "${args[@]}"
+
+PY=.venv-lowest/bin/python
+echo "ci_lowest: versions under test (uv --resolution lowest-direct):"
+"$UV" pip freeze --python "$PY" \
+  | grep -i -E '^(pluggy|hydra-core|omegaconf|numpy|scipy|optuna|cmaes|torch|networkx|scikit-learn|onnx|onnxruntime|matplotlib|threadpoolctl|inspice|pytest)==' \
+  | sed 's/^/  /'
+"$PY" -c 'import torch; print("  torch", torch.__version__, "cuda:", torch.version.cuda)'
+echo "  .venv-lowest: $(du -sh .venv-lowest | cut -f1)"
+if [ ${#links[@]} -gt 0 ] && [ "$("$PY" -c 'import torch; print(torch.version.cuda)')" != None ]; then
+  echo "ci_lowest: a CUDA build of torch got in" >&2
+  exit 1
+fi
+
+# The subset: selected by name, plus each plugin's fastest end-to-end run.
+"$PY" -m pytest -n 2 -q -p no:randomly \
+  -k "registers or contract or config or loop or resume" \
+  tests plugins
