@@ -58,3 +58,44 @@ def mcunet_small():
     torch.manual_seed(0)
     cfg = {"resolution": 24, "width": 0.5, "blocks": [{"kernel": k, "expand": e} for k, e in [(3, 3), (5, 4), (7, 6), (3, 3), (5, 6)]]}
     return randomise_bn(mcunet_from_config(cfg))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c, mid):
+        super().__init__()
+        self.reduce = nn.Conv2d(c, mid, 1, bias=True)
+        self.expand = nn.Conv2d(mid, c, 1, bias=True)
+
+    def forward(self, x):
+        y = x.mean((2, 3), keepdim=True)
+        y = nn.functional.relu(self.reduce(y), inplace=True)
+        return x * nn.functional.hardsigmoid(self.expand(y), inplace=True)
+
+
+class MobileNetV3Like(nn.Module):
+    """MobileNetV3's pieces (as OFA's sub-networks use them): h-swish after conv +
+    BN, squeeze-and-excite (global mean, 1x1 convs with bias, ReLU, h-sigmoid,
+    channel scaling), a residual block, a head of 1x1 convs on the pooled vector."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_shape = (1, 16, 16)
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.Hardswish(inplace=True))
+        self.expand = nn.Sequential(nn.Conv2d(8, 24, 1, bias=False), nn.BatchNorm2d(24), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(24, 24, 3, 1, 1, groups=24, bias=False), nn.BatchNorm2d(24), nn.Hardswish(), SqueezeExcite(24, 8))
+        self.project = nn.Sequential(nn.Conv2d(24, 8, 1, bias=False), nn.BatchNorm2d(8))
+        self.final = nn.Sequential(nn.Conv2d(8, 32, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish())
+        self.mix = nn.Sequential(nn.Conv2d(32, 40, 1, bias=False), nn.Hardswish())
+        self.classifier = nn.Linear(40, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.project(self.dw(self.expand(x)))
+        x = self.final(x).mean((2, 3), keepdim=True)
+        return self.classifier(self.mix(x).flatten(1))
+
+
+@pytest.fixture
+def mbv3():
+    torch.manual_seed(0)
+    return randomise_bn(MobileNetV3Like())

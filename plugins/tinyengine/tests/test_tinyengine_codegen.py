@@ -1,6 +1,7 @@
 """The generated C99 project is bit-exact with the Python int8 reference."""
 
 import numpy as np
+import pytest
 import torch
 
 from hwaml_tinyengine.codegen import build_and_run, build_project, generate_project, run_test_harness
@@ -65,11 +66,51 @@ def test_harness_detects_a_wrong_reference(branchy, tmp_path):
     assert not res["ok"] and res["matched"] < res["total"]
 
 
-def test_generated_code_is_c99_without_warnings(branchy, tmp_path):
+@pytest.mark.parametrize("net", ["branchy", "mbv3"])
+def test_generated_code_is_c99_without_warnings(net, request, tmp_path):
     import subprocess
 
-    g = import_model(branchy, branchy.input_shape)
-    qg = quantize_graph(g, torch.randn(4, *branchy.input_shape))
+    model = request.getfixturevalue(net)
+    g = import_model(model, model.input_shape)
+    qg = quantize_graph(g, torch.randn(4, *model.input_shape))
     generate_project(qg, plan_memory(qg), tmp_path)
     res = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-c", "model.c", "-o", "/dev/null"], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_kernels_and_host_programs_are_the_packaged_c_files(branchy, tmp_path):
+    from hwaml_tinyengine.codegen import CFLAGS, STATIC_FILES, TEMPLATES, c_source, kernel_templates
+
+    g = import_model(branchy, branchy.input_shape)
+    qg = quantize_graph(g, torch.randn(4, *branchy.input_shape))
+    plan = plan_memory(qg)
+    proj = generate_project(qg, plan, tmp_path)
+    used = kernel_templates(plan)
+    assert set(used) <= set(TEMPLATES.values()) and "te_conv.h" in used and "te_concat.h" in used
+    for name in (*STATIC_FILES, *used):
+        assert (tmp_path / name).read_text() == c_source(name), name
+    assert set(proj.files) == {*STATIC_FILES, *used, "model.c", "model_config.h", "weights.h", "test_data.h"}
+    model_c = (tmp_path / "model.c").read_text()
+    for t in used:
+        assert f'#include "{t}"' in model_c
+    assert f"CFLAGS ?= {CFLAGS}" in c_source("Makefile")
+
+
+def test_mobilenetv3_pieces_hswish_and_squeeze_excite_are_bit_exact(mbv3, tmp_path):
+    from hwaml_tinyengine.quantize import dequantize_output
+    from hwaml_tinyengine.ir import run_float
+
+    g = import_model(mbv3, mbv3.input_shape)
+    ops = [(g.nodes[n]["op"], g.nodes[n]["act"]) for n in g.graph["order"]]
+    assert ("mul", "none") in ops and ("conv", "hswish") in ops and ("pwconv", "hsigmoid") in ops and ("dwconv", "hswish") in ops
+    x = torch.randn(16, *mbv3.input_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(run_float(g, x).float(), mbv3(x), rtol=1e-4, atol=1e-4)
+    plan, proj, out, ref = _compile_and_compare(mbv3, dict(patch=True), tmp_path, n=16)
+    np.testing.assert_array_equal(out, ref)
+    assert len(np.unique(ref)) > 3
+    assert run_test_harness(proj)["ok"]
+    qg = quantize_graph(g, x)
+    y_int8 = dequantize_output(qg, run_int8(qg, quantize_input(qg, x)))
+    y_float = run_float(g, x).numpy()
+    assert np.abs(y_int8 - y_float).max() / np.abs(y_float).max() < 0.15

@@ -130,3 +130,13 @@ def test_per_layer_breakdown_and_table(mcunet_small):
     text = plan.table()
     assert "arena:" in text and plan.steps[0][:40] in text
     assert plan.flash_kb > 0
+
+
+def test_imports_go_one_way_planner_below_device():
+    """ir <- flash <- memory_planner <- device: the planner does not import the device module."""
+    import subprocess
+    import sys
+
+    code = "import sys, hwaml_tinyengine.memory_planner; assert 'hwaml_tinyengine.device' not in sys.modules, 'memory_planner imports device'"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

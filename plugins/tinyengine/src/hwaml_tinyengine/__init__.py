@@ -17,8 +17,11 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "DeviceProfile": ".device",
+        "PROFILES": ".device",
+        "estimate_energy_mj": ".device",
         "estimate_latency_ms": ".device",
         "load_profile": ".device",
+        "COST_METRICS": ".engine",
         "CompiledModel": ".engine",
         "compile_model": ".engine",
         "cost_of": ".engine",
@@ -28,5 +31,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "MemoryPlan": ".memory_planner",
         "plan_layer_by_layer": ".memory_planner",
         "plan_memory": ".memory_planner",
+        "TinyEngineBackend": ".backend",
+        "TinyEngineDigits": ".evaluator",
+        "count_macs": ".models",
     },
 )

@@ -18,10 +18,11 @@ Python writes only what depends on the model. A generated project holds
     in-place depthwise layers overwrite their input through a one-channel buffer.
 ``te_runtime.h``, ``te_<op>.h``
     the fixed-point helpers (gemmlowp semantics) and the kernel templates the
-    model uses (conv, pwconv, dwconv, linear, add, avgpool, gap, relu, concat).
+    model uses (conv, pwconv, dwconv, linear, add, mul, avgpool, gap, relu, concat).
 ``weights.h`` (generated)
     int8 weights, int32 biases (the input zero point folded in where no padding
-    can occur), Q31 multipliers and shifts, all ``static const`` (Flash).
+    can occur), Q31 multipliers and shifts, the tables of h-swish/h-sigmoid
+    layers, all ``static const`` (Flash).
 ``main.c``
     host runner: ``model_run_host IN.bin OUT.bin`` reads int8 NHWC inputs,
     writes int8 outputs and prints the time per inference.
@@ -55,6 +56,7 @@ import numpy as np
 
 from .ir import inputs_of
 from .memory_planner import MemoryPlan, live_overlaps
+from .quantize import ADD_LEFT_SHIFT, run_int8
 
 __all__ = ["CProject", "generate_project", "build_project", "build_and_run", "run_test_harness", "kernel_templates", "c_source", "CFLAGS", "TEMPLATES", "STATIC_FILES"]
 
@@ -67,6 +69,7 @@ TEMPLATES: Dict[str, str] = {
     "dwconv": "te_dwconv.h",
     "linear": "te_linear.h",
     "add": "te_add.h",
+    "mul": "te_mul.h",
     "avgpool": "te_avgpool.h",
     "global_avgpool": "te_gap.h",
     "relu": "te_relu.h",
@@ -139,12 +142,15 @@ def _weights(qg: nx.DiGraph, n: str, cid: str) -> str:
         bias = bias - zp_in * w.astype(np.int64).sum(axis=1)
     if np.abs(bias).max(initial=0) >= 2**31:
         raise OverflowError(f"layer {n}: folded bias does not fit int32")
-    return (
+    text = (
         _c_array("int8_t", f"{cid}_w", w.reshape(-1))
         + _c_array("int32_t", f"{cid}_b", bias)
         + _c_array("int32_t", f"{cid}_m", d["mult"])
         + _c_array("int8_t", f"{cid}_s", d["shift"])
     )
+    if "lut" in d:
+        text += _c_array("int8_t", f"{cid}_lut", d["lut"], per_line=16)
+    return text
 
 
 def _window_rows(plan: MemoryPlan, n: str, patch: int) -> List[int]:
@@ -200,8 +206,12 @@ def _layer_code(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, cid: str) -> 
     cin, ih, iw = qg.nodes[ins[0]]["shape"]
     zp_in = qg.nodes[ins[0]]["q"][1]
     src = str(d.get("source", "")).replace("*/", "* /")
-    clamp = {"ZPOUT": d["q"][1], "QMIN": d["qmin"], "QMAX": d["qmax"]}
+    # a table activation: the kernel requantises to the pre-activation, the table maps it
+    zp_out = d["q_pre"][1] if "lut" in d else d["q"][1]
+    clamp = {"ZPOUT": zp_out, "QMIN": d["qmin"], "QMAX": d["qmax"]}
     consts = {"WEIGHT": f"{cid}_w", "BIAS": f"{cid}_b", "MULT": f"{cid}_m", "SHIFT": f"{cid}_s"}
+    if "lut" in d:
+        consts["LUT"] = f"{cid}_lut"
     extra: List[str] = []
     if op == "conv":
         k, st, pad = d["kernel"], d["stride"], d["padding"]
@@ -219,8 +229,6 @@ def _layer_code(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, cid: str) -> 
         what = f"fully connected {cin * ih * iw} -> {c}"
         values = {**consts, "IN": cin * ih * iw, "OUT": c, **clamp}
     elif op == "add":
-        from .quantize import ADD_LEFT_SHIFT
-
         (ma, sa), (mb, sb) = d["add_mult"]
         mo, so = d["out_mult"]
         what = f"residual add, {c} channels"
@@ -228,6 +236,10 @@ def _layer_code(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, cid: str) -> 
             "C": c, "ZA": qg.nodes[ins[0]]["q"][1], "ZB": qg.nodes[ins[1]]["q"][1], "ZO": d["q"][1], "LS": ADD_LEFT_SHIFT,
             "MA": ma, "SA": sa, "MB": mb, "SB": sb, "MO": mo, "SO": so, "QMIN": d["qmin"], "QMAX": d["qmax"],
         }  # fmt: skip
+    elif op == "mul":
+        m, sh = d["mul_mult"]
+        what = f"channel scaling, {c} channels"
+        values = {"C": c, "ZX": qg.nodes[ins[0]]["q"][1], "ZS": qg.nodes[ins[1]]["q"][1], "ZO": d["q"][1], "M": m, "SH": sh, "QMIN": d["qmin"], "QMAX": d["qmax"]}
     elif op == "avgpool":
         k = d["kernel"]
         what = f"average pool {k}x{k} stride {d['stride']}, {c} channels"
@@ -247,6 +259,8 @@ def _layer_code(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, cid: str) -> 
         values = {"NIN": len(ins), "PARTS": f"{cid}_parts", "COUT": c, **clamp}
     else:  # pragma: no cover - the importer admits no other op
         raise AssertionError(op)
+    if d["act"] != "none":
+        what += f", {d['act']}"
     lines = [f"/* {cid} {n}: {what}" + (f" ({src})" if src else "") + " */", *extra, f"#define TE_FN {fn}", *_defines(values), f'#include "{TEMPLATES[op]}"', ""]
     return "\n".join(lines)
 
@@ -263,7 +277,7 @@ def _call(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, win: str) -> str:
     if op == "dwconv":
         scratch = f"TE_ARENA + {so}" if so is not None else "(int8_t *)0"
         return f"{fn}({args_in[0]}, {out}, {scratch}, {win});"
-    if op == "add":
+    if op in ("add", "mul"):
         return f"{fn}({args_in[0]}, {args_in[1]}, {out}, {win});"
     if op == "concat":
         return f"{{ const int8_t *const ins[{len(ins)}] = {{{', '.join(args_in)}}}; {fn}(ins, {out}, {win}); }}"
@@ -372,8 +386,6 @@ def _test_data(inputs: np.ndarray, expected: np.ndarray) -> str:
 def generate_project(qg: nx.DiGraph, plan: MemoryPlan, out_dir: Any, test_inputs: Optional[np.ndarray] = None) -> CProject:
     """Write the C project; ``test_inputs`` (int8 NHWC) are embedded in the
     harness with the Python reference's outputs."""
-    from .quantize import run_int8
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = generate_model_sources(qg, plan)

@@ -12,7 +12,7 @@ from typing import Dict
 import networkx as nx
 import numpy as np
 
-from .ir import CONV_OPS
+from .ir import CONV_OPS, LUT_ACTS
 
 __all__ = ["flash_breakdown", "flash_bytes", "CODE_BYTES_BASE", "CODE_BYTES_PER_LAYER"]
 
@@ -24,7 +24,8 @@ CODE_BYTES_PER_LAYER = 320
 
 def flash_breakdown(g: nx.DiGraph) -> Dict[str, int]:
     """Bytes of constants (int8 weights; int32 bias and multiplier, int8 shift
-    per output channel) and the code estimate."""
+    per output channel; a 256-byte table per h-swish/h-sigmoid) and the code
+    estimate."""
     weights = params = layers = 0
     for n in g.graph["order"]:
         d = g.nodes[n]
@@ -34,6 +35,8 @@ def flash_breakdown(g: nx.DiGraph) -> Dict[str, int]:
         if d["op"] in CONV_OPS or d["op"] == "linear":
             weights += int(np.prod(d["weight"].shape))
             params += int(d["weight"].shape[0]) * (4 + 4 + 1)
+        if d.get("act") in LUT_ACTS:
+            params += 256
     code = CODE_BYTES_BASE + CODE_BYTES_PER_LAYER * layers
     return {"weights": weights, "per_channel_params": params, "code": code}
 

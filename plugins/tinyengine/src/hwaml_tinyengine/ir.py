@@ -6,14 +6,18 @@ the node. Node attributes:
 
 ``op``
     ``input``, ``conv`` (dense k x k), ``pwconv`` (1 x 1), ``dwconv``
-    (depthwise), ``linear``, ``add``, ``concat``, ``avgpool``,
-    ``global_avgpool`` or ``relu`` (a standalone ReLU/ReLU6 that could not be
-    fused).
+    (depthwise), ``linear``, ``add``, ``mul`` (a tensor times a per-channel
+    ``C x 1 x 1`` tensor: the scaling of a squeeze-and-excite block),
+    ``concat``, ``avgpool``, ``global_avgpool`` or ``relu`` (a standalone
+    ReLU/ReLU6 that could not be fused).
 ``shape``
     output shape ``(C, H, W)`` without the batch; a linear layer's output is
     ``(F, 1, 1)``.
 ``act``
-    ``"none"``, ``"relu"`` or ``"relu6"``: a fused activation clamp.
+    ``"none"``, ``"relu"`` or ``"relu6"`` (a fused activation clamp), or
+    ``"hswish"``/``"hsigmoid"`` (MobileNetV3's hard swish and hard sigmoid,
+    fused into the convolution or linear layer producing their input; int8
+    kernels apply them through a 256-entry table, see :data:`LUT_ACTS`).
 ``weight``/``bias``
     float32 numpy arrays, batch norm already folded in; a linear layer's weight
     columns are ordered H, W, C (the memory order of the deployed tensors).
@@ -41,9 +45,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
-__all__ = ["UnsupportedOpError", "import_model", "run_float", "macs_of", "SPATIAL_OPS", "CONV_OPS"]
+__all__ = ["UnsupportedOpError", "import_model", "run_float", "macs_of", "SPATIAL_OPS", "CONV_OPS", "LUT_ACTS", "apply_act"]
 
 CONV_OPS = ("conv", "pwconv", "dwconv")
+#: activations that are not clamps: computed in int8 by a table lookup on the
+#: producer's (pre-activation) int8 output
+LUT_ACTS = ("hswish", "hsigmoid")
 #: ops that compute each output pixel from a bounded input window (patchable)
 SPATIAL_OPS = ("conv", "pwconv", "dwconv", "add", "concat", "avgpool", "relu")
 
@@ -58,8 +65,11 @@ class UnsupportedOpError(ValueError):
         super().__init__(f"unsupported operation {op!r} at {where}{extra}")
 
 
-_RELU_FUNCS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6"}
+_RELU_FUNCS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.hardswish: "hswish", F.hardsigmoid: "hsigmoid"}
+_ACT_MODULES = ((nn.ReLU, "relu"), (nn.ReLU6, "relu6"), (nn.Hardswish, "hswish"), (nn.Hardsigmoid, "hsigmoid"))
+_ACT_METHODS = {"relu": "relu", "relu_": "relu", "hardswish": "hswish", "hardsigmoid": "hsigmoid"}
 _ADD_FUNCS = (operator.add, torch.add, operator.iadd)
+_MUL_FUNCS = (operator.mul, torch.mul, operator.imul)
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout)
 
 
@@ -110,14 +120,23 @@ class _Builder:
     # An activation is fused into its producer when the producer is its only
     # reader and has no activation yet (TinyEngine fuses the clamp into the
     # requantisation of the producing kernel).
+    # Clamps also fuse into adds and channel scalings; table activations
+    # (h-swish, h-sigmoid) into convolutions and linear layers only.
     def activation(self, node: torch.fx.Node, kind: str) -> None:
         s = self.src(node.args[0], node)
         fx_src = node.args[0]
         prod = self.g.nodes[s]
-        fusable = prod["op"] in CONV_OPS + ("linear", "add") and prod["act"] == "none" and len(fx_src.users) == 1
+        producers = CONV_OPS + ("linear",) if kind in LUT_ACTS else CONV_OPS + ("linear", "add", "mul")
+        fusable = prod["op"] in producers and prod["act"] == "none" and len(fx_src.users) == 1
         if fusable:
             prod["act"] = kind
             self.alias[node.name] = s
+        elif kind in LUT_ACTS:
+            raise UnsupportedOpError(
+                {"hswish": "Hardswish", "hsigmoid": "Hardsigmoid"}[kind],
+                _where(node, self.gm),
+                "only directly after a convolution or linear layer (batch norm between is fine) whose output has no other reader",
+            )
         else:
             self.add(node.name, [s], op="relu", act=kind, shape=self.shape(node), source=_where(node, self.gm))
             self.alias[node.name] = node.name
@@ -223,6 +242,21 @@ class _Builder:
         self.add(node.name, [self.src(a, node), self.src(b, node)], op="add", shape=self.shape(node), source=_where(node, self.gm))
         self.alias[node.name] = node.name
 
+    def binary_mul(self, node: torch.fx.Node) -> None:
+        """``x * s`` with ``s`` of shape ``C x 1 x 1`` (squeeze-and-excite); either order."""
+        a, b = node.args[0], node.args[1]
+        where = _where(node, self.gm)
+        if not isinstance(a, torch.fx.Node) or not isinstance(b, torch.fx.Node):
+            raise UnsupportedOpError("mul", where, "only tensor * tensor is supported (a constant factor belongs in the weights)")
+        x, s = self.src(a, node), self.src(b, node)
+        sx, ss = self.g.nodes[x]["shape"], self.g.nodes[s]["shape"]
+        if sx[1:] == (1, 1) and ss[1:] != (1, 1):
+            x, s, sx, ss = s, x, ss, sx
+        if ss != (sx[0], 1, 1):
+            raise UnsupportedOpError("mul", where, f"operands of shapes {sx} and {ss}; only a tensor times a per-channel (C x 1 x 1) tensor is supported")
+        self.add(node.name, [x, s], op="mul", shape=self.shape(node), source=where)
+        self.alias[node.name] = node.name
+
     def concat(self, node: torch.fx.Node) -> None:
         tensors = node.args[0]
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
@@ -284,9 +318,9 @@ def import_model(model: nn.Module, input_shape: Sequence[int]) -> nx.DiGraph:
                 b.conv(node, m)
             elif isinstance(m, nn.BatchNorm2d):
                 b.batchnorm(node, m)
-            elif isinstance(m, nn.ReLU):
-                b.activation(node, "relu")
-            elif isinstance(m, nn.ReLU6) or (isinstance(m, nn.Hardtanh) and (m.min_val, m.max_val) == (0.0, 6.0)):
+            elif any(isinstance(m, cls) for cls, _ in _ACT_MODULES):
+                b.activation(node, next(kind for cls, kind in _ACT_MODULES if isinstance(m, cls)))
+            elif isinstance(m, nn.Hardtanh) and (m.min_val, m.max_val) == (0.0, 6.0):
                 b.activation(node, "relu6")
             elif isinstance(m, nn.Linear):
                 b.linear(node, m.weight.detach().cpu().numpy(), None if m.bias is None else m.bias.detach().cpu().numpy())
@@ -311,6 +345,8 @@ def import_model(model: nn.Module, input_shape: Sequence[int]) -> nx.DiGraph:
                 b.activation(node, "relu6")
             elif t in _ADD_FUNCS:
                 b.binary_add(node)
+            elif t in _MUL_FUNCS:
+                b.binary_mul(node)
             elif t is torch.cat:
                 b.concat(node)
             elif t is torch.flatten:
@@ -331,10 +367,12 @@ def import_model(model: nn.Module, input_shape: Sequence[int]) -> nx.DiGraph:
                 raise UnsupportedOpError(_op_name(node, gm), where)
         elif node.op == "call_method":
             t = node.target
-            if t in ("relu", "relu_"):
-                b.activation(node, "relu")
+            if t in _ACT_METHODS:
+                b.activation(node, _ACT_METHODS[t])
             elif t in ("add", "add_", "__add__"):
                 b.binary_add(node)
+            elif t in ("mul", "mul_", "__mul__"):
+                b.binary_mul(node)
             elif t == "flatten" or (t in ("view", "reshape") and _is_flatten_view(node)):
                 b.flatten(node)
             elif t == "mean" and _is_global_mean(node):
@@ -364,6 +402,8 @@ def _check_shapes(g: nx.DiGraph) -> None:
         ins = inputs_of(g, n)
         if d["op"] in ("add",) and g.nodes[ins[0]]["shape"] != g.nodes[ins[1]]["shape"]:
             raise UnsupportedOpError("add", d["source"], "operands of different shapes (broadcasting is not supported)")
+        if d["op"] == "mul" and g.nodes[ins[0]]["shape"] != d["shape"]:
+            raise UnsupportedOpError("mul", d["source"], f"output shape {d['shape']} differs from the scaled tensor's {g.nodes[ins[0]]['shape']}")
 
 
 def inputs_of(g: nx.DiGraph, n: str) -> List[str]:
@@ -377,17 +417,23 @@ def inputs_of(g: nx.DiGraph, n: str) -> List[str]:
 # ---------------------------------------------------------------------------
 
 
-def _act(x: torch.Tensor, act: str) -> torch.Tensor:
+def apply_act(x: Any, act: str) -> Any:
+    """A fused activation on float values (torch tensors or numpy arrays)."""
     if act == "relu":
-        return torch.relu(x)
+        return x.clip(0.0, None)
     if act == "relu6":
-        return torch.clamp(x, 0.0, 6.0)
+        return x.clip(0.0, 6.0)
+    if act == "hswish":
+        return x * (x + 3.0).clip(0.0, 6.0) / 6.0
+    if act == "hsigmoid":
+        return (x + 3.0).clip(0.0, 6.0) / 6.0
     return x
 
 
 def run_float(g: nx.DiGraph, x: torch.Tensor, keep: bool = False) -> Any:
     """Run the IR in float (NCHW torch tensors). Returns the output, or every
-    tensor by name when ``keep`` is true."""
+    tensor by name when ``keep`` is true (then a layer with a table activation
+    also gives its pre-activation values as ``"<name>@pre"``)."""
     vals: Dict[str, torch.Tensor] = {}
     x = torch.as_tensor(x, dtype=torch.float64)
     for n in g.graph["order"]:
@@ -404,6 +450,8 @@ def run_float(g: nx.DiGraph, x: torch.Tensor, keep: bool = False) -> Any:
             y = (flat @ torch.from_numpy(d["weight"]).T + torch.from_numpy(d["bias"]))[:, :, None, None]
         elif op == "add":
             y = ins[0] + ins[1]
+        elif op == "mul":
+            y = ins[0] * ins[1]
         elif op == "concat":
             y = torch.cat(ins, 1)
         elif op == "avgpool":
@@ -414,7 +462,9 @@ def run_float(g: nx.DiGraph, x: torch.Tensor, keep: bool = False) -> Any:
             y = ins[0]
         else:  # pragma: no cover
             raise AssertionError(op)
-        vals[n] = _act(y, d["act"])
+        if keep and d["act"] in LUT_ACTS:
+            vals[f"{n}@pre"] = y
+        vals[n] = apply_act(y, d["act"])
     if keep:
         return vals
     return vals[g.graph["output"]].reshape(x.shape[0], -1)
@@ -445,7 +495,9 @@ def elements_of(g: nx.DiGraph, n: str, out_hw: Optional[Tuple[int, int]] = None)
     if out_hw is not None:
         h, w = out_hw
     op = d["op"]
-    if op in ("add", "concat", "relu"):
+    if op in ("add", "mul", "concat", "relu"):
+        return c * h * w
+    if d.get("act") in LUT_ACTS:  # one table lookup per output value
         return c * h * w
     if op == "avgpool":
         return c * h * w * d["kernel"] ** 2

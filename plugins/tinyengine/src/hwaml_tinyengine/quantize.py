@@ -14,7 +14,11 @@ The scheme is the one MCU kernels (CMSIS-NN, TFLite Micro, TinyEngine) execute:
 * residual adds rescale both inputs to a common scale with 20 bits of headroom
   (TFLite's int8 ADD); average pooling keeps its input's scale and divides with
   rounding half away from zero; concatenation requantises each input to the
-  output's scale.
+  output's scale; a channel scaling (squeeze-and-excite) multiplies the two
+  zero-point-corrected int8 values and requantises the product.
+* h-swish and h-sigmoid: the producing layer requantises to the activation's
+  *input* (its own calibrated range), then a 256-entry int8 table maps each
+  value to the output's quantisation (``lut``), as the C kernels do.
 
 :func:`run_int8` implements exactly that arithmetic in numpy (int64) so that the
 generated C code can be checked bit for bit against it. Convolutions use torch in
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ir import CONV_OPS, inputs_of, run_float
+from .ir import CONV_OPS, LUT_ACTS, apply_act, inputs_of, run_float
 
 __all__ = [
     "quantize_multiplier",
@@ -124,6 +128,14 @@ def _clamp_range(act: str, scale: float, zp: int) -> Tuple[int, int]:
     return qmin, qmax
 
 
+def activation_table(act: str, q_in: Tuple[float, int], q_out: Tuple[float, int]) -> np.ndarray:
+    """int8 -> int8 table of a fused activation: entry ``v + 128`` is the output
+    of the int8 value ``v`` in the input quantisation ``q_in``."""
+    (s_in, zp_in), (s_out, zp_out) = q_in, q_out
+    real = (np.arange(-128, 128, dtype=np.float64) - zp_in) * s_in
+    return np.clip(np.round(apply_act(real, act) / s_out) + zp_out, -128, 127).astype(np.int8)
+
+
 def quantize_graph(g: nx.DiGraph, calib: Optional[torch.Tensor] = None, seed: int = 0) -> nx.DiGraph:
     """Return a copy of the IR with int8 weights, int32 biases, activation
     ``(scale, zero_point)`` as ``q`` and requantisation parameters on every node.
@@ -146,8 +158,15 @@ def quantize_graph(g: nx.DiGraph, calib: Optional[torch.Tensor] = None, seed: in
             d["q"] = q.nodes[ins[0]]["q"]  # same scale as the input: no requantisation
         else:
             d["q"] = _act_qparams(*ranges[n])
-        s_out, zp_out = d["q"]
-        d["qmin"], d["qmax"] = _clamp_range(d["act"], s_out, zp_out)
+        if d["act"] in LUT_ACTS:
+            # the kernel writes the pre-activation in its own quantisation, the table maps it
+            d["q_pre"] = _act_qparams(*ranges[f"{n}@pre"])
+            d["lut"] = activation_table(d["act"], d["q_pre"], d["q"])
+            s_out, zp_out = d["q_pre"]
+            d["qmin"], d["qmax"] = -128, 127
+        else:
+            s_out, zp_out = d["q"]
+            d["qmin"], d["qmax"] = _clamp_range(d["act"], s_out, zp_out)
         if op in CONV_OPS or op == "linear":
             s_in = q.nodes[ins[0]]["q"][0]
             w = d["weight"]
@@ -167,6 +186,9 @@ def quantize_graph(g: nx.DiGraph, calib: Optional[torch.Tensor] = None, seed: in
             twice_max = 2.0 * max(s1, s2)
             d["add_mult"] = [quantize_multiplier(s1 / twice_max), quantize_multiplier(s2 / twice_max)]
             d["out_mult"] = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * s_out))
+        elif op == "mul":
+            (sx, _), (ss, _) = q.nodes[ins[0]]["q"], q.nodes[ins[1]]["q"]
+            d["mul_mult"] = quantize_multiplier(sx * ss / s_out)
         elif op == "concat":
             d["in_mult"] = [quantize_multiplier(q.nodes[i]["q"][0] / s_out) for i in ins]
     return q
@@ -196,6 +218,11 @@ def _conv_acc(x: np.ndarray, zp_in: int, d: Dict[str, Any], depthwise: bool) -> 
 
 
 def _finish(acc: np.ndarray, d: Dict[str, Any], mult: Any, shift: Any) -> np.ndarray:
+    """Requantise, add the output zero point, clamp; a table activation then
+    maps the (pre-activation) int8 values through ``lut``."""
+    if "lut" in d:
+        y = np.clip(requantize(acc, mult, shift) + d["q_pre"][1], -128, 127)
+        return d["lut"][y + 128]
     y = requantize(acc, mult, shift) + d["q"][1]
     return np.clip(y, d["qmin"], d["qmax"]).astype(np.int8)
 
@@ -230,6 +257,10 @@ def run_int8(qg: nx.DiGraph, xq: np.ndarray, keep: bool = False) -> Any:
             b = (vals[ins[1]].astype(np.int64) - qg.nodes[ins[1]]["q"][1]) << ADD_LEFT_SHIFT
             total = requantize(a, m1, s1) + requantize(b, m2, s2)
             y = _finish(total, d, *d["out_mult"])
+        elif op == "mul":
+            x = vals[ins[0]].astype(np.int64) - qg.nodes[ins[0]]["q"][1]
+            sc = vals[ins[1]].astype(np.int64) - qg.nodes[ins[1]]["q"][1]  # (N, 1, 1, C): broadcasts
+            y = _finish(x * sc, d, *d["mul_mult"])
         elif op == "concat":
             parts = []
             for i, (m, s) in zip(ins, d["in_mult"]):

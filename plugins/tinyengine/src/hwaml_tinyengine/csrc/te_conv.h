@@ -5,7 +5,13 @@
  *   TE_K, TE_S, TE_P (kernel, stride, padding); TE_CIN, TE_COUT; TE_IH, TE_IW
  *   (input height and width); TE_ZPIN, TE_ZPOUT (zero points); TE_QMIN, TE_QMAX
  *   (output clamp, the fused activation).
- * The macros are undefined at the end. */
+ * Optional: TE_LUT (a 256-entry int8 table: the fused h-swish/h-sigmoid; TE_ZPOUT
+ * is then the pre-activation zero point). The macros are undefined at the end. */
+#ifdef TE_LUT /* table activation (h-swish, h-sigmoid) on the pre-activation int8 value */
+#define TE_OUT_(v) te_lut(TE_LUT, (v))
+#else
+#define TE_OUT_(v) te_clamp((v), TE_QMIN, TE_QMAX)
+#endif
 static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
@@ -31,7 +37,7 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
                 int32_t acc = TE_BIAS[co];
                 for (i = 0; i < TE_K * TE_K * TE_CIN; i++) acc += (int32_t)col[i] * wp[i];
                 wp += TE_K * TE_K * TE_CIN;
-                dst[co] = te_clamp(te_requant(acc, TE_MULT[co], TE_SHIFT[co]) + TE_ZPOUT, TE_QMIN, TE_QMAX);
+                dst[co] = TE_OUT_(te_requant(acc, TE_MULT[co], TE_SHIFT[co]) + TE_ZPOUT);
             }
         }
     }
@@ -52,3 +58,5 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
 #undef TE_ZPOUT
 #undef TE_QMIN
 #undef TE_QMAX
+#undef TE_LUT
+#undef TE_OUT_

@@ -3,7 +3,14 @@
  * into the one-channel buffer tmp, then copied over the (now dead) input channel.
  * Define before including: TE_FN; TE_WEIGHT (kh x kw x C), TE_BIAS, TE_MULT,
  * TE_SHIFT; TE_K, TE_S, TE_P; TE_C; TE_IH, TE_IW; TE_ZPIN, TE_ZPOUT; TE_QMIN,
- * TE_QMAX; TE_INPLACE (0 or 1). The macros are undefined at the end. */
+ * TE_QMAX; TE_INPLACE (0 or 1).
+ * Optional: TE_LUT (a 256-entry int8 table: the fused h-swish/h-sigmoid; TE_ZPOUT
+ * is then the pre-activation zero point). The macros are undefined at the end. */
+#ifdef TE_LUT /* table activation (h-swish, h-sigmoid) on the pre-activation int8 value */
+#define TE_OUT_(v) te_lut(TE_LUT, (v))
+#else
+#define TE_OUT_(v) te_clamp((v), TE_QMIN, TE_QMAX)
+#endif
 static void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
@@ -24,7 +31,7 @@ static void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win
                         acc += (int32_t)(in[((iy - iby) * ibw + (ix - ibx)) * TE_C + c] - TE_ZPIN) * TE_WEIGHT[(ky * TE_K + kx) * TE_C + c];
                     }
                 }
-                v = te_clamp(te_requant(acc, TE_MULT[c], TE_SHIFT[c]) + TE_ZPOUT, TE_QMIN, TE_QMAX);
+                v = TE_OUT_(te_requant(acc, TE_MULT[c], TE_SHIFT[c]) + TE_ZPOUT);
 #if TE_INPLACE
                 tmp[(oy - oy0) * ow + (ox - ox0)] = v;
 #else
@@ -57,3 +64,5 @@ static void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win
 #undef TE_QMIN
 #undef TE_QMAX
 #undef TE_INPLACE
+#undef TE_LUT
+#undef TE_OUT_

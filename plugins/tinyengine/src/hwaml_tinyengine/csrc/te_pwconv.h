@@ -1,7 +1,13 @@
 /* Kernel template: pointwise (1 x 1) convolution; the input zero point is folded
  * into the bias. Define before including: TE_FN; TE_WEIGHT, TE_BIAS, TE_MULT,
  * TE_SHIFT; TE_S (stride); TE_CIN, TE_COUT; TE_ZPOUT; TE_QMIN, TE_QMAX.
- * The macros are undefined at the end. */
+ * Optional: TE_LUT (a 256-entry int8 table: the fused h-swish/h-sigmoid; TE_ZPOUT
+ * is then the pre-activation zero point). The macros are undefined at the end. */
+#ifdef TE_LUT /* table activation (h-swish, h-sigmoid) on the pre-activation int8 value */
+#define TE_OUT_(v) te_lut(TE_LUT, (v))
+#else
+#define TE_OUT_(v) te_clamp((v), TE_QMIN, TE_QMAX)
+#endif
 static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
@@ -16,7 +22,7 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
                 int32_t acc = TE_BIAS[co];
                 for (c = 0; c < TE_CIN; c++) acc += (int32_t)src[c] * wp[c];
                 wp += TE_CIN;
-                dst[co] = te_clamp(te_requant(acc, TE_MULT[co], TE_SHIFT[co]) + TE_ZPOUT, TE_QMIN, TE_QMAX);
+                dst[co] = TE_OUT_(te_requant(acc, TE_MULT[co], TE_SHIFT[co]) + TE_ZPOUT);
             }
         }
     }
@@ -32,3 +38,5 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
 #undef TE_ZPOUT
 #undef TE_QMIN
 #undef TE_QMAX
+#undef TE_LUT
+#undef TE_OUT_

@@ -32,6 +32,11 @@ static inline int8_t te_clamp(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* a table activation: entry v + 128 is the output for the int8 value v */
+static inline int8_t te_lut(const int8_t *lut, int32_t v) {
+    return lut[te_clamp(v, -128, 127) + 128];
+}
+
 static inline int32_t te_rounded_div(int32_t acc, int32_t n) {
     return acc > 0 ? (acc + n / 2) / n : (acc - n / 2) / n;
 }
