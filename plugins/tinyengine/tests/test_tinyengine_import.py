@@ -35,6 +35,16 @@ class Grouped(nn.Module):
         return self.body(x)
 
 
+class HswishAfterAdd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.act = nn.Hardswish()
+
+    def forward(self, x):
+        return self.act(self.conv(x) + x)
+
+
 class Mul(nn.Module):
     def __init__(self):
         super().__init__()
@@ -51,6 +61,7 @@ class Mul(nn.Module):
         (WithMaxPool(), (3, 8, 8), "max_pool2d", "max_pool2d"),
         (Grouped(), (4, 8, 8), "Conv2d", "body"),
         (Mul(), (3, 8, 8), "mul", "mul"),
+        (HswishAfterAdd(), (3, 8, 8), "Hardswish", "act"),
     ],
 )
 def test_unsupported_op_is_named_with_its_place(model, shape, op, where):
