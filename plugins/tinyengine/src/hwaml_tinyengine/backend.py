@@ -71,7 +71,7 @@ class TinyEngineBackend:
         allow_untrained: bool = False,
         name: Optional[str] = None,
     ):
-        if not 0 <= float(max_overhead):
+        if float(max_overhead) < 0:
             raise ValueError(f"max_overhead must be >= 0, got {max_overhead}")
         if int(deploy_vectors) < 1:
             raise ValueError(f"deploy_vectors must be >= 1, got {deploy_vectors}")
