@@ -1,6 +1,7 @@
 """Latency look-up table: predicted vs measured whole-network latency on this CPU.
 
-Builds the table for the tiny_digits supernet (every block shape, torch eager
+Builds the table for the tiny_digits supernet (every layer shape of its space, keyed
+by the sub-networks' layers as the host_cpu_lut backend keys them, torch eager
 and onnxruntime, 1 thread, 200 timed calls per entry spread over interleaved
 rounds (torch: 200 rounds of 1 call, onnxruntime: 20 rounds of 10), minimum kept; whole-network calibration scale*sum+offset fitted on 20
 sub-networks drawn with seed 0 and timed interleaved with the entries), then
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from hwaml_ofa_nas.cli import lut_check
-from hwaml_ofa_nas.latency_lut import LatencyLUT
+from hwaml_ofa_nas.latency_lut import LatencyLUT, MeasureConfig
 from hwaml_ofa_nas.supernet import supernet_config
 
 
@@ -39,7 +40,8 @@ def main(argv=None):
     arch = supernet_config(args.arch)
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    lut = LatencyLUT.build(arch, ["torch", "onnxruntime"], args.threads, args.warmup, args.repeats, progress=False, calibrate=args.calibrate, seed=0, rounds=args.rounds)
+    measure = MeasureConfig(threads=args.threads, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, calibrate=args.calibrate)
+    lut = LatencyLUT.build(arch, ["torch", "onnxruntime"], measure, progress=False, seed=0)
     build_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = lut.save(os.path.join(tmp, "lut.yaml"))
@@ -49,7 +51,7 @@ def main(argv=None):
     print(f"{args.arch}: {len(lut)} layer shapes, table built in {build_s:.0f}s, {args.n} sub-networks checked in {check_s:.0f}s, "
           f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
     print("per-call overhead subtracted from onnxruntime entries (median ms):", {e: round(v, 4) for e, v in lut.meta["call_overhead_ms"].items()})
-    print("calibration (measured = scale * sum + offset):", {e: {k: round(v, 3) for k, v in c.items()} for e, c in lut.meta["calibration"].items()})
+    print("calibration (measured = scale * sum + offset):", {e: {k: round(v, 3) for k, v in c.items() if isinstance(v, (int, float))} for e, c in lut.meta["calibration"].items()})
     print("| engine | sub-networks | measured ms (min-max) | mean abs error % | p90 abs error % | within 10% |")
     print("|---|---|---|---|---|---|")
     for e, s in res["summary"].items():

@@ -87,17 +87,33 @@ class HostCpuLatencyBackend:
         self.name = name
         self._lut: Optional[LatencyLUT] = None
         self._path: Optional[Path] = None
+        self._seen: Any = None  # (mtime, size) of the file as last read or written
         self._lock = threading.RLock()
 
     def table_path(self, ctx: RunContext) -> Path:
         """The table file: ``lut_path``, or the cache file of the run's space on this host."""
         return Path(self.lut_path) if self.lut_path else default_lut_path(ctx.space, self.measure.threads)
 
+    def _stamp(self) -> Any:
+        assert self._path is not None
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
     def _reload(self) -> None:
-        """Merge what other processes added to the file since it was read."""
+        """Merge what other processes added to the file since this one read or wrote it."""
         assert self._lut is not None and self._path is not None
-        if self._path.is_file():
+        stamp = self._stamp()
+        if stamp is not None and stamp != self._seen:
             self._lut.merge(LatencyLUT.load(self._path))
+            self._seen = stamp
+
+    def _save(self) -> None:
+        assert self._lut is not None and self._path is not None
+        self._lut.save(self._path)
+        self._seen = self._stamp()
 
     def lut(self, ctx: RunContext) -> LatencyLUT:
         """The table, loaded on first call and calibrated on the run's networks
@@ -109,6 +125,7 @@ class HostCpuLatencyBackend:
                     raise FileNotFoundError(f"latency table {path} does not exist and measure_missing is false; build it with `hwaml-ofa-nas lut build --out {path}`")
                 self._lut = LatencyLUT.load(path) if path.is_file() else LatencyLUT()
                 self._path = path
+                self._seen = self._stamp()
             need = [e for e in self.engines if e not in self._lut.calibration] if self.measure.calibrate > 0 else []
             if need:
                 if not self.measure_missing:
@@ -132,7 +149,7 @@ class HostCpuLatencyBackend:
                 log.info("%s: calibrating the latency table %s on %d networks of the space (%s)", self.name, self._path, len(models), engines)
                 source = f"{len(models)} networks of space {ctx.space.name} (seed 0)"
                 self._lut.calibrate([(m.module, m.input_shape) for m in models], engines, self.measure, self.progress, 0, source)
-                self._lut.save(self._path)
+                self._save()
 
     @hookimpl
     def metric_names(self, ctx: RunContext) -> List[str]:
@@ -155,7 +172,7 @@ class HostCpuLatencyBackend:
                     todo = lut.missing(layers, self.engines)
                     if todo:
                         lut.measure(todo, self.engines, self.measure, progress=self.progress)
-                        lut.save(self._path)
+                        self._save()
             latency = lut.predict(layers, self.engine)
         return CostReport(
             {"latency_ms": latency},

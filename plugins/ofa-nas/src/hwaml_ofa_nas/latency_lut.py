@@ -593,7 +593,7 @@ class LatencyLUT:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            text = yaml.safe_dump(self.to_dict(), sort_keys=True)
+            text = yaml.dump(self.to_dict(), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=True)
         else:
             text = json.dumps(self.to_dict(), indent=1, sort_keys=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -610,7 +610,7 @@ class LatencyLUT:
             import yaml
 
             try:
-                data = yaml.safe_load(text)
+                data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when available: tables get large
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 line = f":{mark.line + 1}" if mark is not None else ""
