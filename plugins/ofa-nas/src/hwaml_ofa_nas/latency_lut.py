@@ -451,7 +451,7 @@ class LatencyLUT:
         self.meta["engines"] = sorted(set(self.engines) | set(engines))
         self.meta["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
         if n_layers:
-            log.info("latency table: %d layer entries measured with %s", n_layers, list(engines))
+            log.debug("latency table: %d layer entries measured with %s", n_layers, list(engines))
         return {e: [float(ms[slots[("net", str(i), e)]]) for i in range(len(networks))] for e in engines}
 
     @staticmethod
