@@ -161,4 +161,23 @@ def test_macs_of_another_evaluators_network(tmp_path):
     rep = ctx.cost_fn(Candidate({"width": w, "resolution": r}))
     # stem 3x3 conv at 4x4 output, block 1 (dw + pw at 4x4), block 2 (dw at 2x2 + pw), the classifier
     expect = 16 * 3 * w * 9 + 16 * w * 9 + 16 * w * w + 4 * w * 9 + 4 * w * 2 * w + 2 * w * 10
-    assert round(rep.metrics["macs_m"] * 1e6) == expect == module_macs(_TinyNet(w).eval(), (3, r, r))
+    assert round(rep.metrics["macs_m"] * 1e6) == expect == module_macs(_TinyNet(w).eval(), (3, r, r)) == module_macs(_TinyNet(w).eval(), (3, r, r), whole=True)
+
+
+class _GlueNet(nn.Module):
+    """Arithmetic in the network's own forward, between its layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.w = nn.Parameter(torch.randn(4, 5))
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)) @ self.w)
+
+
+def test_layered_macs_count_the_networks_own_arithmetic_too():
+    net = _GlueNet().eval()
+    assert [l.name for l in decompose(net, (3, 8, 8))] == ["conv", "fc"]
+    assert module_macs(net, (3, 8, 8)) == module_macs(net, (3, 8, 8), whole=True) == 6 * 6 * 4 * 3 * 9 + 4 * 5 + 5 * 2

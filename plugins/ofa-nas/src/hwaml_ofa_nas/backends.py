@@ -186,8 +186,9 @@ class MacsBackend:
 
     MACs are counted on ``ctx.build_model(candidate).module`` at its
     ``input_shape`` with ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs of
-    convolutions, linear layers, matrix products and attention, halved; see
-    :mod:`hwaml_ofa_nas.layers`); parameters are ``module.parameters()``.
+    convolutions, linear layers, matrix products and attention, halved; layer by
+    layer with each layer's count remembered, see
+    :func:`hwaml_ofa_nas.layers.module_macs`); parameters are ``module.parameters()``.
     """
 
     def __init__(self, name: str = "macs"):

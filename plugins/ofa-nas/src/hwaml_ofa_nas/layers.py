@@ -12,7 +12,10 @@ else, so they need to see inside a module they did not build:
   torchvision MobileNet) is opened up into its blocks, while a ``Sequential`` of
   primitive layers (conv, BN, activation) stays one layer.
 * :func:`module_macs` counts multiply-accumulates with
-  :class:`torch.utils.flop_counter.FlopCounterMode`.
+  :class:`torch.utils.flop_counter.FlopCounterMode`: each layer counted once
+  per process (remembered by its key) plus what the network's own ``forward``
+  runs between its layers, counted in the same pass, which equals counting
+  the whole forward pass at once (``whole=True``) at half the cost.
 
 What a MAC is here: one multiply-accumulate of a convolution, a linear layer,
 a matrix product or attention, which is what ``FlopCounterMode`` counts (two
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -69,23 +72,58 @@ def _dims(shape: Sequence[int]) -> str:
     return "x".join(str(int(s)) for s in shape)
 
 
+_SIMPLE = (bool, int, float, str, tuple, type(None))
+
+
 def layer_key(module: nn.Module, input_shape: Sequence[int], output_shape: Sequence[int]) -> str:
     """``Type:in->out:digest``; the digest covers the module's class, its printed
-    structure (every sub-module with its sizes, kernels, strides, activations)
-    and the shapes and dtypes of its parameters and buffers."""
+    structure (every sub-module with its sizes, kernels, strides, activations),
+    every sub-module's plain attributes (flags such as a residual switch that
+    ``forward`` reads) and the shapes and dtypes of its parameters and buffers."""
     tensors = ";".join(f"{n}:{tuple(t.shape)}:{t.dtype}" for n, t in list(module.named_parameters()) + list(module.named_buffers()))
-    sig = f"{type(module).__module__}.{type(module).__qualname__}\n{module!r}\n{tensors}"
+    attrs = ";".join(
+        f"{n}.{k}={v!r}" for n, m in module.named_modules() for k, v in sorted(vars(m).items()) if not k.startswith("_") and k != "training" and isinstance(v, _SIMPLE)
+    )
+    sig = f"{type(module).__module__}.{type(module).__qualname__}\n{module!r}\n{tensors}\n{attrs}"
     digest = hashlib.sha1(sig.encode()).hexdigest()[:12]
     return f"{type(module).__name__}:{_dims(input_shape)}->{_dims(output_shape)}:{digest}"
 
 
-def _trace(module: nn.Module, input_shape: Sequence[int]) -> _Call:
+class _Glue:
+    """FLOPs of the operations a network's own ``forward`` runs between its direct
+    children (counted with ``FlopCounterMode`` only while no child is running)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.flops = 0
+        self._counter: Any = None
+
+    def start(self) -> None:
+        if self.enabled and self._counter is None:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
+
+    def stop(self) -> None:
+        if self._counter is not None:
+            counter, self._counter = self._counter, None
+            counter.__exit__(None, None, None)
+            self.flops += int(counter.get_total_flops())
+
+
+def _trace(module: nn.Module, input_shape: Sequence[int], count_glue: bool = False) -> Tuple[_Call, int]:
+    """The call tree of one forward pass (and, with ``count_glue``, the FLOPs run
+    by the root's own ``forward`` outside its children)."""
     names = {m: n for n, m in module.named_modules()}
     root = _Call(module, "", tuple(input_shape))
     stack = [root]
     handles = []
+    glue = _Glue(count_glue)
 
     def pre(m: nn.Module, args: Tuple[Any, ...], kwargs: dict) -> None:
+        if len(stack) == 1:
+            glue.stop()
         shape = _shape(args[0]) if len(args) == 1 and not kwargs else None
         call = _Call(m, names.get(m, type(m).__name__), shape)
         stack[-1].children.append(call)
@@ -93,6 +131,8 @@ def _trace(module: nn.Module, input_shape: Sequence[int]) -> _Call:
 
     def post(m: nn.Module, args: Tuple[Any, ...], kwargs: dict, out: Any) -> None:
         stack.pop().output_shape = _shape(out)
+        if len(stack) == 1:
+            glue.start()
 
     for m in module.modules():
         if m is not module:
@@ -103,13 +143,16 @@ def _trace(module: nn.Module, input_shape: Sequence[int]) -> _Call:
         module.eval()
     try:
         with torch.no_grad():
-            root.output_shape = _shape(module(torch.zeros(*input_shape)))
+            x = torch.zeros(*input_shape)
+            glue.start()
+            root.output_shape = _shape(module(x))
     finally:
+        glue.stop()
         for h in handles:
             h.remove()
         if was_training:
             module.train()
-    return root
+    return root, glue.flops
 
 
 def _is_block_sequence(call: _Call) -> bool:
@@ -129,7 +172,11 @@ def decompose(module: nn.Module, input_shape: Sequence[int], batch: int = 1) -> 
     (``(C, H, W)``, without the batch dimension), in call order; a sub-module
     called twice is two layers."""
     shape = (int(batch),) + tuple(int(s) for s in input_shape)
-    root = _trace(module, shape)
+    root, _ = _trace(module, shape)
+    return _layers(root)
+
+
+def _layers(root: _Call) -> List[Layer]:
     out = []
     for u in _units(root, True):
         kind = type(u.module).__name__
@@ -137,10 +184,8 @@ def decompose(module: nn.Module, input_shape: Sequence[int], batch: int = 1) -> 
     return out
 
 
-def module_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of one batch-1 forward pass of ``module`` (eval mode)
-    at ``input_shape`` (``(C, H, W)``): ``FlopCounterMode``'s FLOPs halved (see
-    the module doc for what counts)."""
+def _counted_macs(module: nn.Module, shape: Sequence[int]) -> int:
+    """``FlopCounterMode`` FLOPs / 2 of one forward pass at ``shape`` (batch included)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = module.training
@@ -149,11 +194,43 @@ def module_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
     counter = FlopCounterMode(display=False)
     try:
         with counter, torch.no_grad():
-            module(torch.zeros((1,) + tuple(int(s) for s in input_shape)))
+            module(torch.zeros(*shape))
     finally:
         if was_training:
             module.train()
     return int(counter.get_total_flops()) // 2
+
+
+#: MACs of layers by key (a key names a layer's structure and shapes, which decide its MACs)
+_LAYER_MACS: Dict[str, int] = {}
+
+
+def module_macs(module: nn.Module, input_shape: Sequence[int], whole: bool = False) -> int:
+    """Multiply-accumulates of one batch-1 forward pass of ``module`` (eval mode)
+    at ``input_shape`` (``(C, H, W)``): ``FlopCounterMode``'s FLOPs halved (see
+    the module doc for what counts).
+
+    By default the count is assembled from the network's layers
+    (:func:`decompose`), each counted once per process and remembered by its
+    key, plus what the network's own ``forward`` runs between them (counted in
+    the same pass); ``whole=True`` counts the whole forward pass at once. Both
+    give the same number (tested); the layered count costs one forward pass with
+    hooks instead of one under the counter."""
+    shape = (1,) + tuple(int(s) for s in input_shape)
+    if whole:
+        return _counted_macs(module, shape)
+    root, glue_flops = _trace(module, shape, count_glue=True)
+    layers = _layers(root)
+    if len(layers) == 1 and layers[0].module is module:  # not decomposable: count it whole
+        return _counted_macs(module, shape)
+    if len(_LAYER_MACS) > 100_000:
+        _LAYER_MACS.clear()
+    total = glue_flops // 2
+    for layer in layers:
+        if layer.key not in _LAYER_MACS:
+            _LAYER_MACS[layer.key] = _counted_macs(layer.module, layer.input_shape)
+        total += _LAYER_MACS[layer.key]
+    return total
 
 
 def module_params(module: nn.Module) -> int:
