@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -197,16 +198,23 @@ class SearchLoop:
             constraints=self.constraints,
         )
         self.ctx = replace(self.ctx, cost_fn=self._cost_of, build_model=model_builder(self.pm, lambda: self.ctx))
-        self._cost_cache: Dict[str, CostReport] = {}
+        self._cost_cache: "OrderedDict[str, CostReport]" = OrderedDict()
+
+    #: merged costs kept for ``ctx.cost_fn`` (least recently used dropped first)
+    COST_CACHE_SIZE = 20000
 
     def _cost_of(self, candidate: Candidate) -> CostReport:
         """Merged cost of a candidate (memoised: searchers may ask repeatedly)."""
         key = json.dumps(candidate.config, sort_keys=True, default=str)
-        if key not in self._cost_cache:
-            if len(self._cost_cache) > 10000:
-                self._cost_cache.clear()
-            self._cost_cache[key] = collect_costs(self.pm, candidate, self.ctx)
-        return self._cost_cache[key]
+        hit = self._cost_cache.get(key)
+        if hit is not None:
+            self._cost_cache.move_to_end(key)
+            return hit
+        report = collect_costs(self.pm, candidate, self.ctx)
+        self._cost_cache[key] = report
+        if len(self._cost_cache) > self.COST_CACHE_SIZE:
+            self._cost_cache.popitem(last=False)
+        return report
 
     # The searcher gets a fresh context (and rng) for every step.
     def _step_ctx(self, step: int) -> RunContext:
