@@ -357,7 +357,9 @@ def _check_import(mod: str) -> Optional[str]:
     try:
         m = __import__(mod)
         return getattr(m, "__version__", "installed")
-    except Exception:  # noqa: BLE001
+    except ImportError:
+        return None
+    except Exception:  # noqa: BLE001 - doctor reports a package that breaks on import as missing, it does not crash
         return None
 
 

@@ -302,6 +302,6 @@ def instantiate_components(cfg: DictConfig, with_searcher: bool = True) -> Dict[
 def _instantiate(instantiate: Any, node: Any, key: str) -> Any:
     try:
         return instantiate(node, _convert_="all")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a constructor's own validation error is a config error naming the node
         cause = exc.__cause__ or exc
         raise ConfigError(key, f"could not be instantiated ({node.get('_target_')}): {type(cause).__name__}: {cause}") from exc

@@ -98,7 +98,7 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
 
 
 class Progress:
-    """A tqdm bar: trials done, feasible, failed, best so far, ETA."""
+    """The run's bar (through :mod:`hwaml.progress`): trials done, feasible, failed, best so far, ETA."""
 
     def __init__(self, enabled: bool, total: Optional[int], initial: int, objectives: Mapping[str, str]):
         from .progress import bar, enabled as bars_on

@@ -251,7 +251,7 @@ def load_plugins(refresh: bool = False) -> Registry:
         if impl is not None:
             try:
                 entries = list(impl() or [])
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a plugin whose hook breaks is listed as failed, the others load
                 registry.infos.append(PluginInfo(status="failed", hooks=hooks, error=traceback.format_exc(), **base))
                 pm.unregister(obj)
                 continue

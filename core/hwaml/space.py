@@ -111,7 +111,7 @@ class Categorical(Dimension):
             try:
                 if c == value:
                     return i
-            except Exception:  # incomparable values simply do not match
+            except (TypeError, ValueError):  # incomparable values (arrays, odd types) simply do not match
                 continue
         return -1
 
