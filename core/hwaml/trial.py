@@ -82,9 +82,15 @@ def merge_costs(reports: List[Tuple[str, Optional[CostReport]]]) -> CostReport:
     return CostReport(merged, source="+".join(sorted(set(owner.values()))), feasible=feasible, info=info)
 
 
+_NO_COST = CostReport({}, source="")
+
+
 def collect_costs(pm: Any, candidate: Candidate, ctx: RunContext) -> CostReport:
     """Call ``cost`` through ``pm.hook`` (so wrapper implementations apply) and merge."""
-    reports = pm.hook.cost(candidate=candidate, ctx=ctx)
+    hook = pm.hook.cost
+    if not hook.get_hookimpls():
+        return _NO_COST
+    reports = hook(candidate=candidate, ctx=ctx)
     named = []
     for i, rep in enumerate(reports):
         if rep is not None and not isinstance(rep, CostReport):
@@ -100,12 +106,24 @@ def collect_costs(pm: Any, candidate: Candidate, ctx: RunContext) -> CostReport:
 # ---------------------------------------------------------------------------
 
 
-@contextmanager
-def _alarm(seconds: Optional[float]) -> Iterator[None]:
+class _NoAlarm:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+_NO_ALARM = _NoAlarm()
+
+
+def _alarm(seconds: Optional[float]) -> Any:
     """Raise :class:`TrialTimeout` in this thread after ``seconds`` (SIGALRM)."""
-    if not seconds:
-        yield
-        return
+    return _timed(seconds) if seconds else _NO_ALARM
+
+
+@contextmanager
+def _timed(seconds: float) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         raise PluginError("budget.trial_timeout_s needs trials in a process's main thread (the inline, local or ray executors); this one runs elsewhere")
 
