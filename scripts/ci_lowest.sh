@@ -67,7 +67,8 @@ ids=$("$PY" -m pytest --collect-only -q -k "$select" tests plugins 2>/dev/null |
 for p in plugins/*/; do
   name=$(basename "$p")
   if ! grep -q "^plugins/$name/" <<<"$ids"; then
-    echo "ci_lowest: no test of plugins/$name in the subset" >&2
+    echo "ci_lowest: no test of plugins/$name in the subset (renamed, or a collection error:" \
+      "$PY -m pytest --collect-only -q plugins/$name)" >&2
     exit 1
   fi
 done
