@@ -386,8 +386,6 @@ def check_declared_metrics(pm: Any, components: Mapping[str, Any], objectives: M
     Raises :class:`hwaml.config.ConfigError` naming the key and the known metrics,
     or :class:`PluginError` for an evaluator/backend that declares nothing.
     """
-    from .config import ConfigError
-
     declared: Dict[str, List[str]] = {}
     for name, obj in components.items():
         if obj is None or not (name == "evaluator" or name.startswith("backend")):
@@ -412,6 +410,8 @@ def check_declared_metrics(pm: Any, components: Mapping[str, Any], objectives: M
         for metric in names:
             if metric not in known:
                 import difflib
+
+                from .config import ConfigError  # imports Hydra: only on the error path
 
                 close = difflib.get_close_matches(metric, known, n=1, cutoff=0.5)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
