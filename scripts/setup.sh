@@ -17,7 +17,7 @@ apt_install() {
 # System packages: gcc/make build TinyEngine's generated C; ngspice (shared
 # library + the -dev link that PySpice/InSpice dlopen) simulates circuits.
 need_apt=()
-for pkg in gcc make ngspice libngspice0 libngspice0-dev; do
+for pkg in gcc make ngspice libngspice0 libngspice0-dev dataset-fashion-mnist; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then apt_install "${need_apt[@]}"; fi
