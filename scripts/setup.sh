@@ -15,7 +15,8 @@ apt_install() {
 }
 
 # System packages: gcc/make build TinyEngine's generated C; ngspice (shared
-# library + the -dev link that PySpice/InSpice dlopen) simulates circuits.
+# library + the -dev link that PySpice/InSpice dlopen) simulates circuits;
+# dataset-fashion-mnist: the Fashion-MNIST files under /usr/share/datasets (tinynas).
 need_apt=()
 for pkg in gcc make ngspice libngspice0 libngspice0-dev dataset-fashion-mnist; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
