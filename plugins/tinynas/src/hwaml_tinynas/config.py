@@ -9,15 +9,54 @@ fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
-__all__ = ["Stage1Config", "TrainingConfig", "FinetuneConfig", "DIGITS_EPOCHS", "DIGITS_LRS"]
+__all__ = ["DataConfig", "DATASETS", "Stage1Config", "TrainingConfig", "FinetuneConfig", "DIGITS_EPOCHS", "DIGITS_LRS"]
 
 #: progressive shrinking on digits: the published phase order, short phases
 DIGITS_EPOCHS: Dict[str, Any] = {"full": 10, "kernel": 3, "depth": [2, 3], "expand": [2, 3]}
 DIGITS_LRS: Dict[str, Any] = {"full": 0.1, "kernel": 0.03, "depth": [0.01, 0.03], "expand": [0.01, 0.03]}
 
 PHASES = ("full", "kernel", "depth", "expand")
+
+#: ``data.dataset`` choices: scikit-learn's digits, Fashion-MNIST (Debian's IDX files), any MNIST-like IDX folder
+DATASETS = ("digits", "fashion_mnist", "idx")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The images the supernet trains on, the search ranks by and deploy reports on.
+
+    :param dataset: ``digits`` (scikit-learn, fast; split by the evaluator's
+        ``val_fraction``), ``fashion_mnist`` (IDX files of Debian's
+        ``dataset-fashion-mnist``, or ``root``) or ``idx`` (any folder of
+        MNIST-named IDX files, ``root`` required).
+    :param root: the IDX folder (``fashion_mnist``: null is
+        :data:`hwaml_tinynas.data.FASHION_MNIST_ROOT`).
+    :param val_images: training images held out for ranking (IDX sets).
+    :param train_images: of the rest, how many the supernet trains on (null: all).
+    :param test_images: test images of the final report (null: all).
+    """
+
+    dataset: str = "digits"
+    root: Optional[str] = None
+    val_images: int = 5000
+    train_images: Optional[int] = None
+    test_images: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.dataset == "idx" and not self.root:
+            raise ValueError("data.dataset=idx needs data.root (a folder with MNIST-named IDX files)")
+        if self.root is not None:
+            object.__setattr__(self, "root", str(self.root))
+        if self.val_images < 1:
+            raise ValueError(f"data.val_images must be >= 1, got {self.val_images}")
+        for name in ("train_images", "test_images"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise ValueError(f"data.{name} must be >= 1 or null, got {v}")
 
 
 @dataclass(frozen=True)

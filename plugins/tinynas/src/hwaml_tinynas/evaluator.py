@@ -39,11 +39,11 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from hwaml import BuiltModel, Candidate, EvalResult, RunContext, SearchSpace, Trial, hookimpl
 
-from .config import DIGITS_EPOCHS, DIGITS_LRS, FinetuneConfig, Stage1Config, TrainingConfig
+from .config import DIGITS_EPOCHS, DIGITS_LRS, DataConfig, FinetuneConfig, Stage1Config, TrainingConfig
 
 log = logging.getLogger("hwaml.tinynas")
 
-__all__ = ["TinyNASDigits", "DIGITS_EPOCHS", "DIGITS_LRS", "Stage1Config", "TrainingConfig", "FinetuneConfig"]
+__all__ = ["TinyNASDigits", "DIGITS_EPOCHS", "DIGITS_LRS", "DataConfig", "Stage1Config", "TrainingConfig", "FinetuneConfig"]
 
 SOURCE = "tinynas_digits"
 
@@ -66,9 +66,12 @@ class TinyNASDigits:
         ``subnets_per_step``, ``kd_ratio``, ``calibration_size``).
     :param finetune: :class:`~hwaml_tinynas.config.FinetuneConfig` (``epochs``,
         ``lr``) of each extracted sub-network before scoring (0 epochs: none).
+    :param data: :class:`~hwaml_tinynas.config.DataConfig` (``dataset``:
+        ``digits`` | ``fashion_mnist`` | ``idx``, ``root``, ``val_images``,
+        ``train_images``, ``test_images``).
     :param eval_batch_size: images per batch when scoring.
     :param calib_images: training images a deploy step gets for int8 calibration.
-    :param val_fraction: share of the training split held out for ranking.
+    :param val_fraction: share of the training split held out for ranking (digits).
     :param state_dir: the evaluator's folder in the run directory.
     :param threads: torch threads (0: leave as set, e.g. by the executor).
     :param seed: data split, supernet initialisation and training order.
@@ -86,6 +89,7 @@ class TinyNASDigits:
         stage1: Optional[Union[Stage1Config, Mapping[str, Any]]] = None,
         training: Optional[Union[TrainingConfig, Mapping[str, Any]]] = None,
         finetune: Optional[Union[FinetuneConfig, Mapping[str, Any]]] = None,
+        data: Optional[Union[DataConfig, Mapping[str, Any]]] = None,
         eval_batch_size: int = 500,
         calib_images: int = 64,
         val_fraction: float = 0.2,
@@ -104,6 +108,7 @@ class TinyNASDigits:
         self.stage1 = as_config(Stage1Config, stage1, "stage1")
         self.training = as_config(TrainingConfig, training, "training")
         self.finetune = as_config(FinetuneConfig, finetune, "finetune")
+        self.data = as_config(DataConfig, data, "data")
         if calib_images < 1 or eval_batch_size < 1:
             raise ValueError("calib_images and eval_batch_size must be >= 1")
         if not 0.0 < val_fraction < 1.0:
@@ -190,7 +195,13 @@ class TinyNASDigits:
         """What a saved supernet must have been trained with to be reused."""
         from dataclasses import asdict
 
-        return json.loads(json.dumps(dict(asdict(self.training), seed=self.seed, val_fraction=self.val_fraction)))
+        return json.loads(json.dumps(dict(asdict(self.training), seed=self.seed, val_fraction=self.val_fraction, data=self.data_settings())))
+
+    def data_settings(self) -> Dict[str, Any]:
+        """The data options a checkpoint records (so deploy reloads the same splits)."""
+        from dataclasses import asdict
+
+        return asdict(self.data)
 
     def load_or_train_supernet(self, arch: Any, state: Path, train: bool) -> Any:
         """The supernet saved in ``state`` when its shape and settings match,
@@ -249,11 +260,18 @@ class TinyNASDigits:
         return self.arch_of(self.load_space_opt(ctx.run_dir))
 
     # -- data and sub-networks ----------------------------------------------------------------
-    def splits(self, resolution: int, seed: Optional[int] = None, val_fraction: Optional[float] = None) -> Any:
-        """Train / validation / test digits at ``resolution`` (this evaluator's split by default)."""
-        from .data import digits_splits
+    def splits(self, resolution: int, seed: Optional[int] = None, val_fraction: Optional[float] = None, data: Optional[Mapping[str, Any]] = None) -> Any:
+        """Train / validation / test images at ``resolution`` (this evaluator's
+        data set and split by default; ``data``: the options a checkpoint recorded)."""
+        from .data import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, digits_splits, idx_splits
 
-        return digits_splits(int(resolution), self.seed if seed is None else int(seed), self.val_fraction if val_fraction is None else float(val_fraction))
+        seed = self.seed if seed is None else int(seed)
+        cfg = self.data if data is None else DataConfig(**dict(data))
+        if cfg.dataset == "digits":
+            return digits_splits(int(resolution), seed, self.val_fraction if val_fraction is None else float(val_fraction))
+        fashion = cfg.dataset == "fashion_mnist"
+        root = cfg.root or FASHION_MNIST_ROOT
+        return idx_splits(int(resolution), seed, str(root), int(cfg.val_images), cfg.train_images, cfg.test_images, FASHION_MNIST_CLASSES if fashion else None)
 
     def subnet(self, config: Mapping[str, Any]) -> Any:
         """The static (ReLU6) sub-network ``config`` of the prepared supernet,
@@ -310,7 +328,7 @@ class TinyNASDigits:
         module = static_subnet(arch, meta["config"])
         module.load_state_dict(state)
         module.eval()
-        d = self.splits(meta["resolution"], meta["seed"], meta["val_fraction"])
+        d = self.splits(meta["resolution"], meta["seed"], meta["val_fraction"], meta.get("data", {"dataset": "digits"}))
         return BuiltModel(
             module,
             tuple(module.input_shape),
@@ -349,6 +367,7 @@ class TinyNASDigits:
             "resolution": d.resolution,
             "seed": self.seed,
             "val_fraction": self.val_fraction,
+            "data": self.data_settings(),
             "calib_images": self.calib_images,
             "val_accuracy": val_acc,
             "float_accuracy": test_acc,
