@@ -66,3 +66,39 @@ def test_multirun_over_devices_gives_one_model_each_and_a_summary(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "mcu64k" in r.stdout and "stm32f412" in r.stdout
     assert (sweep / "summary.csv").is_file()
+
+
+def test_mcunet_fashion_preset_runs_on_an_idx_folder_shrunk(tmp_path):
+    """experiment=mcunet_fashion (its device, data option and deploy) on a small
+    MNIST-like IDX folder the test writes, shrunk to seconds."""
+    import numpy as np
+
+    from hwaml_tinynas.idx import write_idx
+
+    data = tmp_path / "idx"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", 200), ("t10k", 30)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        write_idx(data / f"{stem}-images-idx3-ubyte.gz", (rng.integers(0, 40, (n, 28, 28)) + y[:, None, None] * 20).astype(np.uint8))
+        write_idx(data / f"{stem}-labels-idx1-ubyte.gz", y)
+    run = tmp_path / "run"
+    shrunk = [s for s in SHRUNK if "resolutions" not in s and "widths" not in s and "base_arch" not in s]
+    p = _hwaml(
+        "run",
+        "experiment=mcunet_fashion",
+        *shrunk,
+        "evaluator.base_arch=mcunet_test",
+        "evaluator.stage1.widths=[0.5]",
+        "evaluator.stage1.resolutions=[12]",
+        f"evaluator.data.root={data}",
+        "evaluator.data.val_images=50",
+        "evaluator.data.train_images=100",
+        f"hydra.run.dir={run}",
+    )
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    best = json.loads(out.split("hwaml: best trial", 1)[1].split(" ", 2)[2].splitlines()[0])
+    assert best["peak_sram_kb"] <= 8  # the preset's 8 KB-SRAM part
+    assert "C outputs on 30 test images match the Python int8 reference" in out, out
+    assert json.loads((run / "tinynas" / "supernet.json").read_text())["settings"]["data"]["root"] == str(data)
