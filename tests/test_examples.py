@@ -1,6 +1,8 @@
 """The example plugins install and work the way the docs say.
 
-One virtual environment for the module: ``python -m venv --system-site-packages``
+One virtual environment for the module: ``python -m venv`` that sees this
+interpreter's packages (through a ``.pth`` file when this is a virtualenv, else
+``--system-site-packages``)
 (hwaml and its dependencies come from the system site; ``--without-pip`` because
 the system's pip is visible through it and bootstrapping a second pip costs
 seconds), then ``pip install --no-deps --no-build-isolation --no-index`` of
@@ -46,9 +48,13 @@ def rename_template(src: Path, dest: Path, new: str) -> Path:
 def venv(tmp_path_factory):
     base = tmp_path_factory.mktemp("examples")
     env_dir = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(env_dir)], check=True, timeout=60)
+    in_venv = sys.prefix != sys.base_prefix
+    # Inside a virtualenv (.venv, CI's) the base interpreter's site-packages must not
+    # leak in (they hold whatever the machine had preinstalled): no --system-site-packages.
+    flags = [] if in_venv else ["--system-site-packages"]
+    subprocess.run([sys.executable, "-m", "venv", *flags, "--without-pip", str(env_dir)], check=True, timeout=60)
     python = env_dir / "bin" / "python"
-    if sys.prefix != sys.base_prefix:
+    if in_venv:
         # This interpreter is itself a virtualenv's (CI's, .venv): a venv made from it
         # sees the *base* interpreter's site-packages, not this one's (where hwaml,
         # setuptools and wheel are). Hand them on with an `import` line in a .pth file,
