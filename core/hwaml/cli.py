@@ -254,7 +254,7 @@ def deploy_run(run_dir: Path, trial: Optional[int] = None, target: Optional[str]
     from .loop import best_trial, step_rng
     from .plugins import PluginError, build_run_manager
     from .store import TrialStore
-    from .trial import collect_costs, model_builder
+    from .trial import wire_context
     from .types import DeployResult, RunContext, TrialStatus
 
     run_dir = Path(run_dir)
@@ -282,7 +282,6 @@ def deploy_run(run_dir: Path, trial: Optional[int] = None, target: Optional[str]
         impls = pm.hook.deploy.get_hookimpls()
         if not impls:
             raise PluginError(f"no component of this run implements deploy (components: {', '.join(comps)})")
-        holder: Dict[str, Any] = {}
         ctx = RunContext(
             cfg=cfg,
             run_dir=run_dir,
@@ -292,13 +291,8 @@ def deploy_run(run_dir: Path, trial: Optional[int] = None, target: Optional[str]
             logger=log,
             objectives=objectives,
             constraints=dict(cfg.constraints or {}),
-            cost_fn=lambda c: collect_costs(pm, c, holder["ctx"]),
-            build_model=model_builder(pm, lambda: holder["ctx"]),
         )
-        holder["ctx"] = ctx
-        space = pm.hook.search_space(ctx=ctx)
-        ctx = replace(ctx, space=space)
-        holder["ctx"] = ctx
+        ctx = wire_context(pm, ctx, with_space=True)
         names = [i.plugin_name for i in impls]
         if target is not None:
             short = {n: n.split(".", 1)[-1] for n in names}

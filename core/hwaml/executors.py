@@ -87,7 +87,7 @@ def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, 
 
     from .config import instantiate_components
     from .plugins import Registry, build_run_manager, make_plugin_manager
-    from .trial import apply_thread_limit, collect_costs, model_builder
+    from .trial import apply_thread_limit, wire_context
 
     apply_thread_limit(threads)
     cfg = OmegaConf.create(cfg_container)
@@ -95,7 +95,6 @@ def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, 
     apply_thread_limit(threads)  # again: torch may have been imported by a component
     # workers only cost and evaluate: no need to import every installed plugin
     pm = build_run_manager(comps, registry=Registry(make_plugin_manager()))
-    holder: dict = {}
     ctx = RunContext(
         cfg=cfg,
         run_dir=Path(run_dir),
@@ -106,10 +105,8 @@ def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, 
         in_worker=True,
         space=space,
         threads=threads,
-        cost_fn=lambda c: collect_costs(pm, c, holder["ctx"]),
-        build_model=model_builder(pm, lambda: holder["ctx"]),
     )
-    holder["ctx"] = ctx
+    ctx = wire_context(pm, ctx)
     _WORKER.update(pm=pm, ctx=ctx, objectives=objectives, timeout=trial_timeout_s)
 
 

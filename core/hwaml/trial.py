@@ -37,6 +37,7 @@ __all__ = [
     "finite_or_nan_keys",
     "apply_thread_limit",
     "model_builder",
+    "wire_context",
 ]
 
 
@@ -256,3 +257,20 @@ def model_builder(pm: Any, get_ctx: Any, cache_size: int = 64) -> Optional[Any]:
         return model
 
     return build
+
+
+def wire_context(pm: Any, ctx: RunContext, with_space: bool = False) -> RunContext:
+    """``ctx`` with ``cost_fn`` (merged cost through ``pm``) and ``build_model`` bound,
+    both seeing the returned context; with ``with_space`` the evaluator's
+    ``search_space`` is asked first and put in ``ctx.space``. The executors'
+    workers, ``hwaml deploy`` and :func:`hwaml.testing.make_context` wire their
+    contexts this way (the loop memoises ``cost_fn`` itself)."""
+    from dataclasses import replace
+
+    holder: dict = {}
+    wired = replace(ctx, cost_fn=lambda c: collect_costs(pm, c, holder["ctx"]), build_model=model_builder(pm, lambda: holder["ctx"]))
+    holder["ctx"] = wired
+    if with_space and pm.hook.search_space.get_hookimpls():
+        wired = replace(wired, space=pm.hook.search_space(ctx=wired))
+        holder["ctx"] = wired
+    return wired

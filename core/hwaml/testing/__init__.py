@@ -56,9 +56,7 @@ def make_context(
     (so an NN backend can be costed on the evaluator's networks); with
     ``backends`` too, ``ctx.cost_fn`` merges their costs.
     """
-    from dataclasses import replace
-
-    from ..trial import collect_costs, model_builder
+    from ..trial import wire_context
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -75,13 +73,7 @@ def make_context(
     comps = {"evaluator": evaluator} if evaluator is not None else {}
     comps.update({f"backend.{k}": v for k, v in (backends or {}).items()})
     pm = build_run_manager(comps, registry=_EmptyRegistry())
-    holder = {"ctx": ctx}
-    ctx = replace(ctx, build_model=model_builder(pm, lambda: holder["ctx"]), cost_fn=lambda c: collect_costs(pm, c, holder["ctx"]))
-    holder["ctx"] = ctx
-    if evaluator is not None:
-        ctx = replace(ctx, space=pm.hook.search_space(ctx=ctx))
-        holder["ctx"] = ctx
-    return ctx
+    return wire_context(pm, ctx, with_space=evaluator is not None)
 
 
 def compose_config(overrides: List[str]) -> Any:
