@@ -1,0 +1,391 @@
+"""A torchsparse-compatible sparse tensor library in pure PyTorch (runs on CPU).
+
+The names follow torchsparse (``SparseTensor`` with ``.F``/``.C``/``.s``,
+``PointTensor``, ``sparse_quantize``, ``Conv3d``, ``BatchNorm``, ``ReLU``,
+``cat``) so that SPVNAS code reads as it does upstream. The machinery is the
+textbook one:
+
+* coordinates ``[N, 4]`` int64 (batch, x, y, z), stored in the units of their
+  stride level (a tensor at stride 4 holds ``floor(c / 4)``), are packed into one
+  int64 key each; the keys are sorted once and queried with ``searchsorted``
+  (hashing by sort/unique instead of a GPU hash table);
+* a *kernel map* lists, for every kernel offset, the (input row, output row)
+  pairs it connects; a convolution is gather -> matmul -> scatter-add over the
+  offsets, so autograd differentiates it exactly;
+* stride-1 convolutions are submanifold (outputs at the input coordinates), a
+  stride-``s`` convolution outputs ``unique(floor(c / s))``, and a transposed
+  convolution reuses the cached map of the strided convolution it inverts, so it
+  returns exactly the encoder's coordinates in the encoder's order.
+
+Kernel maps and coordinates are cached in a :class:`CoordinateCache` shared by
+every tensor derived from one input (torchsparse's ``cmaps``/``kmaps``).
+Every convolution adds ``pairs x C_in x C_out`` to the active
+:func:`count_macs` counter: the MAC count SPVNAS users asked for (one
+multiply-accumulate per kernel-map entry and channel pair).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "SparseTensor",
+    "PointTensor",
+    "CoordinateCache",
+    "KernelMap",
+    "sparse_quantize",
+    "hash_coords",
+    "kernel_offsets",
+    "build_submanifold_map",
+    "build_strided_map",
+    "conv3d",
+    "Conv3d",
+    "BatchNorm",
+    "ReLU",
+    "cat",
+    "count_macs",
+    "MacCounter",
+]
+
+# 18 bits per axis (coordinates within +-131072 voxels of the origin, i.e.
+# +-6.5 km at 5 cm) and 9 bits of batch index fit one signed int64 key.
+_AXIS_BITS = 18
+_AXIS_OFFSET = 1 << (_AXIS_BITS - 1)
+_AXIS_MASK = (1 << _AXIS_BITS) - 1
+_MAX_BATCH = 1 << (63 - 3 * _AXIS_BITS)
+
+
+def hash_coords(coords: torch.Tensor) -> torch.Tensor:
+    """Pack ``[N, 4]`` integer coordinates (batch, x, y, z) into one int64 key each.
+
+    The packing is order preserving in (batch, x, y, z), so sorting keys sorts
+    coordinates lexicographically. Raises ``ValueError`` for coordinates outside
+    the representable range instead of letting keys collide.
+    """
+    if coords.ndim != 2 or coords.shape[1] != 4:
+        raise ValueError(f"coordinates must be [N, 4] (batch, x, y, z), got shape {tuple(coords.shape)}")
+    c = coords.long()
+    if c.numel():
+        xyz = c[:, 1:]
+        lo, hi = int(xyz.min()), int(xyz.max())
+        if lo < -_AXIS_OFFSET or hi >= _AXIS_OFFSET:
+            raise ValueError(f"voxel coordinates must lie in [{-_AXIS_OFFSET}, {_AXIS_OFFSET}), got [{lo}, {hi}] (use a coarser voxel size)")
+        b_lo, b_hi = int(c[:, 0].min()), int(c[:, 0].max())
+        if b_lo < 0 or b_hi >= _MAX_BATCH:
+            raise ValueError(f"batch indices must lie in [0, {_MAX_BATCH}), got [{b_lo}, {b_hi}]")
+    x = c[:, 1] + _AXIS_OFFSET
+    y = c[:, 2] + _AXIS_OFFSET
+    z = c[:, 3] + _AXIS_OFFSET
+    return (c[:, 0] << (3 * _AXIS_BITS)) | (x << (2 * _AXIS_BITS)) | (y << _AXIS_BITS) | z
+
+
+def kernel_offsets(kernel_size: int) -> torch.Tensor:
+    """Offsets ``[K^3, 3]`` of a cubic kernel, x slowest, z fastest.
+
+    Odd kernels are centred (``-K//2 .. K//2``); even kernels start at 0
+    (``0 .. K-1``), so a kernel-2 stride-2 convolution maps each input voxel to
+    exactly one output voxel, ``floor(c / 2)``, through offset ``c mod 2``.
+    """
+    k = int(kernel_size)
+    if k < 1:
+        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+    r = range(-(k // 2), k // 2 + 1) if k % 2 else range(0, k)
+    return torch.tensor(list(itertools.product(r, r, r)), dtype=torch.long)
+
+
+@dataclass
+class KernelMap:
+    """For each kernel offset ``k``: the input rows ``in_idx[k]`` that feed the
+    output rows ``out_idx[k]`` through the weight slice ``W[k]``."""
+
+    in_idx: List[torch.Tensor]
+    out_idx: List[torch.Tensor]
+    n_in: int
+    n_out: int
+    kernel_size: int
+    stride: int
+
+    def pairs(self) -> int:
+        """The number of kernel-map entries (the MAC multiplier of one channel pair)."""
+        return int(sum(int(t.numel()) for t in self.in_idx))
+
+    def transposed(self) -> "KernelMap":
+        return KernelMap(self.out_idx, self.in_idx, self.n_out, self.n_in, self.kernel_size, self.stride)
+
+
+@dataclass
+class CoordinateCache:
+    """Coordinates per stride level and kernel maps, shared by every tensor
+    derived from one input (so a decoder finds its encoder's maps)."""
+
+    coords: Dict[int, torch.Tensor] = field(default_factory=dict)
+    kmaps: Dict[Tuple, KernelMap] = field(default_factory=dict)
+
+
+class SparseTensor:
+    """Features ``F`` ``[N, C]`` at integer coordinates ``C`` ``[N, 4]`` (batch, x, y, z)
+    of stride level ``s`` (coordinates in units of ``s`` base voxels)."""
+
+    def __init__(self, feats: torch.Tensor, coords: torch.Tensor, stride: int = 1, cache: Optional[CoordinateCache] = None):
+        if feats.ndim != 2:
+            raise ValueError(f"features must be [N, C], got shape {tuple(feats.shape)}")
+        if coords.ndim != 2 or coords.shape[1] != 4 or coords.shape[0] != feats.shape[0]:
+            raise ValueError(f"coordinates must be [N, 4] with N = {feats.shape[0]} rows, got {tuple(coords.shape)}")
+        if coords.dtype.is_floating_point:
+            raise ValueError("SparseTensor coordinates must be integers (quantise points with sparse_quantize first)")
+        self.F = feats
+        self.C = coords.long()
+        self.s = int(stride)
+        self.cache = cache if cache is not None else CoordinateCache()
+        self.cache.coords.setdefault(self.s, self.C)
+
+    def replace_feats(self, feats: torch.Tensor) -> "SparseTensor":
+        """The same coordinates (and cache) with new features."""
+        return SparseTensor(feats, self.C, self.s, self.cache)
+
+    def __repr__(self) -> str:
+        return f"SparseTensor(N={self.F.shape[0]}, C={self.F.shape[1]}, stride={self.s})"
+
+
+class PointTensor:
+    """Point features ``F`` ``[N, C]`` at continuous coordinates ``C`` ``[N, 4]``
+    (batch, then x, y, z in base-voxel units). ``cache`` holds per-stride voxel
+    indices and interpolation weights, shared by tensors with the same points."""
+
+    def __init__(self, feats: torch.Tensor, coords: torch.Tensor, cache: Optional[dict] = None):
+        if coords.ndim != 2 or coords.shape[1] != 4 or coords.shape[0] != feats.shape[0]:
+            raise ValueError(f"point coordinates must be [N, 4] with N = {feats.shape[0]} rows, got {tuple(coords.shape)}")
+        self.F = feats
+        self.C = coords
+        self.cache = cache if cache is not None else {}
+
+    def replace_feats(self, feats: torch.Tensor) -> "PointTensor":
+        return PointTensor(feats, self.C, self.cache)
+
+    def __repr__(self) -> str:
+        return f"PointTensor(N={self.F.shape[0]}, C={self.F.shape[1]})"
+
+
+def sparse_quantize(coords, voxel_size=1.0, *, return_index: bool = False, return_inverse: bool = False):
+    """Voxelise points: ``floor(coords / voxel_size)``, one row per occupied voxel.
+
+    ``coords`` is ``[N, D]`` (numpy or torch, float or int). Returns the unique
+    voxel coordinates (int32, numpy), plus with ``return_index`` the index of one
+    representative point per voxel (its first point), plus with
+    ``return_inverse`` the voxel of every point, so that
+    ``voxels[inverse] == floor(coords / voxel_size)`` and ``coords[indices]``
+    are the representatives. The order is the lexicographic order of the voxels.
+    """
+    arr = coords.detach().cpu().numpy() if isinstance(coords, torch.Tensor) else np.asarray(coords)
+    if arr.ndim != 2:
+        raise ValueError(f"sparse_quantize expects [N, D] coordinates, got shape {arr.shape}")
+    vs = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (arr.shape[1],))
+    if np.any(vs <= 0):
+        raise ValueError(f"voxel_size must be positive, got {voxel_size}")
+    q = np.floor(arr.astype(np.float64) / vs).astype(np.int64)
+    _, indices, inverse = np.unique(q, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    voxels = q[indices].astype(np.int32)
+    out = [voxels]
+    if return_index:
+        out.append(indices)
+    if return_inverse:
+        out.append(inverse)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _lookup(sorted_keys: torch.Tensor, order: torch.Tensor, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the queries found among the keys, and the matching key rows."""
+    if sorted_keys.numel() == 0 or queries.numel() == 0:
+        e = torch.zeros(0, dtype=torch.long)
+        return e, e
+    pos = torch.searchsorted(sorted_keys, queries).clamp_(max=sorted_keys.numel() - 1)
+    found = sorted_keys[pos] == queries
+    return found.nonzero().squeeze(1), order[pos[found]]
+
+
+def build_submanifold_map(coords: torch.Tensor, kernel_size: int) -> KernelMap:
+    """Kernel map of a stride-1 (submanifold) convolution: output row ``o`` at
+    ``coords[o]`` reads input row ``i`` at ``coords[o] + offset``."""
+    keys = hash_coords(coords)
+    sorted_keys, order = torch.sort(keys)
+    ins, outs = [], []
+    for off in kernel_offsets(kernel_size):
+        q = coords.clone()
+        q[:, 1:] += off
+        o, i = _lookup(sorted_keys, order, hash_coords(q))
+        ins.append(i)
+        outs.append(o)
+    n = coords.shape[0]
+    return KernelMap(ins, outs, n, n, int(kernel_size), 1)
+
+
+def downsample_coords(coords: torch.Tensor, stride: int) -> torch.Tensor:
+    """``unique(floor(c / stride))`` per batch, in key (lexicographic) order."""
+    down = coords.clone()
+    down[:, 1:] = torch.div(coords[:, 1:], stride, rounding_mode="floor")
+    keys = hash_coords(down)
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    out = torch.empty(uniq.numel(), 4, dtype=torch.long)
+    out[inverse] = down
+    return out
+
+
+def build_strided_map(coords: torch.Tensor, kernel_size: int, stride: int) -> Tuple[torch.Tensor, KernelMap]:
+    """Output coordinates ``unique(floor(c / stride))`` and the kernel map: output
+    ``o`` reads the input at ``o * stride + offset``."""
+    out_coords = downsample_coords(coords, stride)
+    keys = hash_coords(coords)
+    sorted_keys, order = torch.sort(keys)
+    ins, outs = [], []
+    for off in kernel_offsets(kernel_size):
+        q = out_coords.clone()
+        q[:, 1:] = q[:, 1:] * stride + off
+        o, i = _lookup(sorted_keys, order, hash_coords(q))
+        ins.append(i)
+        outs.append(o)
+    return out_coords, KernelMap(ins, outs, coords.shape[0], out_coords.shape[0], int(kernel_size), int(stride))
+
+
+# --------------------------------------------------------------------------- MACs
+
+class MacCounter:
+    """Accumulates multiply-accumulates of sparse convolutions and linear layers."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_layer: List[Tuple[str, int]] = []
+
+    def add(self, what: str, macs: int) -> None:
+        self.total += int(macs)
+        self.by_layer.append((what, int(macs)))
+
+
+_COUNTERS: List[MacCounter] = []
+
+
+@contextlib.contextmanager
+def count_macs() -> Iterator[MacCounter]:
+    """``with count_macs() as m: net(x)``: ``m.total`` is ``sum(pairs x C_in x C_out)``
+    over the sparse convolutions plus ``N x C_in x C_out`` over point-wise linear layers."""
+    counter = MacCounter()
+    _COUNTERS.append(counter)
+    try:
+        yield counter
+    finally:
+        _COUNTERS.remove(counter)
+
+
+def record_macs(what: str, macs: int) -> None:
+    for c in _COUNTERS:
+        c.add(what, macs)
+
+
+# --------------------------------------------------------------------------- convolution
+
+def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """Gather -> matmul -> scatter-add over the kernel offsets.
+
+    ``weight`` is ``[K^3, C_in, C_out]``; returns ``[kmap.n_out, C_out]``.
+    """
+    if weight.shape[0] != len(kmap.in_idx):
+        raise ValueError(f"weight has {weight.shape[0]} kernel offsets, the kernel map {len(kmap.in_idx)}")
+    out = feats.new_zeros(kmap.n_out, weight.shape[2])
+    for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
+        if i.numel():
+            out.index_add_(0, o, feats.index_select(0, i) @ weight[k])
+    record_macs("conv", kmap.pairs() * weight.shape[1] * weight.shape[2])
+    return out
+
+
+def conv3d(x: SparseTensor, weight: torch.Tensor, kernel_size: int, stride: int = 1, transposed: bool = False, bias: Optional[torch.Tensor] = None) -> SparseTensor:
+    """A sparse 3D convolution with torchsparse's coordinate semantics.
+
+    * ``stride == 1``: submanifold, outputs at ``x.C`` (map cached per level and kernel);
+    * ``stride > 1``: outputs at ``unique(floor(x.C / stride))`` (level ``x.s * stride``);
+    * ``transposed``: from level ``x.s`` back to ``x.s // stride`` through the cached
+      map of the strided convolution that produced ``x`` (the encoder's coordinates,
+      in order). A transposed convolution without that map is an error.
+    """
+    if x.F.shape[1] != weight.shape[1]:
+        raise ValueError(f"input has {x.F.shape[1]} channels, the weight expects {weight.shape[1]}")
+    cache = x.cache
+    if stride == 1:
+        key = ("subm", x.s, int(kernel_size))
+        kmap = cache.kmaps.get(key)
+        if kmap is None:
+            kmap = cache.kmaps[key] = build_submanifold_map(x.C, kernel_size)
+        out = SparseTensor(apply_kernel_map(x.F, weight, kmap), x.C, x.s, cache)
+    elif not transposed:
+        key = ("down", x.s, int(kernel_size), int(stride))
+        kmap = cache.kmaps.get(key)
+        level = x.s * stride
+        if kmap is None:
+            out_coords, kmap = build_strided_map(x.C, kernel_size, stride)
+            cache.kmaps[key] = kmap
+            cache.coords[level] = out_coords
+        out = SparseTensor(apply_kernel_map(x.F, weight, kmap), cache.coords[level], level, cache)
+    else:
+        if x.s % stride:
+            raise ValueError(f"cannot transpose a stride-{stride} convolution from level {x.s}")
+        level = x.s // stride
+        key = ("down", level, int(kernel_size), int(stride))
+        kmap = cache.kmaps.get(key)
+        if kmap is None:
+            raise ValueError(
+                f"transposed convolution at level {x.s}: no cached kernel-{kernel_size} stride-{stride} map from level {level} "
+                "(a transposed convolution inverts a strided one of the same input)"
+            )
+        out = SparseTensor(apply_kernel_map(x.F, weight, kmap.transposed()), cache.coords[level], level, cache)
+    if bias is not None:
+        out = out.replace_feats(out.F + bias)
+    return out
+
+
+class Conv3d(nn.Module):
+    """torchsparse's ``spnn.Conv3d``: weight ``[K^3, C_in, C_out]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, bias: bool = False, transposed: bool = False):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.transposed = int(kernel_size), int(stride), bool(transposed)
+        k3 = self.kernel_size ** 3
+        self.kernel = nn.Parameter(torch.empty(k3, self.in_channels, self.out_channels))
+        self.bias = nn.Parameter(torch.zeros(self.out_channels)) if bias else None
+        bound = 1.0 / math.sqrt(self.in_channels * k3)
+        nn.init.uniform_(self.kernel, -bound, bound)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return conv3d(x, self.kernel, self.kernel_size, self.stride, self.transposed, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, transposed={self.transposed}"
+
+
+class BatchNorm(nn.BatchNorm1d):
+    """Batch normalisation of a sparse tensor's features."""
+
+    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
+        return x.replace_feats(super().forward(x.F))
+
+
+class ReLU(nn.ReLU):
+    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
+        return x.replace_feats(super().forward(x.F))
+
+
+def cat(tensors: Sequence[SparseTensor]) -> SparseTensor:
+    """Concatenate features of sparse tensors at the same coordinates (same order)."""
+    first = tensors[0]
+    for t in tensors[1:]:
+        if t.s != first.s or t.C.shape != first.C.shape or not torch.equal(t.C, first.C):
+            raise ValueError("torchsparse.cat needs tensors at identical coordinates (same level, same order)")
+    return first.replace_feats(torch.cat([t.F for t in tensors], dim=1))
