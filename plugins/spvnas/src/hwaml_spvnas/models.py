@@ -266,6 +266,11 @@ class SPVCNN(nn.Module):
         return x
 
     def forward(self, z: PointTensor) -> torch.Tensor:
+        if not isinstance(z, PointTensor):
+            raise TypeError(
+                f"SPVCNN takes a PointTensor (one LiDAR scan's points), not {type(z).__name__}; "
+                "dense-input cost backends cannot run it (use spvnas_macs / spvnas_latency)"
+            )
         a = self.arch
         w = a["widths"]
         x0 = initial_voxelize(z)
