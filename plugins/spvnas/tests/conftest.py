@@ -11,14 +11,6 @@ TINY_SPACE = {"width_multiplier": 0.125, "granularity": 4}
 TINY_SUPERNET = {"epochs": 1, "batch_size": 2, "lr": 0.05, "warmup_epochs": 0.0, "bn_calibration_scans": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def tiny_evaluator(checkpoint, **kw):
     from hwaml_spvnas.evaluator import SPVNASEvaluator
 
@@ -26,6 +18,25 @@ def tiny_evaluator(checkpoint, **kw):
                 training={"epochs": 0, "bn_calibration_scans": 1}, checkpoint=str(checkpoint), cost_scans=1, progress=False)
     args.update(kw)
     return SPVNASEvaluator(**args)
+
+
+@pytest.fixture
+def make_evaluator():
+    """The factory of tiny evaluators (tests call it with a checkpoint path and overrides)."""
+    return tiny_evaluator
+
+
+@pytest.fixture
+def tiny_settings():
+    return {"data": dict(TINY_DATA), "space": dict(TINY_SPACE), "supernet_training": dict(TINY_SUPERNET)}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="session")
