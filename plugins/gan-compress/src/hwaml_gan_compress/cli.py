@@ -47,12 +47,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--root", default=None)
     p = sub.add_parser("train", help="train (or load) the teacher and once-for-all generator of a preset")
     p.add_argument("preset")
+    p.add_argument("--stage", choices=["teacher", "supernet"], default="supernet", help="stop after this stage (supernet: both)")
     p.add_argument("overrides", nargs="*")
     p = sub.add_parser("score", help="quality of one sub-generator on the held-out slice")
     p.add_argument("preset")
     p.add_argument("config", help="8 numbers, e.g. 16_16_16_16_16_16_16_16")
     p.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    bad = [e for e in extra if "=" not in e or e.startswith("-")]
+    if bad or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra  # key=value after an option
 
     if args.cmd == "data":
         from .data import DataConfig, fashion_cache_path, load_fashion
@@ -68,8 +74,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(path, path.with_suffix(".json").read_text())
     elif args.cmd == "train":
         ev = load_preset(args.preset, args.overrides)
-        state = ev.supernet()
-        print(json.dumps({"teacher": str(ev.teacher_path), "supernet": str(ev.supernet_path), "last_epoch": state.history[-1] if state.history else None}, indent=1))
+        state = ev.teacher() if args.stage == "teacher" else ev.supernet()
+        print(json.dumps({"teacher": str(ev.teacher_path), "supernet": str(ev.supernet_path), "history": state.history}, indent=1))
     elif args.cmd == "score":
         from .generators import ChannelConfig
 

@@ -5,7 +5,7 @@ pytorch-fid computes FID from the 2048-d pool features of an Inception network
 whose weights it downloads. Those weights cannot be fetched here, so the
 feature network is a small CNN the project trains on real Fashion-MNIST
 (``hwaml-gan-compress features``, cached under ``$HWAML_CACHE_DIR/gan_compress``);
-its global-average-pool output (:data:`FEATURE_DIM` values) plays the role of
+its global-average-pool output (``feature_dim`` values, 64 by default) plays the role of
 Inception's pool3 features. The statistics are the same as pytorch-fid's:
 Gaussian fits (mean, covariance with ``ddof=1``) of the two feature sets and the
 Frechet distance ``|mu1-mu2|^2 + tr(S1 + S2 - 2 sqrt(S1 S2))`` with
@@ -72,15 +72,15 @@ class MetricError(ValueError):
 class FeatureNet(nn.Module):
     """Small CNN classifier of 28x28 grayscale garments; ``features`` is its pool layer."""
 
-    def __init__(self, n_classes: int = 10, width: int = 32):
+    def __init__(self, n_classes: int = 10, width: int = 32, feature_dim: int = FEATURE_DIM):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(True),
             nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(True), nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(True), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, FEATURE_DIM, 3, padding=1), nn.BatchNorm2d(FEATURE_DIM), nn.ReLU(True),
+            nn.Conv2d(2 * width, feature_dim, 3, padding=1), nn.BatchNorm2d(feature_dim), nn.ReLU(True),
         )  # fmt: skip
-        self.head = nn.Linear(FEATURE_DIM, n_classes)
+        self.head = nn.Linear(feature_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = _to_feature_input(x)
@@ -108,11 +108,15 @@ class FeatureNetConfig:
     lr: float = 2e-3
     n_train: Optional[int] = None
     width: int = 32
+    feature_dim: int = FEATURE_DIM
     seed: int = 0
 
 
 def feature_net_path(cfg: FeatureNetConfig, root: Optional[str]) -> Path:
-    digest = hashlib.sha1(json.dumps({**asdict(cfg), "root": root}, sort_keys=True).encode()).hexdigest()[:10]
+    keep = asdict(cfg)
+    if keep["feature_dim"] == FEATURE_DIM:
+        del keep["feature_dim"]  # the same cache file as before the field existed
+    digest = hashlib.sha1(json.dumps({**keep, "root": root}, sort_keys=True).encode()).hexdigest()[:10]
     return cache_dir() / f"features_fashion_mnist_{digest}.pt"
 
 
@@ -126,7 +130,7 @@ def train_feature_net(cfg: FeatureNetConfig, root: Optional[str] = None, progres
     yt = torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    net = FeatureNet(width=cfg.width)
+    net = FeatureNet(width=cfg.width, feature_dim=cfg.feature_dim)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.epochs * math.ceil(len(xt) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
@@ -163,7 +167,7 @@ def feature_net(path: Optional[str] = None, training: Optional[FeatureNetConfig]
     cache = feature_net_path(cfg, root)
     if cache.is_file():
         state = torch.load(cache, map_location="cpu", weights_only=True)
-        net = FeatureNet(width=cfg.width)
+        net = FeatureNet(width=cfg.width, feature_dim=cfg.feature_dim)
         net.load_state_dict(state)
         return net.eval()
     log.info("training the FID feature network on Fashion-MNIST (cached at %s)", cache)
