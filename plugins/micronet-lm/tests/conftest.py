@@ -46,3 +46,21 @@ def tiny_evaluator(cache_dir: str, **kw):
     )
     args.update(kw)
     return MicroNetEvaluator(**args)
+
+
+class _Tiny:
+    model = TINY_MODEL
+    stage = TINY_STAGE
+    space = TINY_SPACE
+
+    def __init__(self, cache_dir: str):
+        self.cache_dir = cache_dir
+
+    def evaluator(self, **kw):
+        return tiny_evaluator(self.cache_dir, **kw)
+
+
+@pytest.fixture
+def tiny(token_cache):
+    """The tiny settings and an evaluator factory: ``tiny.evaluator(**overrides)``."""
+    return _Tiny(token_cache)

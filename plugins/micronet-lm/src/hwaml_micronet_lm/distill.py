@@ -71,12 +71,11 @@ def soft_labels(model: MicroNetLM, stream: torch.Tensor, top_k: int, batch_size:
             indices[pos] = i.to(torch.int32)
             probs[pos] = v.exp().to(torch.float16)
             pbar.update(1)
-    # positions past the batchified part (the stream's last few tokens): uniform over the true next word
-    covered = rows * row_len
-    if covered < n:
-        tail = torch.arange(covered, n - 1)
-        indices[tail, 0] = stream[tail + 1].to(torch.int32)
-        probs[tail, 0] = 1.0
+    # positions the teacher did not read as inputs (the last column of each row, the stream's
+    # last few tokens): the true next word with probability 1
+    missing = (probs.float().sum(dim=1) == 0).nonzero().squeeze(1)
+    indices[missing, 0] = stream[missing + 1].to(torch.int32)
+    probs[missing, 0] = 1.0
     return {"indices": indices, "probs": probs}
 
 

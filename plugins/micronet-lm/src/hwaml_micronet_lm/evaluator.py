@@ -328,6 +328,7 @@ class MicroNetEvaluator:
         desc = f"trial {candidate.number}"
         stages: List[Dict[str, Any]] = []
         epoch_counter = [0]
+        last = {"perplexity": math.nan}  # the validation perplexity of the model as it is now
 
         def validate() -> float:
             return evaluate_stream(model, corpus.valid, st.max_eval_tokens)
@@ -335,6 +336,7 @@ class MicroNetEvaluator:
         def on_epoch(stage: str):
             def _cb(epoch: int) -> None:
                 ppl = validate()
+                last["perplexity"] = ppl
                 step = epoch_counter[0]
                 epoch_counter[0] += 1
                 ctx.report(step, ppl)
@@ -346,7 +348,9 @@ class MicroNetEvaluator:
 
         def record(stage: str) -> None:
             sheet = score_model(model, info["input_fractions"], info["target_fractions"])
-            stages.append({"stage": stage, "perplexity": validate(), **{k: sheet.totals()[k] for k in ("params_eq", "ops_eq", "micronet_score")}})
+            if not math.isfinite(last["perplexity"]):
+                last["perplexity"] = validate()
+            stages.append({"stage": stage, "perplexity": last["perplexity"], **{k: sheet.totals()[k] for k in ("params_eq", "ops_eq", "micronet_score")}})
 
         info = self.stats_info(cfg)
         hebb = HebbianSoftmax([b - a for a, b in zip(cfg.edges, cfg.edges[1:])], self.hebbian_cfg.T, self.hebbian_cfg.gamma, self.hebbian_cfg.match_norm) if conf["hebbian"] else None
@@ -373,6 +377,7 @@ class MicroNetEvaluator:
             cs = st.cache_search
             search = search_cache(hidden, logp, target, cfg.n_cache, [theta0 * f for f in cs.theta_factors], list(cs.lambdas) + [lam0])
             model.set_cache_params(search.theta, search.lam)
+            last["perplexity"] = search.perplexity  # the same stream, tokens and pair: no second pass
             record("cache_search")
         bits = int(conf["bits"])
         if bits:
@@ -383,7 +388,7 @@ class MicroNetEvaluator:
                 keep.current = sparsity  # masks stay as they are; only re-applied after each step
             train_lm(model, corpus.train, qcfg, pruner=keep, on_epoch=on_epoch("quantize"), progress=self.progress, desc=f"{desc} quantize", seed=self.seed + 2)
             record("quantize")
-        val = validate()
+        val = last["perplexity"]
         test = evaluate_stream(model, corpus.test, st.max_test_tokens)
         sheet = score_model(model, info["input_fractions"], info["target_fractions"])
         totals = sheet.totals()

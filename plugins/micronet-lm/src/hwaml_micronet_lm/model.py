@@ -284,7 +284,7 @@ class DecoderLayer(nn.Module):
         B, L, _ = x.shape
         H, K, W = cfg.n_head, cfg.d_head, cfg.mem_len
         qkv = self.qkv(self.ln1(x)).view(B, L, H, 3 * K)
-        q, kv = qkv[..., :K], qkv[..., K:]
+        q, kv = fake_quant(qkv[..., :K], self.bits), fake_quant(qkv[..., K:], self.bits)
         M = 0 if mem is None else mem.shape[1]
         kv_all = kv if mem is None else torch.cat([mem, kv], dim=1)  # (B, M+L, H, 2K)
         k, v = kv_all[..., :K], kv_all[..., K:]
@@ -298,7 +298,7 @@ class DecoderLayer(nn.Module):
         rel = q_pos.gather(3, dist.clamp(0, W).expand(B, H, L, M + L))
         scores = (scores + rel) * (K ** -0.5)
         attn = scores.masked_fill(~valid, float("-inf")).softmax(dim=-1)
-        ctx = torch.einsum("bhlj,bjhk->blhk", self.drop(attn), v).reshape(B, L, H * K)
+        ctx = torch.einsum("bhlj,bjhk->blhk", self.drop(fake_quant(attn, self.bits)), v).reshape(B, L, H * K)
         x = x + self.drop(self.out(ctx))
         x = x + self.drop(self.ff2(F.relu(self.ff1(self.ln2(x)))))
         new_mem = kv_all[:, -W:].detach()

@@ -16,8 +16,14 @@ winning entry applied them:
   test token, at batch size 1, online (the memory of previous segments and the
   cache are part of the cost); an operation on ``b``-bit operands counts
   ``b/32``. A multiplication by a pruned (zero) weight is not done and not
-  counted. The entry counted additions at 32 bits (accumulators) once it
-  quantized, and so does this module.
+  counted. Additions are counted at 32 bits (the accumulators), quantized or
+  not, as the winning entry counted them; the free 16 bits apply to stored
+  values and multiplications.
+
+With quantization-aware training the inputs of every product are quantized
+(weights, layer inputs, queries, keys, values, attention weights, position
+table, the hidden state the cache compares): those multiplications count at
+``b`` bits; LayerNorm, softmax and scaling stay at 32.
 
 Counting conventions (documented choices where the rules leave room): an exp,
 log, square root or division counts as one multiplication; comparisons (ReLU,
@@ -179,7 +185,7 @@ class _Counter:
 
     def add_op(self, name: str, mults: float, adds: float, quantized_mults: bool) -> None:
         mb = self.weight_bits() if quantized_mults else self.other_bits()
-        ab = self.other_bits()
+        ab = 32  # accumulators
         eq = mults * mb / 32 + adds * ab / 32
         if mults or adds:
             self.sheet.ops.append(OpEntry(name, float(mults), float(adds), mb, ab, eq))
@@ -258,12 +264,12 @@ def score_model(
         p = f"layers.{li}"
         _layernorm_ops(c, f"{p}.ln1", d)
         _linear_ops(c, f"{p}.qkv", layer.qkv)
-        c.add_op(f"{p}.attn q.k ({keys} keys)", H * keys * K, H * keys * (K - 1), quantized_mults=False)
-        c.add_op(f"{p}.attn q.pos ({keys} distances)", H * keys * K, H * keys * (K - 1), quantized_mults=False)
+        c.add_op(f"{p}.attn q.k ({keys} keys)", H * keys * K, H * keys * (K - 1), quantized_mults=True)
+        c.add_op(f"{p}.attn q.pos ({keys} distances)", H * keys * K, H * keys * (K - 1), quantized_mults=True)
         c.add_op(f"{p}.attn add+scale", H * keys, H * keys, quantized_mults=False)
         # softmax: subtract max, exp, sum, divide
         c.add_op(f"{p}.attn softmax", 2 * H * keys, 2 * H * keys, quantized_mults=False)
-        c.add_op(f"{p}.attn weights.v", H * keys * K, H * (keys - 1) * K, quantized_mults=False)
+        c.add_op(f"{p}.attn weights.v", H * keys * K, H * (keys - 1) * K, quantized_mults=True)
         _linear_ops(c, f"{p}.out", layer.out)
         c.add_op(f"{p}.residual1", 0, d, quantized_mults=False)
         _layernorm_ops(c, f"{p}.ln2", d)
@@ -288,7 +294,7 @@ def score_model(
             c.add_op(f"softmax.tail{i} log-softmax + cluster (x{f:.4f})", f * (rows + 1), f * (rows + 2), quantized_mults=False)
     if cache_on:
         n = cfg.n_cache
-        c.add_op(f"cache h.keys ({n} entries)", n * d, n * (d - 1), quantized_mults=False)
+        c.add_op(f"cache h.keys ({n} entries)", n * d, n * (d - 1), quantized_mults=True)
         c.add_op("cache theta scale + softmax", 3 * n, 2 * n, quantized_mults=False)
         c.add_op("cache sum over matches", 0, n, quantized_mults=False)
         # p_model = exp(log p), lambda * p_cache, (1 - lambda) * p_model, their sum, its log

@@ -26,7 +26,7 @@ from hwaml.progress import bar
 
 from .cache import CacheState, cache_probability, mix
 from .data import batchify
-from .model import MicroNetLM
+from .model import MicroNetLM, fake_quant
 
 __all__ = ["TrainConfig", "train_lm", "evaluate_stream", "collect_stream", "TrainStats", "DistillTarget"]
 
@@ -93,7 +93,7 @@ def _segment_loss(
     logp = logp.view(B, L)
     if use_cache:
         theta, lam = model.cache_params()
-        p_cache, cache = cache_probability(h, y, cache, model.cfg.n_cache, theta)
+        p_cache, cache = cache_probability(fake_quant(h, model.quant_bits), y, cache, model.cfg.n_cache, theta)
         logp = mix(logp, p_cache, lam)
     return logp, h, seen, mems, cache
 
@@ -205,7 +205,8 @@ def collect_stream(model: MicroNetLM, stream: torch.Tensor, max_tokens: Optional
         hs.append(h[0])
         lps.append(lp)
         ys.append(y[0])
-    return torch.cat(hs), torch.cat(lps), torch.cat(ys)
+    # the cache compares quantized hidden states once the model is quantized
+    return fake_quant(torch.cat(hs), model.quant_bits), torch.cat(lps), torch.cat(ys)
 
 
 @torch.no_grad()
