@@ -202,28 +202,43 @@ def sparse_quantize(coords, voxel_size=1.0, *, return_index: bool = False, retur
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def _lookup(sorted_keys: torch.Tensor, order: torch.Tensor, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Rows of the queries found among the keys, and the matching key rows."""
-    if sorted_keys.numel() == 0 or queries.numel() == 0:
+def _offset_keys(offsets: torch.Tensor) -> torch.Tensor:
+    """Key increments of coordinate offsets: the packing is linear per axis, so
+    ``hash(c + d) == hash(c) + offset_key(d)`` while ``c + d`` stays in range."""
+    return (offsets[:, 0] << (2 * _AXIS_BITS)) + (offsets[:, 1] << _AXIS_BITS) + offsets[:, 2]
+
+
+def _query_all(sorted_keys: torch.Tensor, order: torch.Tensor, base_keys: torch.Tensor, offsets: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """For each offset: (output rows, input rows) where ``base + offset`` is a key."""
+    n = base_keys.numel()
+    queries = (base_keys.unsqueeze(0) + _offset_keys(offsets).unsqueeze(1)).reshape(-1)
+    if sorted_keys.numel() == 0 or n == 0:
         e = torch.zeros(0, dtype=torch.long)
-        return e, e
+        return [e] * len(offsets), [e] * len(offsets)
     pos = torch.searchsorted(sorted_keys, queries).clamp_(max=sorted_keys.numel() - 1)
-    found = sorted_keys[pos] == queries
-    return found.nonzero().squeeze(1), order[pos[found]]
+    found = (sorted_keys[pos] == queries).reshape(len(offsets), n)
+    pos = pos.reshape(len(offsets), n)
+    outs, ins = [], []
+    for k in range(len(offsets)):
+        o = found[k].nonzero().squeeze(1)
+        outs.append(o)
+        ins.append(order[pos[k, o]])
+    return outs, ins
+
+
+def _check_margin(coords: torch.Tensor, lo: int, hi: int) -> None:
+    if coords.numel():
+        hash_coords(torch.stack([coords.min(0).values + torch.tensor([0, lo, lo, lo]), coords.max(0).values + torch.tensor([0, hi, hi, hi])]))
 
 
 def build_submanifold_map(coords: torch.Tensor, kernel_size: int) -> KernelMap:
     """Kernel map of a stride-1 (submanifold) convolution: output row ``o`` at
     ``coords[o]`` reads input row ``i`` at ``coords[o] + offset``."""
+    offsets = kernel_offsets(kernel_size)
+    _check_margin(coords, int(offsets.min()), int(offsets.max()))
     keys = hash_coords(coords)
     sorted_keys, order = torch.sort(keys)
-    ins, outs = [], []
-    for off in kernel_offsets(kernel_size):
-        q = coords.clone()
-        q[:, 1:] += off
-        o, i = _lookup(sorted_keys, order, hash_coords(q))
-        ins.append(i)
-        outs.append(o)
+    outs, ins = _query_all(sorted_keys, order, keys, offsets)
     n = coords.shape[0]
     return KernelMap(ins, outs, n, n, int(kernel_size), 1)
 
@@ -243,15 +258,13 @@ def build_strided_map(coords: torch.Tensor, kernel_size: int, stride: int) -> Tu
     """Output coordinates ``unique(floor(c / stride))`` and the kernel map: output
     ``o`` reads the input at ``o * stride + offset``."""
     out_coords = downsample_coords(coords, stride)
+    offsets = kernel_offsets(kernel_size)
+    scaled = out_coords.clone()
+    scaled[:, 1:] *= stride
+    _check_margin(scaled, int(offsets.min()), int(offsets.max()))
     keys = hash_coords(coords)
     sorted_keys, order = torch.sort(keys)
-    ins, outs = [], []
-    for off in kernel_offsets(kernel_size):
-        q = out_coords.clone()
-        q[:, 1:] = q[:, 1:] * stride + off
-        o, i = _lookup(sorted_keys, order, hash_coords(q))
-        ins.append(i)
-        outs.append(o)
+    outs, ins = _query_all(sorted_keys, order, hash_coords(scaled), offsets)
     return out_coords, KernelMap(ins, outs, coords.shape[0], out_coords.shape[0], int(kernel_size), int(stride))
 
 
