@@ -9,7 +9,8 @@ implementations, the dataclasses of :mod:`hwaml.types` and the dimensions of
 import pluggy
 
 from .space import Categorical, Float, Group, Integer, Repeated, SearchSpace, SpaceError
-from .types import BuiltModel, Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial, TrialStatus
+from .types import BuiltModel, Candidate, CostReport, DeployResult, EvalResult, RunContext, RunSummary, Trial, TrialStatus
+from .pruning import TrialPruned
 
 __version__ = "0.1.0"
 
@@ -24,8 +25,10 @@ __all__ = [
     "DeployResult",
     "EvalResult",
     "RunContext",
+    "RunSummary",
     "Trial",
     "TrialStatus",
+    "TrialPruned",
     "SearchSpace",
     "Categorical",
     "Integer",

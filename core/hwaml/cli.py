@@ -21,7 +21,7 @@ from . import __version__
 
 log = logging.getLogger("hwaml")
 
-GROUPS = ("searcher", "evaluator", "backend", "executor", "experiment")
+GROUPS = ("searcher", "evaluator", "backend", "executor", "pruner", "observer", "experiment")
 
 
 class UsageError(RuntimeError):
@@ -45,7 +45,7 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
     """Check, instantiate and run one composed config in ``run_dir``."""
     from hydra.utils import instantiate
 
-    from .config import check_run_config, instantiate_components, resolve_objectives
+    from .config import check_run_config, instantiate_components, instantiate_observers, instantiate_pruner, load_enqueue, resolve_objectives
     from .loop import SearchLoop
     from .report import write_run_report
 
@@ -55,6 +55,7 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
     set_enabled(bool(cfg.progress))
     components = instantiate_components(cfg)
     objectives = resolve_objectives(cfg, components["evaluator"])
+    components.update(instantiate_observers(cfg))
     executor = instantiate(cfg.executor, _convert_="all") if cfg.get("executor") is not None else None
     loop = SearchLoop(
         components=components,
@@ -71,16 +72,48 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
         cfg=cfg,
         synchronous=str(cfg.store.synchronous),
         trial_timeout_s=cfg.budget.get("trial_timeout_s"),
+        pruner=instantiate_pruner(cfg),
+        enqueue=load_enqueue(cfg.get("enqueue")),
     )
+    files: dict = {}
+    stopped = "error"
+    summary: dict = {}
     try:
-        result = loop.run()
+        try:
+            result = loop.run()
+        finally:
+            loop.close()
+        stopped = result.stopped_because
+        summary = write_run_report(run_dir, plots=cfg.plots)
+        files.update({n: str(run_dir / n) for n in ("trials.csv", "best.json", "pareto.png") if (run_dir / n).exists()})
+        _finish_run(cfg, run_dir, objectives, result, summary, files)
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        raise
+    except AllTrialsFailed:
+        stopped = "all trials failed"
+        raise
+    except DeployFailed:
+        stopped = "deploy failed"
+        raise
     finally:
-        loop.close()
-    summary = write_run_report(run_dir, plots=cfg.plots)
+        from .types import RunSummary
+
+        counts = dict(summary.get("counts") or {})
+        best = (summary.get("best") or {}).get("number")
+        front = tuple(int(t["number"]) for t in summary.get("pareto_front") or [])
+        loop.finish(RunSummary(str(run_dir), int(summary.get("trials") or 0), counts, best, front, stopped, files))
+    return result
+
+
+def _finish_run(cfg: Any, run_dir: Path, objectives: Any, result: Any, summary: dict, files: dict) -> None:
+    """Print the run's outcome; deploy (``deploy.enabled``), adding its files to ``files``."""
     counts = summary["counts"]
     print(
         f"hwaml: {summary['trials']} trials in {run_dir} "
-        f"({counts['complete']} complete, {counts['infeasible']} infeasible, {counts['failed']} failed; stopped: {result.stopped_because})"
+        f"({counts['complete']} complete, {counts['infeasible']} infeasible, {counts['failed']} failed"
+        + (f", {counts['pruned']} pruned" if counts.get("pruned") else "")
+        + f"; stopped: {result.stopped_because})"
     )
     if summary["best"]:
         b = summary["best"]
@@ -95,9 +128,10 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
         raise AllTrialsFailed(f"every trial failed ({counts['failed']} of {summary['trials']}); trial {first.number if first else '?'}: {why}")
     if cfg.deploy.enabled:
         results = deploy_run(run_dir, cfg.deploy.trial, target=cfg.deploy.get("target"), force=bool(cfg.deploy.get("force", False)))
+        for r in results:
+            files.update({f"deploy/{r.source}/{k}": str(v) for k, v in r.artifacts.items()})
         if not all(r.ok for r in results):
             raise DeployFailed("deploy did not succeed: " + "; ".join(f"{r.source}: {r.message}" for r in results if not r.ok))
-    return result
 
 
 def _hydra_task(cfg: Any) -> None:
@@ -124,7 +158,7 @@ def _requested_options(overrides: Sequence[str]) -> List[tuple]:
     """(group, option) pairs named on the command line, sweeps and lists included."""
     out = []
     for ov in overrides:
-        m = re.match(r"^[+~]*(searcher|evaluator|backend|executor|experiment)=(.*)$", ov)
+        m = re.match(r"^[+~]*(searcher|evaluator|backend|executor|pruner|observer|experiment)=(.*)$", ov)
         if not m:
             continue
         group, value = m.group(1), m.group(2)

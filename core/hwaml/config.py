@@ -13,9 +13,11 @@ import collections.abc
 import difflib
 import importlib
 import inspect
+import json
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Dict, Mapping, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -60,6 +62,12 @@ class RunConfig:
     evaluator: Any = None
     backend: Dict[str, Any] = field(default_factory=dict)
     executor: Any = None
+    # an Optuna pruner (config group pruner: median, percentile, successive_halving, hyperband); null: none
+    pruner: Any = None
+    # observers (config group observer, several at once: +observer=[mlflow,tensorboard])
+    observer: Dict[str, Any] = field(default_factory=dict)
+    # warm start: configurations evaluated first (a list inline, or a JSON/YAML file holding one)
+    enqueue: Any = None
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     # empty: the evaluator's ``default_objectives`` (add one: +objectives.latency_ms=min)
     objectives: Dict[str, str] = field(default_factory=dict)
@@ -249,6 +257,11 @@ def check_run_config(cfg: DictConfig) -> None:
         check_component(node, f"backend.{name}")
     if cfg.get("executor") is not None:
         check_component(cfg.executor, "executor")
+    if cfg.get("pruner") is not None:
+        check_component(cfg.pruner, "pruner")
+    for name, node in (cfg.get("observer") or {}).items():
+        check_component(node, f"observer.{name}")
+    load_enqueue(cfg.get("enqueue"))
     objectives = cfg.get("objectives") or {}
     for name, direction in objectives.items():
         if str(direction) not in ("max", "min"):
@@ -297,6 +310,61 @@ def instantiate_components(cfg: DictConfig, with_searcher: bool = True) -> Dict[
     for name, node in (cfg.get("backend") or {}).items():
         comps[f"backend.{name}"] = _instantiate(instantiate, node, f"backend.{name}")
     return comps
+
+
+def instantiate_observers(cfg: DictConfig) -> Dict[str, Any]:
+    """The run's observers (``observer.<name>``), in the loop's process only."""
+    from hydra.utils import instantiate
+
+    return {f"observer.{name}": _instantiate(instantiate, node, f"observer.{name}") for name, node in (cfg.get("observer") or {}).items()}
+
+
+def instantiate_pruner(cfg: DictConfig) -> Any:
+    """The run's Optuna pruner, or ``None`` (each process of the run builds its own)."""
+    if cfg.get("pruner") is None:
+        return None
+    from hydra.utils import instantiate
+
+    pruner = _instantiate(instantiate, cfg.pruner, "pruner")
+    import optuna
+
+    if not isinstance(pruner, optuna.pruners.BasePruner):
+        raise ConfigError("pruner", f"{cfg.pruner.get('_target_')} is not an optuna.pruners.BasePruner")
+    return pruner
+
+
+def load_enqueue(value: Any) -> List[Dict[str, Any]]:
+    """``enqueue``: a list of configurations, or the path of a JSON/YAML file holding one.
+
+    Raises :class:`ConfigError` naming the file (and the entry) for a missing or
+    malformed file; whether each is a point of the search space is checked by the
+    loop before any work.
+    """
+    if value is None:
+        return []
+    if isinstance(value, DictConfig) or isinstance(value, ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    where = "enqueue"
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError("enqueue", f"file {str(path)!r} does not exist (give a list of configurations or a JSON/YAML file)")
+        import yaml
+
+        text = path.read_text()
+        try:
+            value = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ConfigError("enqueue", f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc
+        where = f"enqueue ({path})"
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError("enqueue", f"{where}: expected a list of configurations, got {type(value).__name__}")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(f"enqueue[{i}]", f"{where}: expected a mapping of parameter names to values, got {item!r}")
+    return [dict(v) for v in value]
 
 
 def _instantiate(instantiate: Any, node: Any, key: str) -> Any:

@@ -79,7 +79,7 @@ class InlineExecutor(Executor):
 _WORKER: dict = {}
 
 
-def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, constraints: dict, space: Any = None, threads: Optional[int] = None, trial_timeout_s: Optional[float] = None) -> None:
+def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, constraints: dict, space: Any = None, threads: Optional[int] = None, trial_timeout_s: Optional[float] = None, pruning: Any = None) -> None:
     """Build the evaluator and backends once per worker process."""
     from pathlib import Path
 
@@ -105,6 +105,8 @@ def _worker_init(cfg_container: Any, run_dir: str, seed: int, objectives: dict, 
         in_worker=True,
         space=space,
         threads=threads,
+        # the loop's pruner (pickled); the study it decides on is the run's journal
+        pruning=pruning,
     )
     ctx = wire_context(pm, ctx)
     _WORKER.update(pm=pm, ctx=ctx, objectives=objectives, timeout=trial_timeout_s)
@@ -129,7 +131,7 @@ def _cfg_container(ctx: RunContext) -> Any:
 
 
 def _init_args(ctx: RunContext, objectives: Mapping[str, str], threads: Optional[int], timeout: Optional[float]) -> tuple:
-    return (_cfg_container(ctx), str(ctx.run_dir), ctx.seed, dict(objectives), dict(ctx.constraints), ctx.space, threads, timeout)
+    return (_cfg_container(ctx), str(ctx.run_dir), ctx.seed, dict(objectives), dict(ctx.constraints), ctx.space, threads, timeout, ctx.pruning)
 
 
 class LocalExecutor(Executor):

@@ -14,7 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from .space import SearchSpace
-    from .types import BuiltModel, Candidate, CostReport, DeployResult, EvalResult, RunContext, Trial
+    from .types import BuiltModel, Candidate, CostReport, DeployResult, EvalResult, RunContext, RunSummary, Trial
 
 hookspec = pluggy.HookspecMarker("hwaml")
 
@@ -132,6 +132,25 @@ def trial_completed(trial: "Trial", ctx: "RunContext") -> None:
     exception here is reported as a warning, never failing the run.
 
     :param trial: The recorded trial.
+    :param ctx: The run context.
+
+    Implemented by: observers (trackers, loggers), any plugin.
+    """
+
+
+@hookspec
+def run_finished(summary: "RunSummary", ctx: "RunContext") -> None:
+    """Observe the end of a run, after its report (``trials.csv``, ``best.json``,
+    ``pareto.png``) and its deploy step are written.
+
+    Called once by ``hwaml run`` (or :meth:`hwaml.loop.SearchLoop.finish`), also
+    when the run stops early (every trial failed, a deploy failed, Ctrl-C).
+    Trackers log the final files and close their run here; an observer with a
+    queue flushes it (in bounded time). As with ``trial_completed``, an exception
+    is a warning and never fails the run.
+
+    :param summary: A :class:`hwaml.RunSummary` (counts, best trial, Pareto
+        front, the files written, why the run stopped).
     :param ctx: The run context.
 
     Implemented by: observers (trackers, loggers), any plugin.

@@ -115,6 +115,9 @@ class Progress:
         best = best_trial(history, self.objectives)
         name = next(iter(self.objectives))
         postfix = {"ok": feasible, "infeasible": infeasible, "failed": failed}
+        pruned = sum(t.status == TrialStatus.PRUNED for t in history)
+        if pruned:
+            postfix["pruned"] = pruned
         if best is not None:
             postfix[f"best {name}"] = f"{best.value(name):.4g}"
         self.bar.set_postfix(postfix, refresh=False)
@@ -167,6 +170,8 @@ class SearchLoop:
         synchronous: str = "NORMAL",
         registry: Any = None,
         trial_timeout_s: Optional[float] = None,
+        pruner: Any = None,
+        enqueue: Optional[Sequence[Mapping[str, Any]]] = None,
     ):
         if budget_trials is None and budget_seconds is None:
             raise RunError("give budget_trials and/or budget_seconds")
@@ -184,6 +189,7 @@ class SearchLoop:
         self.progress = progress
         self.cfg = cfg
         self.trial_timeout_s = trial_timeout_s
+        self.enqueue = [dict(c) for c in (enqueue or [])]
         self.pm = build_run_manager(self.components, registry)
         check_required(self.pm)
         self.store = TrialStore(self.run_dir / TrialStore.FILENAME, synchronous=synchronous)
@@ -197,6 +203,13 @@ class SearchLoop:
             objectives=self.objectives,
             constraints=self.constraints,
         )
+        from .pruning import make_pruning
+
+        try:
+            pruning = make_pruning(pruner, self.objectives, self.run_dir)
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"pruner: {exc}") from exc
+        self.ctx = replace(self.ctx, pruning=pruning)
         self.ctx = replace(self.ctx, cost_fn=self._cost_of, build_model=model_builder(self.pm, lambda: self.ctx))
         self._cost_cache: "OrderedDict[str, CostReport]" = OrderedDict()
 
@@ -285,7 +298,12 @@ class SearchLoop:
             raise RunError(f"search_space() returned {type(space).__name__}; the evaluator {implementers(self.pm, 'search_space')} must return a SearchSpace")
         self.ctx = replace(self.ctx, space=space)
         self.store.set_meta("space", space.describe())
+        queue = self._warm_start(space)
         history = self.store.finished()
+        if self.ctx.pruning is not None:
+            from .pruning import rebuild_journal
+
+            rebuild_journal(self.ctx.pruning, history)
         elapsed_before = float(self.store.get_meta("elapsed_s", 0.0))
         t_start = time.perf_counter()
         executor = self.executor
@@ -311,6 +329,11 @@ class SearchLoop:
                 if pending:
                     cands = pending
                     pending = []
+                elif queue:
+                    n = batch if self.budget_trials is None else max(1, min(batch, self.budget_trials - done))
+                    cands = self.store.add_pending(queue[:n], step)
+                    queue = queue[n:]
+                    step += 1
                 else:
                     n = batch
                     if self.budget_trials is not None:
@@ -352,6 +375,19 @@ class SearchLoop:
         front = pareto_front(history, self.objectives)
         return RunResult(self.run_dir, history, best, front, stopped)
 
+    def _warm_start(self, space: SearchSpace) -> List[Candidate]:
+        """The enqueued configurations not yet run, validated against the space
+        before any work (a resumed run skips those its store already holds)."""
+        checked = []
+        for i, cfg in enumerate(self.enqueue):
+            try:
+                valid = space.validate(cfg)
+            except SpaceError as exc:
+                raise RunError(f"enqueue[{i}] is not a point of the search space of {describe(self.pm, 'search_space')}: {exc}") from exc
+            checked.append(Candidate(valid, None, "enqueued", {"enqueued": i}))
+        done = self.store.count_origin("enqueued")
+        return checked[done:]
+
     def _notify(self, trial: Trial) -> None:
         """``trial_completed`` through ``pm.hook`` (wrappers apply); an observer's
         exception is logged and never fails the run."""
@@ -359,6 +395,14 @@ class SearchLoop:
             self.pm.hook.trial_completed(trial=trial, ctx=self.ctx)
         except Exception:  # noqa: BLE001 - an observer never fails the run
             log.warning("a trial_completed observer (%s) raised:\n%s", ", ".join(implementers(self.pm, "trial_completed")), traceback.format_exc())
+
+    def finish(self, summary: Any) -> None:
+        """``run_finished`` through ``pm.hook``: observers log the final files and
+        close their runs. An observer's exception is a warning."""
+        try:
+            self.pm.hook.run_finished(summary=summary, ctx=self.ctx)
+        except Exception:  # noqa: BLE001 - an observer never fails the run
+            log.warning("a run_finished observer (%s) raised:\n%s", ", ".join(implementers(self.pm, "run_finished")), traceback.format_exc())
 
     def close(self) -> None:
         self.store.close()

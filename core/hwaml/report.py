@@ -192,6 +192,7 @@ def write_multirun_report(sweep_dir: Path | str, plots: bool = True) -> List[Dic
             "complete": s["counts"][TrialStatus.COMPLETE],
             "infeasible": s["counts"][TrialStatus.INFEASIBLE],
             "failed": s["counts"][TrialStatus.FAILED],
+            "pruned": s["counts"][TrialStatus.PRUNED],
             "best_trial": best.get("number", ""),
         }
         for k in s["objectives"]:

@@ -208,7 +208,7 @@ class TrialStore:
         return [self._row_to_trial(r) for r in self._con.execute(q, args)]
 
     def finished(self) -> List[Trial]:
-        return self.trials([TrialStatus.COMPLETE, TrialStatus.INFEASIBLE, TrialStatus.FAILED])
+        return self.trials(TrialStatus.FINISHED)
 
     def pending(self) -> List[Candidate]:
         return [t.candidate for t in self.trials([TrialStatus.PENDING])]
@@ -218,6 +218,10 @@ class TrialStore:
         if row is None:
             raise StoreError(f"no trial {number} in {self.path} (it has {self.count()} trials)")
         return self._row_to_trial(row)
+
+    def count_origin(self, origin: str) -> int:
+        """How many trials (any status) a given ``origin`` produced (``enqueued`` ...)."""
+        return int(self._con.execute("SELECT COUNT(*) FROM trials WHERE origin=?", (origin,)).fetchone()[0])
 
     def count(self, status: Optional[str] = None) -> int:
         if status is None:

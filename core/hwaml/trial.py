@@ -17,13 +17,14 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .constraints import normalise_constraints, violations
 from .plugins import PluginError, implementers
+from .pruning import Reporter, is_pruned_exception
 from .store import finite_or_nan_keys
 from .types import BuiltModel, Candidate, CostReport, EvalResult, RunContext, Trial, TrialStatus
 
@@ -180,8 +181,19 @@ def execute_trial(pm: Any, candidate: Candidate, ctx: RunContext, objectives: Ma
     cost: Dict[str, float] = {}
     metrics: Dict[str, Any] = {}
     info: Dict[str, Any] = {}
+    # ctx.report / ctx.should_prune of this trial (hwaml.pruning)
+    reporter = Reporter(candidate.number, ctx.pruning)
+    ctx = replace(ctx, report=reporter.report, should_prune=reporter.should_prune)
 
     def out(status: str, error: Optional[str] = None) -> TrialOutcome:
+        if reporter.history:
+            info["intermediate"] = [[s, v] for s, v in reporter.history]
+        watched = ctx.pruning.metric if ctx.pruning is not None else None
+        value = metrics.get(watched) if watched else None
+        try:
+            reporter.finish(status, float(value) if isinstance(value, (int, float)) else None)
+        except Exception:  # noqa: BLE001 - the pruning journal is advisory; the trial's record is the store
+            info["pruning_error"] = traceback.format_exc(limit=2)
         return TrialOutcome(status, metrics, cost, error, time.perf_counter() - t0, info)
 
     try:
@@ -223,9 +235,16 @@ def execute_trial(pm: Any, candidate: Candidate, ctx: RunContext, objectives: Ma
         return out(TrialStatus.COMPLETE)
     except MetricConflict:
         raise
-    except TrialTimeout as exc:
-        return out(TrialStatus.FAILED, f"TrialTimeout: {exc}")
-    except Exception:  # noqa: BLE001 - a plugin failure is a failed trial, the search goes on
+    except Exception as exc:  # noqa: BLE001 - sorted below: pruned, timed out or failed
+        if is_pruned_exception(exc):
+            info["pruned"] = str(exc) or type(exc).__name__
+            if reporter.history:
+                name = ctx.pruning.metric if ctx.pruning is not None else next(iter(objectives), None)
+                if name is not None:
+                    metrics[name] = reporter.last_value
+            return out(TrialStatus.PRUNED)
+        if isinstance(exc, TrialTimeout):
+            return out(TrialStatus.FAILED, f"TrialTimeout: {exc}")
         return out(TrialStatus.FAILED, traceback.format_exc())
 
 

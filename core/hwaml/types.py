@@ -21,6 +21,7 @@ __all__ = [
     "DeployResult",
     "Trial",
     "RunContext",
+    "RunSummary",
     "TrialStatus",
 ]
 
@@ -32,8 +33,10 @@ class TrialStatus:
     COMPLETE = "complete"  #: cost and evaluation finished, all metrics finite
     INFEASIBLE = "infeasible"  #: a constraint was violated; not evaluated
     FAILED = "failed"  #: an exception or a NaN metric; traceback kept in ``error``
+    PRUNED = "pruned"  #: stopped early by the run's pruner; last reported value and history kept
 
-    ALL = (PENDING, COMPLETE, INFEASIBLE, FAILED)
+    ALL = (PENDING, COMPLETE, INFEASIBLE, FAILED, PRUNED)
+    FINISHED = (COMPLETE, INFEASIBLE, FAILED, PRUNED)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,28 @@ class Trial:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """The end of a run, as the ``run_finished`` hook sees it.
+
+    ``counts`` maps each status to its number of trials; ``best`` is the best
+    trial's number (``None``: no complete trial); ``pareto`` the front's numbers;
+    ``files`` maps names to paths of what the run wrote (``trials.csv``,
+    ``best.json``, ``pareto.png``, and ``deploy/<source>/<name>`` for each deploy
+    artifact); ``stopped_because`` is ``budget``, ``searcher finished``,
+    ``interrupted``, ``all trials failed``, ``deploy failed`` or ``error`` (a
+    configuration or plugin error stopped it).
+    """
+
+    run_dir: str
+    trials: int
+    counts: Mapping[str, int] = field(default_factory=dict)
+    best: Optional[int] = None
+    pareto: Tuple[int, ...] = ()
+    stopped_because: str = ""
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class BuiltModel:
     """A candidate as a network, answered by the NN evaluator's ``build_model`` hook.
 
@@ -162,6 +187,14 @@ class BuiltModel:
     macs: Optional[float] = None
     source: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _report_outside_a_trial(step: int, value: float) -> None:
+    """``ctx.report`` of a context that is not running a trial: nothing to record."""
+
+
+def _never_prune() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -198,3 +231,12 @@ class RunContext:
     #: CPU threads one trial may use (the executor divides the cores between
     #: its workers); components that start thread pools of their own honour it.
     threads: Optional[int] = None
+    #: ``report(step, value)``: an intermediate value of the run's first
+    #: objective inside ``evaluate`` (per epoch ...), stored with the trial and
+    #: seen by the pruner; bound per trial by the loop (:mod:`hwaml.pruning`)
+    report: Callable[[int, float], None] = _report_outside_a_trial
+    #: ``should_prune() -> bool``: the run's pruner wants this trial stopped
+    #: (then raise :class:`hwaml.TrialPruned`); always false without a pruner
+    should_prune: Callable[[], bool] = _never_prune
+    #: the run's :class:`hwaml.pruning.PruningSetup` (``None``: no pruner)
+    pruning: Any = None

@@ -82,6 +82,8 @@ class AnalyticEvaluator:
         nan_prob: float = 0.0,
         sleep_s: float = 0.0,
         trace_file: Optional[str] = None,
+        fidelity_steps: int = 0,
+        step_sleep_s: float = 0.0,
     ):
         if function not in FUNCTIONS:
             raise ValueError(f"unknown analytic function {function!r}; choose one of {FUNCTIONS}")
@@ -93,6 +95,12 @@ class AnalyticEvaluator:
         self.nan_prob = nan_prob
         self.sleep_s = sleep_s
         self.trace_file = trace_file  # appends "<trial number>\n" per finished evaluation
+        if int(fidelity_steps) < 0:
+            raise ValueError(f"fidelity_steps must be >= 0, got {fidelity_steps}")
+        # a fidelity axis: the objective approaches its final value over
+        # ``fidelity_steps`` "epochs", reported through ctx.report (pruning tests, docs)
+        self.fidelity_steps = int(fidelity_steps)
+        self.step_sleep_s = float(step_sleep_s)
         self.default_objectives = {
             "nas_toy": {"accuracy": "max"},
             "branin": {"loss": "min"},
@@ -121,6 +129,25 @@ class AnalyticEvaluator:
         g = 1.0 + 9.0 * float(xs[1:].sum()) / max(1, self.dims - 1)
         return {"f1": f1, "f2": float(g * (1.0 - math.sqrt(f1 / g)))}
 
+    def learning_curve(self, cfg: Mapping[str, Any], final: Mapping[str, float]) -> list:
+        """The first objective after each of ``fidelity_steps`` steps, ending at its
+        final value: an exponential approach whose speed depends on the candidate
+        (for ``nas_toy``: the learning rate), so early values rank candidates
+        imperfectly, as real learning curves do."""
+        name = next(iter(self.default_objectives))
+        target = float(final[name])
+        if self.function == "nas_toy":
+            tau = 0.25 * self.fidelity_steps * (1.0 + abs(math.log10(cfg["lr"]) - math.log10(3e-2)) / 2.0)
+            start = 0.1  # chance level of a ten-class problem
+        else:
+            tau = 0.3 * self.fidelity_steps
+            start = target + 10.0 if self.default_objectives[name] == "min" else target - 10.0
+        n = self.fidelity_steps
+        decay = [math.exp(-(t + 1) / tau) for t in range(n)]
+        last = decay[-1]
+        # rescaled so that the last step lands exactly on the final value
+        return [target + (start - target) * (d - last) / (1.0 - last) if last < 1.0 else target for d in decay]
+
     @hookimpl
     def evaluate(self, candidate: Candidate, ctx: RunContext) -> EvalResult:
         if self.sleep_s:
@@ -130,6 +157,16 @@ class AnalyticEvaluator:
         if u[0] < self.fail_prob:
             raise RuntimeError(f"analytic evaluator: injected failure for trial {candidate.number}")
         out = self.metrics(candidate.config)
+        if self.fidelity_steps:
+            from ..pruning import TrialPruned
+
+            curve = self.learning_curve(candidate.config, out)
+            for step, value in enumerate(curve):
+                if self.step_sleep_s:
+                    time.sleep(self.step_sleep_s)
+                ctx.report(step, value)
+                if ctx.should_prune():
+                    raise TrialPruned(f"step {step}: {next(iter(self.default_objectives))}={value:.4g}")
         if self.noise:
             out = {k: v + float(rng.normal(0.0, self.noise)) for k, v in out.items()}
         if u[1] < self.nan_prob:

@@ -257,7 +257,9 @@ class OptunaSearcher:
     An in-memory study mirrors the run's history: trials this searcher asked are
     told their results; trials it did not ask (a resumed run) are added with
     ``add_trial``. Infeasible and failed trials are told as failures, so the
-    sampler never learns from a value that was not measured. A new sampler seeded
+    sampler never learns from a value that was not measured; pruned trials as
+    ``PRUNED`` with their intermediate values (single objective; with several
+    objectives Optuna has no pruned ranking, so they count as failures). A new sampler seeded
     from ``(seed, step)`` is set for every ask, which makes runs reproducible and
     resumable.
     """
@@ -301,23 +303,35 @@ class OptunaSearcher:
         from optuna.trial import TrialState
 
         study = self._study
+        single = len(self._names) == 1
         for t in history:
             if t.number in self._told:
                 continue
             values = [t.value(k) for k in self._names] if t.status == TrialStatus.COMPLETE else None
             ok = values is not None and all(math.isfinite(v) for v in values)
+            state = TrialState.COMPLETE if ok else TrialState.FAIL
+            # a pruned trial: PRUNED with its intermediate values (TPE ranks it
+            # below the complete trials by the last step it reached)
+            steps = {int(s): float(v) for s, v in (t.info or {}).get("intermediate", []) or []} if t.status == TrialStatus.PRUNED else {}
+            if t.status == TrialStatus.PRUNED and single:
+                state = TrialState.PRUNED
             if t.number in self._asked:
                 ot = self._asked.pop(t.number)
-                study.tell(ot, values if ok else None, state=TrialState.COMPLETE if ok else TrialState.FAIL)
+                if state == TrialState.PRUNED:
+                    for s_, v_ in sorted(steps.items()):
+                        ot.report(v_, s_)
+                study.tell(ot, values if ok else None, state=state)
             else:
                 replay = _ReplayTrial(space.flatten(t.config))
                 space.suggest(replay)
+                pruned_value = [steps[max(steps)]] if state == TrialState.PRUNED and steps else None
                 study.add_trial(
                     optuna.trial.create_trial(
                         params=replay.params,
                         distributions=replay.distributions,
-                        values=values if ok else None,
-                        state=TrialState.COMPLETE if ok else TrialState.FAIL,
+                        values=values if ok else pruned_value,
+                        intermediate_values=steps if state == TrialState.PRUNED else None,
+                        state=state,
                     )
                 )
             self._told.add(t.number)

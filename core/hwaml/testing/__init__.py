@@ -36,7 +36,35 @@ __all__ = [
     "EvaluatorContract",
     "BackendContract",
     "SearcherContract",
+    "RecordingObserver",
 ]
+
+
+class RecordingObserver:
+    """An observer that appends one JSON line per event to ``path``
+    (``{"event": "trial", "number", "status"}`` / ``{"event": "finished", ...}``):
+    for tests of the observer hooks and of ``+observer=...`` composition."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+
+    def _write(self, row: Mapping[str, Any]) -> None:
+        import json
+
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    from .. import hookimpl as _hookimpl
+
+    @_hookimpl
+    def trial_completed(self, trial: Trial, ctx: RunContext) -> None:
+        self._write({"event": "trial", "number": trial.number, "status": trial.status, "intermediate": (trial.info or {}).get("intermediate", [])})
+
+    @_hookimpl
+    def run_finished(self, summary: Any, ctx: RunContext) -> None:
+        self._write({"event": "finished", "trials": summary.trials, "best": summary.best, "stopped": summary.stopped_because, "files": dict(summary.files), "counts": dict(summary.counts)})
+
+    del _hookimpl
 
 
 def make_context(
