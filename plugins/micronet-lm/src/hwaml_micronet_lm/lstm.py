@@ -44,3 +44,63 @@ class LSTMLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def train_lstm(model: LSTMLM, stream: torch.Tensor, epochs: int = 1, batch_size: int = 16, bptt: int = 64, lr: float = 2e-3, clip: float = 0.25, max_train_tokens=None, progress: bool = True):
+    """Truncated BPTT with Adam and cosine decay; returns tokens per second."""
+    import math
+    import time
+
+    from hwaml.progress import bar
+
+    from .data import batchify
+
+    if max_train_tokens is not None:
+        stream = stream[: max_train_tokens + 1]
+    data = batchify(stream, batch_size)
+    n_seg = (data.shape[1] - 1) // bptt
+    total = max(1, n_seg * epochs)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    step, tokens = 0, 0
+    t0 = time.perf_counter()
+    with bar(total=total, desc="lstm", unit="seg", enabled=progress) as pbar:
+        for _ in range(epochs):
+            model.train()
+            state = None
+            for s in range(n_seg):
+                x = data[:, s * bptt : (s + 1) * bptt]
+                y = data[:, s * bptt + 1 : (s + 1) * bptt + 1]
+                logp, state = model(x, state)
+                loss = -logp.gather(2, y[..., None]).mean()
+                for g in opt.param_groups:
+                    g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                opt.step()
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    raise FloatingPointError(f"LSTM training loss became {lv} at step {step}")
+                step += 1
+                tokens += x.numel()
+                pbar.update(1)
+    return tokens / max(1e-9, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def evaluate_lstm(model: LSTMLM, stream: torch.Tensor, max_tokens=None, chunk: int = 256) -> float:
+    """Perplexity online at batch 1."""
+    import math
+
+    model.eval()
+    if max_tokens is not None:
+        stream = stream[: max_tokens + 1]
+    state, total, n = None, 0.0, 0
+    for s in range(0, stream.numel() - 1, chunk):
+        x = stream[s : s + chunk][None]
+        y = stream[s + 1 : s + chunk + 1][None]
+        x = x[:, : y.shape[1]]
+        logp, state = model(x, state)
+        total += float(-logp.gather(2, y[..., None]).sum())
+        n += y.numel()
+    return math.exp(total / n)
