@@ -225,3 +225,24 @@ class TestTinyNASEvaluatorContract(EvaluatorContract):
     def contract_ctx(self, prepared_run):
         # the session's run directory: the contract's evaluators load its supernet instead of training one each
         return make_context(prepared_run[1].run_dir)
+
+
+def test_finetuning_reports_validation_accuracy_per_epoch_and_can_be_pruned(prepared_run, make_evaluator):
+    from dataclasses import replace
+
+    from hwaml import TrialPruned
+    from hwaml.pruning import Reporter
+
+    ev, ctx, space = prepared_run
+    tuned = make_evaluator(finetune={"epochs": 2, "lr": 0.01})
+    tuned.search_space(ctx)  # the run's cached stage 1 and supernet
+    cand = Candidate(ev.supernet().min_config(), number=11)
+    rep = Reporter(11)
+    res = tuned.evaluate(candidate=cand, ctx=replace(ctx, report=rep.report, should_prune=rep.should_prune))
+    assert [s for s, _ in rep.history] == [0, 1]
+    assert rep.history[-1][1] == pytest.approx(res.metrics["accuracy"])
+    # a pruner that says stop: the trial ends after the first epoch
+    rep = Reporter(12)
+    with pytest.raises(TrialPruned, match="epoch 0"):
+        tuned.evaluate(candidate=Candidate(cand.config, number=12), ctx=replace(ctx, report=rep.report, should_prune=lambda: True))
+    assert len(rep.history) == 1

@@ -333,22 +333,32 @@ def train_static(
     momentum: float = 0.9,
     seed: int = 0,
     progress: bool = False,
+    on_epoch: Optional[Callable[[int, nn.Module], None]] = None,
 ) -> nn.Module:
     """Plain training of a static network at one resolution (the from-scratch
-    baseline that progressive shrinking is compared with)."""
+    baseline that progressive shrinking is compared with, and the fine-tuning of
+    extracted sub-networks).
+
+    ``on_epoch(epoch, model)`` is called after each epoch with the model in eval
+    mode (to score it and report through ``ctx.report``; it may raise
+    :class:`hwaml.TrialPruned` to stop the training)."""
     torch.manual_seed(seed)
     loader = _loader(data.train, batch_size, seed)
     steps = max(1, epochs * len(loader))
     optimizer = torch.optim.SGD(_param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     model.train()
-    for _ in _progress(range(epochs), total=epochs, desc="from scratch", enabled=progress):
+    for epoch in _progress(range(epochs), total=epochs, desc="from scratch", enabled=progress):
         for images, labels in loader:
             optimizer.zero_grad(set_to_none=True)
             x = resize_batch(images, resolution).contiguous(memory_format=torch.channels_last)
             F.cross_entropy(model(x), labels, label_smoothing=label_smoothing).backward()
             optimizer.step()
             scheduler.step()
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model)
+            model.train()
     model.eval()
     return model
 

@@ -37,7 +37,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from hwaml import BuiltModel, Candidate, EvalResult, RunContext, SearchSpace, Trial, hookimpl
+from hwaml import BuiltModel, Candidate, EvalResult, RunContext, SearchSpace, Trial, TrialPruned, hookimpl
 
 from .config import DIGITS_EPOCHS, DIGITS_LRS, DataConfig, FinetuneConfig, Stage1Config, TrainingConfig
 
@@ -355,7 +355,15 @@ class TinyNASDigits:
             splits = d.ofa()
             if self.finetune.epochs:
                 seed = int(ctx.seed) * 1000 + int(candidate.number or 0)
-                train_static(sub, splits, self.finetune.epochs, self.finetune.lr, d.resolution, batch_size=self.training.batch_size, seed=seed)
+
+                def report(epoch: int, model: Any) -> None:
+                    # validation accuracy per fine-tuning epoch: what a pruner (pruner=median, hyperband) watches
+                    acc = evaluate_accuracy(model, splits.val, None, self.eval_batch_size)
+                    ctx.report(epoch, acc)
+                    if ctx.should_prune():
+                        raise TrialPruned(f"fine-tuning epoch {epoch}: validation accuracy {acc:.4f}")
+
+                train_static(sub, splits, self.finetune.epochs, self.finetune.lr, d.resolution, batch_size=self.training.batch_size, seed=seed, on_epoch=report)
             val_acc = evaluate_accuracy(sub, splits.val, None, self.eval_batch_size)
             with torch.no_grad():
                 test_acc = float((sub(d.x_test).argmax(1) == d.y_test).double().mean())
