@@ -101,3 +101,14 @@ def test_score_sheet_exports_every_row():
     assert csv_text.count("\nparam,") == len(sheet.params) and csv_text.count("\nop,") == len(sheet.ops)
     assert '"micronet_score"' in sheet.to_json()
     assert sheet.score() == pytest.approx(sheet.params_eq() / BASELINE_PARAMS + sheet.ops_eq() / BASELINE_OPS)
+
+
+def test_lstm_baseline_trains_and_evaluates_online():
+    from hwaml_micronet_lm.lstm import evaluate_lstm, train_lstm
+
+    torch.manual_seed(0)
+    stream = torch.randint(0, 50, (25,)).repeat(40)
+    lstm = LSTMLM(50, 16, 32, dropout=0.0)
+    before = evaluate_lstm(lstm, stream[:300])
+    tps = train_lstm(lstm, stream, epochs=3, batch_size=4, bptt=16, lr=1e-2, progress=False)
+    assert tps > 0 and evaluate_lstm(lstm, stream[:300]) < before / 3

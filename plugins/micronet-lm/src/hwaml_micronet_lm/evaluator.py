@@ -49,7 +49,7 @@ from .model import MicroNetLM, ModelConfig
 from .score import bin_fractions, score_model
 from .train import TrainConfig, collect_stream, evaluate_stream, train_lm
 
-__all__ = ["MicroNetLM_Evaluator", "MicroNetEvaluator", "DataConfig", "SpaceConfig", "StagesConfig", "METRICS", "SOURCE", "load_checkpoint"]
+__all__ = ["MicroNetEvaluator", "DataConfig", "SpaceConfig", "StagesConfig", "METRICS", "SOURCE", "load_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -432,10 +432,6 @@ class MicroNetEvaluator:
             message=f"MicroNet score {totals['micronet_score']:.5f} ({totals['params_eq']:.0f} parameter- and {totals['ops_eq']:.0f} op-equivalents); score sheet in {out}",
             source=SOURCE,
         )
-
-
-#: the Hydra target name
-MicroNetLM_Evaluator = MicroNetEvaluator
 
 
 def _parse_cutoffs(text: str) -> Tuple[int, ...]:
