@@ -9,7 +9,7 @@ import torch
 from hwaml_gan_compress.evaluator import GanCompressEvaluator
 
 #: a FID feature net that trains in about a second (1000 real images, one epoch)
-TINY_FEATURES = {"epochs": 1, "n_train": 1000, "width": 8, "feature_dim": 8, "batch_size": 100}
+TINY_FEATURES = {"epochs": 1, "n_train": 1000, "n_eval": 500, "width": 8, "feature_dim": 8, "batch_size": 100}
 
 
 def tiny_settings(source: str = "fashion_edges", **over):
@@ -71,3 +71,35 @@ def paired_evaluator(paired_dir):
 def tiny():
     """:func:`tiny_settings` for tests that build an evaluator of their own."""
     return tiny_settings
+
+
+def as_overrides(settings, prefix="evaluator"):
+    """``key=value`` Hydra overrides that set ``settings`` (nested dicts) under ``prefix``."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{k}:{value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, str):
+            return repr(v)
+        return str(v)
+
+    out = []
+    for key, v in settings.items():
+        if isinstance(v, dict):
+            out += as_overrides(v, f"{prefix}.{key}")
+        else:
+            out.append(f"{prefix}.{key}={value(v)}")
+    return out
+
+
+@pytest.fixture
+def tiny_overrides(paired_dir, tmp_path_factory):
+    """Overrides of ``evaluator=gan_paired`` to the session's tiny trained evaluator, and its cache folder."""
+    over = as_overrides(tiny_settings())
+    # metric.training is one value (a mapping), not keys to set one by one
+    over = [o for o in over if not o.startswith("evaluator.metric.training.")] + [f"evaluator.metric.training={{{', '.join(f'{k}: {v}' for k, v in TINY_FEATURES.items())}}}"]
+    return over + [f"evaluator.checkpoint_dir={paired_dir}"], str(tmp_path_factory.getbasetemp() / "hwaml_cache")

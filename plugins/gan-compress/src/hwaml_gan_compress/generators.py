@@ -42,6 +42,7 @@ __all__ = [
     "MobileResnetGenerator",
     "SuperMobileResnetGenerator",
     "channel_choices",
+    "count_config_macs",
     "init_weights",
 ]
 

@@ -109,13 +109,15 @@ class FeatureNetConfig:
     n_train: Optional[int] = None
     width: int = 32
     feature_dim: int = FEATURE_DIM
+    n_eval: Optional[int] = None  # test images its accuracy is reported on (None: all 10000)
     seed: int = 0
 
 
 def feature_net_path(cfg: FeatureNetConfig, root: Optional[str]) -> Path:
     keep = asdict(cfg)
-    if keep["feature_dim"] == FEATURE_DIM:
-        del keep["feature_dim"]  # the same cache file as before the field existed
+    for later, default in (("feature_dim", FEATURE_DIM), ("n_eval", None)):
+        if keep[later] == default:
+            del keep[later]  # the same cache file as before the field existed
     digest = hashlib.sha1(json.dumps({**keep, "root": root}, sort_keys=True).encode()).hexdigest()[:10]
     return cache_dir() / f"features_fashion_mnist_{digest}.pt"
 
@@ -126,6 +128,8 @@ def train_feature_net(cfg: FeatureNetConfig, root: Optional[str] = None, progres
     tx, ty = read_fashion_mnist(root, "test")
     if cfg.n_train is not None:
         x, y = x[: cfg.n_train], y[: cfg.n_train]
+    if cfg.n_eval is not None:
+        tx, ty = tx[: cfg.n_eval], ty[: cfg.n_eval]
     xt = torch.from_numpy(x.astype(np.float32) / 127.5 - 1.0)[:, None]
     yt = torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(cfg.seed)

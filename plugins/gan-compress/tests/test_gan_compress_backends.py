@@ -1,0 +1,51 @@
+"""Cost backends cost the evaluator's network through ctx.build_model."""
+
+import pytest
+
+from hwaml import Candidate
+from hwaml.plugins import PluginError
+from hwaml.testing import BackendContract, make_context
+from hwaml_gan_compress.backends import GanLatencyBackend, GanMacsBackend
+from hwaml_gan_compress.generators import ChannelConfig, MobileResnetGenerator, ResnetGenerator
+from hwaml_gan_compress.macs import count_module_macs
+
+
+def _candidates():
+    return [Candidate(ChannelConfig.uniform(c).to_dict()) for c in (1, 4)] + [Candidate(ChannelConfig(4, 3, 2, 1, 2, 3, 4, 1).to_dict())]
+
+
+class _Contexts:
+    @pytest.fixture
+    def candidates(self):
+        return _candidates()
+
+    @pytest.fixture
+    def contract_ctx(self, tmp_path, paired_evaluator, backend):
+        return make_context(tmp_path / "run", evaluator=paired_evaluator, backends={"b": backend})
+
+
+class TestMacsBackendContract(_Contexts, BackendContract):
+    @pytest.fixture
+    def backend(self):
+        return GanMacsBackend()
+
+
+class TestLatencyBackendContract(_Contexts, BackendContract):
+    @pytest.fixture
+    def backend(self):
+        return GanLatencyBackend(warmup=1, repeats=3)
+
+
+def test_macs_backend_counts_the_evaluators_network_and_the_teacher_costs_more(paired_evaluator, tmp_path):
+    backend = GanMacsBackend()
+    ctx = make_context(tmp_path, evaluator=paired_evaluator, backends={"gan_macs": backend})
+    small, big = _candidates()[:2]
+    a = backend.cost(candidate=small, ctx=ctx).metrics["macs_m"]
+    b = backend.cost(candidate=big, ctx=ctx).metrics["macs_m"]
+    assert a < b == pytest.approx(count_module_macs(MobileResnetGenerator(ChannelConfig.uniform(4), 1, 1, 3), (1, 28, 28)) / 1e6)
+    assert count_module_macs(ResnetGenerator(1, 1, 4, 3), (1, 28, 28)) / 1e6 > b
+
+
+def test_backends_need_an_nn_evaluator(tmp_path):
+    with pytest.raises(PluginError, match="build_model"):
+        GanMacsBackend().cost(candidate=_candidates()[0], ctx=make_context(tmp_path))
