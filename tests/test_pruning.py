@@ -298,3 +298,45 @@ def test_a_failing_observer_is_a_warning(tmp_path):
     res = _run(loop)
     loop.finish(None)
     assert len(res.trials) == 3 and all(t.ok for t in res.trials)
+
+
+# -- measured backends declare it --------------------------------------------------
+
+
+def test_measured_backends_are_compared_within_their_tolerance():
+    import itertools
+
+    from hwaml import CostReport
+    from hwaml.testing import BackendContract, measurement_of
+
+    class Timer:
+        measured = True
+        measurement_rtol = 0.2
+
+        def __init__(self, values):
+            self.values = itertools.cycle(values)
+
+        def cost(self, candidate, ctx):
+            return CostReport({"latency_ms": next(self.values)}, source="timer")
+
+    contract = BackendContract()
+    cand = [Candidate({"x": 1})]
+    contract.test_cost_is_deterministic(Timer([1.0, 1.1]), cand, None)  # 10% apart: accepted
+    with pytest.raises(AssertionError, match="measurement_rtol=0.2"):
+        contract.test_cost_is_deterministic(Timer([1.0, 1.5]), cand, None)
+
+    class Exact(Timer):
+        measured = False
+
+    with pytest.raises(AssertionError):
+        contract.test_cost_is_deterministic(Exact([1.0, 1.1]), cand, None)
+    from hwaml_ofa_nas.backends import HostCpuLatencyBackend, MacsBackend
+
+    assert measurement_of(HostCpuLatencyBackend) == (True, 0.25)
+    assert measurement_of(MacsBackend) == (False, 0.1)
+
+    class Bad(Timer):
+        measurement_rtol = 3
+
+    with pytest.raises(TypeError, match="measurement_rtol"):
+        measurement_of(Bad([1.0]))

@@ -37,6 +37,7 @@ __all__ = [
     "BackendContract",
     "SearcherContract",
     "RecordingObserver",
+    "measurement_of",
 ]
 
 
@@ -266,9 +267,34 @@ class BackendContract:
             assert rep.feasible in (None, True, False)
 
     def test_cost_is_deterministic(self, backend: Any, candidates: List[Candidate], contract_ctx: RunContext) -> None:
+        """The same candidate costs the same; a backend that measures (declares
+        ``measured = True``) within its declared ``measurement_rtol``."""
         a = backend.cost(candidate=candidates[0], ctx=contract_ctx)
         b = backend.cost(candidate=candidates[0], ctx=contract_ctx)
-        assert dict(a.metrics) == dict(b.metrics)
+        measured, rtol = measurement_of(backend)
+        if not measured:
+            assert dict(a.metrics) == dict(b.metrics)
+            return
+        assert set(a.metrics) == set(b.metrics)
+        for k in a.metrics:
+            x, y = float(a.metrics[k]), float(b.metrics[k])
+            assert abs(x - y) <= rtol * max(abs(x), abs(y)), f"{k}: two measurements {x} and {y} differ by more than measurement_rtol={rtol}"
+
+
+def measurement_of(backend: Any) -> tuple:
+    """``(measured, rtol)`` a backend declares as class attributes: ``measured =
+    True`` for a backend that times or measures (host latency, memory), with
+    ``measurement_rtol`` the relative difference two measurements of one
+    candidate may show (default 0.1). Read statically: declaring never runs code."""
+    import inspect
+
+    measured = inspect.getattr_static(backend, "measured", False)
+    rtol = inspect.getattr_static(backend, "measurement_rtol", 0.1)
+    if not isinstance(measured, bool):
+        raise TypeError(f"{type(backend).__name__}.measured must be a bool class attribute, got {measured!r}")
+    if not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
+        raise TypeError(f"{type(backend).__name__}.measurement_rtol must be a number in [0, 1), got {rtol!r}")
+    return measured, float(rtol)
 
 
 class SearcherContract:
