@@ -40,8 +40,10 @@ def check_method(method: str) -> None:
         raise ValueError(f"method {method!r} is not one of {METHODS}")
 
 
-def configure_method(net: nn.Module, method: str) -> nn.Module:
-    """Freeze ``net`` and unfreeze what ``method`` trains (in place)."""
+def configure_method(net: nn.Module, method: str, allow_no_lite: bool = False) -> nn.Module:
+    """Freeze ``net`` and unfreeze what ``method`` trains (in place). A lite-residual
+    method on a network without lite residual modules is an error unless
+    ``allow_no_lite`` (a search that placed none)."""
     check_method(method)
     if method == "ft_full":
         for p in net.parameters():
@@ -62,7 +64,7 @@ def configure_method(net: nn.Module, method: str) -> nn.Module:
                 m.bias.requires_grad_(True)
     if method in ("tinytl_l", "tinytl_lb"):
         lites = [m for m in net.modules() if isinstance(m, LiteResidualModule)]
-        if not lites:
+        if not lites and not allow_no_lite:
             raise ValueError(f"method {method!r} trains lite residual modules but {type(net).__name__} has none: insert them first")
         for m in lites:
             for p in m.lite_residual.parameters():
