@@ -19,6 +19,7 @@ def tiny_settings(source: str = "fashion_edges", **over):
         "student": {"ngf": 4, "channels": "scaled:channels-64-pix2pix", "n_blocks": 3, "layers": ["model.9", "model.10", "model.12"]},
         "training": {"teacher_epochs": 1, "teacher_decay_epochs": 0, "supernet_epochs": 1, "supernet_decay_epochs": 1, "batch_size": 16, "ndf": 8, "n_layers_D": 2},
         "metric": {"training": TINY_FEATURES, "kid_subsets": 3},
+        "latency_repeats": 3,
         "progress": False,
     }
     for key, value in over.items():

@@ -4,8 +4,9 @@ import pytest
 
 from hwaml import Candidate
 from hwaml.plugins import PluginError
-from hwaml.testing import BackendContract, make_context
+from hwaml.testing import BackendContract, SearcherContract, make_context
 from hwaml_gan_compress.backends import GanLatencyBackend, GanMacsBackend
+from hwaml_gan_compress.evolution import GanEvolutionSearcher
 from hwaml_gan_compress.generators import ChannelConfig, MobileResnetGenerator, ResnetGenerator
 from hwaml_gan_compress.macs import count_module_macs
 
@@ -49,3 +50,25 @@ def test_macs_backend_counts_the_evaluators_network_and_the_teacher_costs_more(p
 def test_backends_need_an_nn_evaluator(tmp_path):
     with pytest.raises(PluginError, match="build_model"):
         GanMacsBackend().cost(candidate=_candidates()[0], ctx=make_context(tmp_path))
+
+
+class TestGanEvolutionContract(SearcherContract):
+    @pytest.fixture
+    def searcher_factory(self):
+        return lambda: GanEvolutionSearcher(population_size=6, parents=3, mutations=3, crossovers=3)
+
+
+def test_gan_evolution_breeds_from_the_best_and_rejects_over_budget(paired_evaluator, tmp_path):
+    from hwaml.testing import run_search
+
+    result = run_search(
+        {"evaluator": paired_evaluator, "searcher": GanEvolutionSearcher(population_size=5, parents=2, mutations=3, crossovers=2), "backend.gan_macs": GanMacsBackend()},
+        tmp_path / "run", trials=15, objectives={"fid": "min"}, constraints={"macs_m": 0.4},
+    )  # fmt: skip
+    trials = result.trials
+    origins = [t.candidate.origin for t in trials]
+    assert origins[:5] == ["random"] * 5 and {"mutation", "crossover"} <= set(origins[5:])
+    assert all(t.cost["macs_m"] <= 0.4 for t in trials)  # rejected before they were proposed
+    best = sorted((t for t in trials[:5]), key=lambda t: t.metrics["fid"])[:2]
+    for t in trials[5:10]:
+        assert set(t.candidate.meta["parents"]) <= {b.number for b in best}

@@ -10,6 +10,7 @@ from hwaml_gan_compress import plugin
 from hwaml_gan_compress.backends import GanLatencyBackend, GanMacsBackend
 from hwaml_gan_compress.cli import main
 from hwaml_gan_compress.evaluator import GanCompressEvaluator
+from hwaml_gan_compress.evolution import GanEvolutionSearcher
 from hwaml_gan_compress.training import TrainingConfig
 
 
@@ -31,6 +32,7 @@ def test_every_preset_composes_and_instantiates():
         assert isinstance(ev, GanCompressEvaluator) and ev.data_cfg.source == source and isinstance(ev.training, TrainingConfig)
         assert len(ev.choices[0]) == choices and ev.teacher_cfg.layers == ["model.9", "model.12", "model.15", "model.18"]
         assert cfg.constraints.macs_m < 42.8 / 9 and cfg.deploy.enabled
+        assert isinstance(instantiate(cfg.searcher), GanEvolutionSearcher)
         assert isinstance(instantiate(cfg.backend.gan_macs), GanMacsBackend) and isinstance(instantiate(cfg.backend.gan_latency), GanLatencyBackend)
 
 

@@ -117,6 +117,7 @@ class GanCompressEvaluator:
     :param checkpoint_dir: where the teacher and supernet are kept; default: a
         cache folder named after the settings (``$HWAML_CACHE_DIR/gan_compress``).
     :param train_if_missing: train the teacher / supernet when the checkpoint is missing.
+    :param latency_repeats: timed onnxruntime runs (median) of teacher and student when deploying.
     :param name: the component's name (``DeployResult.source``, ``BuiltModel.source``).
     """
 
@@ -133,6 +134,7 @@ class GanCompressEvaluator:
         checkpoint_dir: Optional[str] = None,
         train_if_missing: bool = True,
         eval_batch_size: int = 100,
+        latency_repeats: int = 30,
         seed: int = 0,
         progress: bool = True,
         name: str = "gan_compress",
@@ -147,6 +149,7 @@ class GanCompressEvaluator:
         self.choices = channel_choices(self.student_cfg.channels, self.student_cfg.ngf)  # checks the choices early
         self.train_if_missing = train_if_missing
         self.eval_batch_size = eval_batch_size
+        self.latency_repeats = latency_repeats
         self.seed = seed
         self.progress = progress
         self.name = name
@@ -413,8 +416,8 @@ class GanCompressEvaluator:
         stem = out / f"gan_subgenerator_trial{trial.number}"
         onnx = export_onnx(sub, stem.with_suffix(".onnx"), data.test_a[:4])
         one = (1, *model.input_shape)
-        student_ms = onnx_latency_ms(sub, one)
-        teacher_ms = onnx_latency_ms(teacher, one)
+        student_ms = onnx_latency_ms(sub, one, repeats=self.latency_repeats)
+        teacher_ms = onnx_latency_ms(teacher, one, repeats=self.latency_repeats)
         student_q, teacher_q = self.score(sub, "test"), self.score(teacher, "test")
         n = min(8, len(data.test_a))
         rows = [data.test_a[:n], generate(teacher, data.test_a[:n]), generate(sub, data.test_a[:n])]

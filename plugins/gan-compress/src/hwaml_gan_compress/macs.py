@@ -33,8 +33,10 @@ def count_module_macs(module: nn.Module, input_shape: Tuple[int, ...]) -> int:
     was_training = module.training
     module.eval()
     try:
+        # on the module's device: a network built under ``torch.device("meta")`` is counted without computing
+        param = next(module.parameters(), None)
         with torch.no_grad():
-            module(torch.zeros(1, *input_shape))
+            module(torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu"))
     finally:
         for h in handles:
             h.remove()
