@@ -137,3 +137,33 @@ def test_missing_checkpoint_without_training_is_clear(tmp_path):
         ev.search_space(ctx=make_context(tmp_path))
     with pytest.raises(ValueError, match="dataset"):
         OFAEvaluator(dataset="mnist")
+
+
+def test_finetuning_reports_per_epoch_and_deploy_uses_the_finetuned_weights(trained_tiny, tmp_path):
+    from dataclasses import replace
+
+    from hwaml import TrialPruned
+    from hwaml.pruning import Reporter
+
+    path, _, _ = trained_tiny
+    ev = OFAEvaluator("test_tiny", checkpoint=str(path), train_if_missing=False, calibration_size=100, progress=False, finetune_epochs=2, finetune_lr=0.02)
+    ctx = make_context(tmp_path, evaluator=ev)
+    cfg = ctx.space.sample(np.random.default_rng(2))
+    rep = Reporter(3)
+    res = ev.evaluate(candidate=Candidate(cfg, number=3), ctx=replace(ctx, report=rep.report, should_prune=rep.should_prune))
+    assert [s for s, _ in rep.history] == [0, 1]
+    assert rep.history[-1][1] == pytest.approx(res.metrics["accuracy"])
+    assert set(res.artifacts) == {"supernet", "finetuned"}
+    trial = Trial(3, Candidate(cfg, number=3), TrialStatus.COMPLETE, dict(res.metrics), info={"artifacts": dict(res.artifacts)})
+    built = ev.build_model(candidate=trial.candidate, trial=trial, ctx=ctx)
+    state = torch.load(res.artifacts["finetuned"], weights_only=True)
+    for k, v in built.module.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+    # the fine-tuned network, not the supernet's sub-network: their weights differ
+    plain = OFAEvaluator("test_tiny", checkpoint=str(path), train_if_missing=False, calibration_size=100, progress=False)
+    untuned = plain.build_model(candidate=trial.candidate, trial=Trial(3, trial.candidate, TrialStatus.COMPLETE, info={"artifacts": {"supernet": res.artifacts["supernet"]}}), ctx=ctx)
+    assert any(not torch.equal(a, b) for a, b in zip(built.module.state_dict().values(), untuned.module.state_dict().values()) if a.is_floating_point())
+    with pytest.raises(TrialPruned, match="epoch 0"):
+        ev.evaluate(candidate=Candidate(cfg, number=4), ctx=replace(ctx, report=Reporter(4).report, should_prune=lambda: True))
+    with pytest.raises(ValueError, match="finetune_epochs"):
+        OFAEvaluator("test_tiny", finetune_epochs=-1)

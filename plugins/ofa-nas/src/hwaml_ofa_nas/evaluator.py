@@ -16,6 +16,8 @@ state dict, its configuration and an ONNX file checked with onnxruntime.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import logging
 import os
@@ -47,6 +49,8 @@ __all__ = ["OFAEvaluator", "TrainingConfig", "default_checkpoint_path", "SUPERNE
 
 #: the name under which a trial's trained supernet is listed in ``EvalResult.artifacts``
 SUPERNET_ARTIFACT = "supernet"
+#: the fine-tuned sub-network of a trial (evaluator finetune_epochs > 0)
+FINETUNED_ARTIFACT = "finetuned"
 
 
 def cache_dir() -> Path:
@@ -99,6 +103,13 @@ class OFAEvaluator:
     :param training: a :class:`TrainingConfig` or a mapping of its fields.
     :param calibration_size: training images used to recalibrate batch norm per candidate.
     :param eval_batch_size: images per batch when measuring accuracy.
+    :param finetune_epochs: fine-tune each extracted sub-network this many epochs
+        before scoring it (0, the default: score the supernet's weights as OFA
+        does). Validation accuracy is reported after every epoch
+        (``ctx.report``), so a pruner (``pruner=hyperband``) stops bad trials;
+        the fine-tuned weights are the trial's ``finetuned`` artifact, which
+        ``build_model`` and deploy use.
+    :param finetune_lr: its learning rate (SGD, cosine).
     :param name: the component's name (``DeployResult.source``, ``BuiltModel.source``).
 
     Lazy state sits behind explicit methods (:meth:`data`, :meth:`supernet`,
@@ -123,6 +134,8 @@ class OFAEvaluator:
         seed: int = 0,
         progress: bool = True,
         name: str = "ofa_digits",
+        finetune_epochs: int = 0,
+        finetune_lr: float = 0.01,
     ):
         if dataset not in DATASETS:
             raise ValueError(f"dataset: {dataset!r} is not one of {DATASETS}")
@@ -134,6 +147,12 @@ class OFAEvaluator:
         self.training = as_config(TrainingConfig, training, "training")
         self.calibration_size = calibration_size
         self.eval_batch_size = eval_batch_size
+        if int(finetune_epochs) < 0:
+            raise ValueError(f"finetune_epochs must be >= 0, got {finetune_epochs}")
+        if not float(finetune_lr) > 0:
+            raise ValueError(f"finetune_lr must be > 0, got {finetune_lr}")
+        self.finetune_epochs = int(finetune_epochs)
+        self.finetune_lr = float(finetune_lr)
         self.seed = seed
         self.progress = progress
         self.name = name
@@ -247,14 +266,46 @@ class OFAEvaluator:
 
     @hookimpl
     def evaluate(self, candidate: Candidate, ctx: RunContext) -> EvalResult:
+        res = candidate.config["resolution"]
         with self._lock:
             net = self.prepare(candidate.config)
-            acc = evaluate_accuracy(net, self.data().val, candidate.config["resolution"], self.eval_batch_size)
-        return EvalResult(
-            {"accuracy": acc},
-            artifacts={SUPERNET_ARTIFACT: str(self.checkpoint)},
-            info={"resolution": candidate.config["resolution"], "calibration_images": int(len(self.calibration())), "val_images": len(self.data().val)},
-        )
+            if not self.finetune_epochs:
+                acc = evaluate_accuracy(net, self.data().val, res, self.eval_batch_size)
+            else:
+                sub = copy.deepcopy(net.get_active_subnet())
+        info = {"resolution": res, "calibration_images": int(len(self.calibration())), "val_images": len(self.data().val)}
+        artifacts = {SUPERNET_ARTIFACT: str(self.checkpoint)}
+        if self.finetune_epochs:
+            acc, path = self._finetune(sub, candidate, ctx)
+            artifacts[FINETUNED_ARTIFACT] = str(path)
+            info["finetune_epochs"] = self.finetune_epochs
+        return EvalResult({"accuracy": acc}, artifacts=artifacts, info=info)
+
+    def _finetune(self, sub: Any, candidate: Candidate, ctx: RunContext) -> Any:
+        """Fine-tune an extracted sub-network, reporting validation accuracy per epoch."""
+        from hwaml import TrialPruned
+
+        from .progressive_shrinking import train_static
+
+        res = int(candidate.config["resolution"])
+        data = self.data()
+
+        def report(epoch: int, model: Any) -> None:
+            acc = evaluate_accuracy(model, data.val, res, self.eval_batch_size)
+            ctx.report(epoch, acc)
+            if ctx.should_prune():
+                raise TrialPruned(f"fine-tuning epoch {epoch}: validation accuracy {acc:.4f}")
+
+        seed = int(ctx.seed) * 1000 + int(candidate.number or 0)
+        train_static(sub, data, self.finetune_epochs, self.finetune_lr, res, batch_size=self.training.batch_size, seed=seed, on_epoch=report)
+        acc = evaluate_accuracy(sub, data.val, res, self.eval_batch_size)
+        out = Path(ctx.run_dir) / "ofa_finetuned"
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"trial_{candidate.number}" if candidate.number is not None else "config_" + hashlib.sha1(json.dumps(candidate.config, sort_keys=True).encode()).hexdigest()[:12]
+        path = out / f"{stem}.pt"
+        torch.save({k: v.detach().clone() for k, v in sub.state_dict().items()}, path)
+        (out / f"{stem}.json").write_text(json.dumps({"config": dict(candidate.config), "val_accuracy": acc, "epochs": self.finetune_epochs, "lr": self.finetune_lr}, indent=1))
+        return acc, path
 
     @hookimpl
     def build_model(self, candidate: Candidate, trial: Optional[Trial], ctx: RunContext) -> BuiltModel:
@@ -279,10 +330,17 @@ class OFAEvaluator:
                 torch.manual_seed(0)  # the same weights for the same candidate, the global RNG untouched
                 module = build_subnet(self.arch, config).eval()
             return BuiltModel(module, shape, trained=False, macs=macs, source=self.name, info=info)
-        net = self._supernet_of(trial)
-        with self._lock:
-            self.prepare(config, net)
-            sub = net.get_active_subnet().eval()
+        tuned = (trial.artifacts or {}).get(FINETUNED_ARTIFACT)
+        if tuned:
+            # the trial fine-tuned its sub-network: those weights, not the supernet's
+            sub = build_subnet(self.arch, config)
+            sub.load_state_dict(torch.load(tuned, weights_only=True))
+            sub.eval()
+        else:
+            net = self._supernet_of(trial)
+            with self._lock:
+                self.prepare(config, net)
+                sub = net.get_active_subnet().eval()
         calib = resize_batch(self.calibration(), res)
         return BuiltModel(
             sub,
