@@ -150,3 +150,17 @@ def test_gradcheck_of_the_sparse_convolutions(kind):
         return conv3d(x, w, k, s).F
 
     assert torch.autograd.gradcheck(fn, (f, w), eps=1e-6, atol=1e-6)
+
+
+def test_both_look_up_strategies_give_the_same_kernel_maps(monkeypatch):
+    import hwaml_spvnas.sparse as sparse
+    from hwaml_spvnas.sparse import build_strided_map
+
+    c = random_coords(n=300, size=10, batches=2, seed=5)
+    c[:, 1:] -= 4  # negative coordinates too
+    dense_sub, dense_down = build_submanifold_map(c, 3), build_strided_map(c, 2, 2)[1]
+    monkeypatch.setattr(sparse, "DENSE_INDEX_CELLS", 0)
+    sorted_sub, sorted_down = build_submanifold_map(c, 3), build_strided_map(c, 2, 2)[1]
+    for a, b in ((dense_sub, sorted_sub), (dense_down, sorted_down)):
+        for k in range(len(a.in_idx)):
+            assert torch.equal(a.in_idx[k], b.in_idx[k]) and torch.equal(a.out_idx[k], b.out_idx[k])

@@ -117,6 +117,12 @@ class KernelMap:
         """The number of kernel-map entries (the MAC multiplier of one channel pair)."""
         return int(sum(int(t.numel()) for t in self.in_idx))
 
+    def identity_offset(self) -> Optional[int]:
+        """The offset that maps every row to itself (a submanifold kernel's centre), if any."""
+        if self.stride != 1 or self.kernel_size % 2 == 0 or self.n_in != self.n_out:
+            return None
+        return len(self.in_idx) // 2
+
     def transposed(self) -> "KernelMap":
         return KernelMap(self.out_idx, self.in_idx, self.n_out, self.n_in, self.kernel_size, self.stride)
 
@@ -208,21 +214,69 @@ def _offset_keys(offsets: torch.Tensor) -> torch.Tensor:
     return (offsets[:, 0] << (2 * _AXIS_BITS)) + (offsets[:, 1] << _AXIS_BITS) + offsets[:, 2]
 
 
-def _query_all(sorted_keys: torch.Tensor, order: torch.Tensor, base_keys: torch.Tensor, offsets: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-    """For each offset: (output rows, input rows) where ``base + offset`` is a key."""
-    n = base_keys.numel()
-    queries = (base_keys.unsqueeze(0) + _offset_keys(offsets).unsqueeze(1)).reshape(-1)
-    if sorted_keys.numel() == 0 or n == 0:
-        e = torch.zeros(0, dtype=torch.long)
-        return [e] * len(offsets), [e] * len(offsets)
-    pos = torch.searchsorted(sorted_keys, queries).clamp_(max=sorted_keys.numel() - 1)
-    found = (sorted_keys[pos] == queries).reshape(len(offsets), n)
-    pos = pos.reshape(len(offsets), n)
+#: a dense (batch, x, y) column table is used for neighbour look-ups up to this many cells
+DENSE_INDEX_CELLS = 1 << 26
+
+
+def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``rows[k, j]``: the row of ``coords`` at ``base[j] + offsets[k]``, or -1.
+
+    Two strategies with the same answers. For the usual LiDAR extent: a dense table
+    over the (batch, x, y) columns of the bounding box (padded by the offsets, so no
+    bounds checks), pointing into a dense (column, z) table: a look-up is two
+    gathers, and an offset is a constant added to the base's table position. For
+    extents whose tables would exceed ``DENSE_INDEX_CELLS``: binary search
+    (``searchsorted``) of the packed keys, an offset again a constant key increment.
+    """
+    K, n = offsets.shape[0], base.shape[0]
+    if coords.shape[0] == 0 or n == 0:
+        return torch.full((K, n), -1, dtype=torch.long)
+    off_lo, off_hi = offsets.min(0).values, offsets.max(0).values
+    lo = torch.minimum(coords[:, 1:].min(0).values, base[:, 1:].min(0).values + off_lo)
+    hi = torch.maximum(coords[:, 1:].max(0).values, base[:, 1:].max(0).values + off_hi)
+    nb = int(max(coords[:, 0].max(), base[:, 0].max())) + 1
+    ext = (hi - lo + 1).tolist()
+    X, Y, Z = int(ext[0]), int(ext[1]), int(ext[2])
+    if nb * X * Y <= DENSE_INDEX_CELLS:
+        rel = coords[:, 1:] - lo
+        col_key = (coords[:, 0] * X + rel[:, 0]) * Y + rel[:, 1]
+        cols, col_of = torch.unique(col_key, return_inverse=True)
+        if cols.numel() * Z <= DENSE_INDEX_CELLS:
+            col_table = torch.full((nb * X * Y,), -1, dtype=torch.long)
+            col_table[cols] = torch.arange(cols.numel())
+            z_table = torch.full((cols.numel() * Z,), -1, dtype=torch.long)
+            z_table[col_of * Z + rel[:, 2]] = torch.arange(coords.shape[0])
+            brel = base[:, 1:] - lo
+            bcol = (base[:, 0] * X + brel[:, 0]) * Y + brel[:, 1]
+            bz = brel[:, 2]
+            col_step = offsets[:, 0] * Y + offsets[:, 1]
+            out = torch.empty(K, n, dtype=torch.long)
+            col_cache: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
+            for k in range(K):
+                step = int(col_step[k])
+                if step not in col_cache:  # offsets differing only in z share their column look-up
+                    # index_select: much faster on CPU than advanced indexing
+                    col = col_table.index_select(0, bcol + step)
+                    col_cache[step] = (col.clamp(min=0) * Z + bz, col < 0)
+                pos, missing = col_cache[step]
+                out[k] = z_table.index_select(0, pos + int(offsets[k, 2])).masked_fill_(missing, -1)
+            return out
+    _check_margin(base, int(offsets.min()), int(offsets.max()))
+    sorted_keys, order = torch.sort(hash_coords(coords))
+    queries = hash_coords(base).unsqueeze(0) + _offset_keys(offsets).unsqueeze(1)
+    pos = torch.searchsorted(sorted_keys, queries.reshape(-1)).clamp_(max=sorted_keys.numel() - 1)
+    hit = sorted_keys[pos] == queries.reshape(-1)
+    return torch.where(hit, order[pos], -1).reshape(K, n)
+
+
+def _query_all(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """For each offset: (output rows o, input rows i) where ``base[o] + offset`` is input row i."""
+    rows = neighbour_rows(coords, base, offsets)
     outs, ins = [], []
     for k in range(len(offsets)):
-        o = found[k].nonzero().squeeze(1)
+        o = (rows[k] >= 0).nonzero().squeeze(1)
         outs.append(o)
-        ins.append(order[pos[k, o]])
+        ins.append(rows[k, o])
     return outs, ins
 
 
@@ -235,10 +289,7 @@ def build_submanifold_map(coords: torch.Tensor, kernel_size: int) -> KernelMap:
     """Kernel map of a stride-1 (submanifold) convolution: output row ``o`` at
     ``coords[o]`` reads input row ``i`` at ``coords[o] + offset``."""
     offsets = kernel_offsets(kernel_size)
-    _check_margin(coords, int(offsets.min()), int(offsets.max()))
-    keys = hash_coords(coords)
-    sorted_keys, order = torch.sort(keys)
-    outs, ins = _query_all(sorted_keys, order, keys, offsets)
+    outs, ins = _query_all(coords, coords, offsets)
     n = coords.shape[0]
     return KernelMap(ins, outs, n, n, int(kernel_size), 1)
 
@@ -261,10 +312,7 @@ def build_strided_map(coords: torch.Tensor, kernel_size: int, stride: int) -> Tu
     offsets = kernel_offsets(kernel_size)
     scaled = out_coords.clone()
     scaled[:, 1:] *= stride
-    _check_margin(scaled, int(offsets.min()), int(offsets.max()))
-    keys = hash_coords(coords)
-    sorted_keys, order = torch.sort(keys)
-    outs, ins = _query_all(sorted_keys, order, hash_coords(scaled), offsets)
+    outs, ins = _query_all(coords, scaled, offsets)
     return out_coords, KernelMap(ins, outs, coords.shape[0], out_coords.shape[0], int(kernel_size), int(stride))
 
 
@@ -311,9 +359,13 @@ def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap)
     """
     if weight.shape[0] != len(kmap.in_idx):
         raise ValueError(f"weight has {weight.shape[0]} kernel offsets, the kernel map {len(kmap.in_idx)}")
-    out = feats.new_zeros(kmap.n_out, weight.shape[2])
+    identity = kmap.identity_offset()
+    if identity is not None:
+        out = feats @ weight[identity]  # the centre of a submanifold kernel: every row to itself
+    else:
+        out = feats.new_zeros(kmap.n_out, weight.shape[2])
     for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
-        if i.numel():
+        if k != identity and i.numel():
             out.index_add_(0, o, feats.index_select(0, i) @ weight[k])
     record_macs("conv", kmap.pairs() * weight.shape[1] * weight.shape[2])
     return out

@@ -23,7 +23,7 @@ from typing import Tuple
 
 import torch
 
-from .sparse import CoordinateCache, PointTensor, SparseTensor, hash_coords
+from .sparse import CoordinateCache, PointTensor, SparseTensor, hash_coords, neighbour_rows
 
 __all__ = ["initial_voxelize", "point_to_voxel", "voxel_to_point", "scatter_mean"]
 
@@ -44,12 +44,7 @@ def _point_voxels(z: PointTensor, stride: int) -> torch.Tensor:
 
 def _find(coords: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     """Row of each query among ``coords`` or -1."""
-    keys = hash_coords(coords)
-    sk, order = torch.sort(keys)
-    qk = hash_coords(queries)
-    pos = torch.searchsorted(sk, qk).clamp_(max=max(sk.numel() - 1, 0))
-    hit = sk[pos] == qk
-    return torch.where(hit, order[pos], torch.full_like(pos, -1))
+    return neighbour_rows(coords, queries, torch.zeros(1, 3, dtype=torch.long))[0]
 
 
 def initial_voxelize(z: PointTensor) -> SparseTensor:
@@ -85,20 +80,11 @@ def _trilinear(x: SparseTensor, z: PointTensor) -> Tuple[torch.Tensor, torch.Ten
     frac = (u - base).to(z.F.dtype)
     base = base.long()
     n = z.C.shape[0]
-    idx = torch.empty(n, 8, dtype=torch.long)
-    w = torch.empty(n, 8, dtype=z.F.dtype)
     batch = z.C[:, 0].round().long()
-    corner = 0
-    for dx in (0, 1):
-        for dy in (0, 1):
-            for dz in (0, 1):
-                q = torch.stack([batch, base[:, 0] + dx, base[:, 1] + dy, base[:, 2] + dz], 1)
-                idx[:, corner] = _find(x.C, q)
-                wx = frac[:, 0] if dx else 1 - frac[:, 0]
-                wy = frac[:, 1] if dy else 1 - frac[:, 1]
-                wz = frac[:, 2] if dz else 1 - frac[:, 2]
-                w[:, corner] = wx * wy * wz
-                corner += 1
+    corners = torch.tensor([[dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)], dtype=torch.long)
+    idx = neighbour_rows(x.C, torch.cat([batch.unsqueeze(1), base], 1), corners).t()
+    wsel = torch.where(corners.unsqueeze(1).bool(), frac.unsqueeze(0), 1 - frac.unsqueeze(0))  # [8, n, 3]
+    w = wsel.prod(2).t()
     w = torch.where(idx >= 0, w, torch.zeros_like(w))
     w = w / w.sum(1, keepdim=True)
     z.cache[key] = (idx, w)
