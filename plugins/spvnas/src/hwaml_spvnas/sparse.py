@@ -197,7 +197,7 @@ def sparse_quantize(coords, voxel_size=1.0, *, return_index: bool = False, retur
     if np.any(vs <= 0):
         raise ValueError(f"voxel_size must be positive, got {voxel_size}")
     q = np.floor(arr.astype(np.float64) / vs).astype(np.int64)
-    _, indices, inverse = np.unique(q, axis=0, return_index=True, return_inverse=True)
+    indices, inverse = _unique_rows(q)
     inverse = inverse.reshape(-1)
     voxels = q[indices].astype(np.int32)
     out = [voxels]
@@ -206,6 +206,26 @@ def sparse_quantize(coords, voxel_size=1.0, *, return_index: bool = False, retur
     if return_inverse:
         out.append(inverse)
     return out[0] if len(out) == 1 else tuple(out)
+
+
+def _unique_rows(q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """First index of each distinct row (rows in lexicographic order) and every row's group.
+
+    Rows are packed into one int64 by mixed radix when their ranges allow (order
+    preserving, and far faster than ``np.unique(axis=0)``), otherwise compared as rows.
+    """
+    if q.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lo = q.min(0)
+    span = q.max(0) - lo + 1
+    if float(np.prod(span.astype(np.float64))) < 2.0 ** 62:
+        key = np.zeros(q.shape[0], dtype=np.int64)
+        for d in range(q.shape[1]):
+            key = key * int(span[d]) + (q[:, d] - lo[d])
+        _, indices, inverse = np.unique(key, return_index=True, return_inverse=True)
+    else:
+        _, indices, inverse = np.unique(q, axis=0, return_index=True, return_inverse=True)
+    return indices, inverse.reshape(-1)
 
 
 def _offset_keys(offsets: torch.Tensor) -> torch.Tensor:
@@ -352,6 +372,48 @@ def record_macs(what: str, macs: int) -> None:
 
 # --------------------------------------------------------------------------- convolution
 
+class _GatherMatmulScatter(torch.autograd.Function):
+    """``out[o] += in[i] @ W[k]`` over a kernel map, with a hand-written backward:
+    autograd through index_select would allocate a zero input-sized gradient per
+    offset; here every offset accumulates into one buffer."""
+
+    @staticmethod
+    def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, kmap: "KernelMap") -> torch.Tensor:
+        ctx.kmap = kmap
+        ctx.save_for_backward(feats, weight)
+        identity = kmap.identity_offset()
+        out = feats @ weight[identity] if identity is not None else feats.new_zeros(kmap.n_out, weight.shape[2])
+        for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
+            if k != identity and i.numel():
+                out.index_add_(0, o, feats.index_select(0, i) @ weight[k])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        feats, weight = ctx.saved_tensors
+        kmap = ctx.kmap
+        identity = kmap.identity_offset()
+        grad_in = grad_w = None
+        need_in, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if need_in:
+            grad_in = grad_out @ weight[identity].t() if identity is not None else grad_out.new_zeros(feats.shape)
+        if need_w:
+            grad_w = torch.zeros_like(weight)
+        for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
+            if k == identity:
+                if need_w:
+                    grad_w[k] = feats.t() @ grad_out
+                continue
+            if not i.numel():
+                continue
+            g = grad_out.index_select(0, o)
+            if need_in:
+                grad_in.index_add_(0, i, g @ weight[k].t())
+            if need_w:
+                grad_w[k] = feats.index_select(0, i).t() @ g
+        return grad_in, grad_w, None
+
+
 def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
     """Gather -> matmul -> scatter-add over the kernel offsets.
 
@@ -359,16 +421,10 @@ def apply_kernel_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap)
     """
     if weight.shape[0] != len(kmap.in_idx):
         raise ValueError(f"weight has {weight.shape[0]} kernel offsets, the kernel map {len(kmap.in_idx)}")
-    identity = kmap.identity_offset()
-    if identity is not None:
-        out = feats @ weight[identity]  # the centre of a submanifold kernel: every row to itself
-    else:
-        out = feats.new_zeros(kmap.n_out, weight.shape[2])
-    for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
-        if k != identity and i.numel():
-            out.index_add_(0, o, feats.index_select(0, i) @ weight[k])
+    if feats.shape[0] != kmap.n_in:
+        raise ValueError(f"{feats.shape[0]} input rows for a kernel map over {kmap.n_in}")
     record_macs("conv", kmap.pairs() * weight.shape[1] * weight.shape[2])
-    return out
+    return _GatherMatmulScatter.apply(feats, weight, kmap)
 
 
 def conv3d(x: SparseTensor, weight: torch.Tensor, kernel_size: int, stride: int = 1, transposed: bool = False, bias: Optional[torch.Tensor] = None) -> SparseTensor:
