@@ -1,0 +1,5 @@
+"""hwaml-mlflow: log hwaml runs to MLflow (``+observer=mlflow``)."""
+
+from .tracker import MlflowObserver
+
+__all__ = ["MlflowObserver"]
