@@ -130,3 +130,19 @@ def test_hwaml_run_experiment_trains_the_supernet_and_searches_under_macs(tmp_pa
     best = json.loads(out.split("hwaml: best trial", 1)[1].split(" ", 2)[2].splitlines()[0])
     assert 0 <= best["miou"] <= 1 and 0 < best["macs_m"] <= 1000
     assert (tmp_path / "supernet.pt").is_file() and (run / "spvnas_deploy" / "bev_gt_vs_pred.png").is_file()
+
+
+def test_supernet_sampling_shrinks_depth_progressively_and_the_cache_reloads(supernet_checkpoint, tmp_path, make_evaluator):
+    import torch
+
+    ev = make_evaluator(supernet_checkpoint, supernet_training={"epochs": 4, "depth_shrink_at": 0.5})
+    rng = np.random.default_rng(0)
+    early = [ev.sample_arch(rng, 1)["depths"] for _ in range(20)]
+    late = [ev.sample_arch(rng, 2)["depths"] for _ in range(20)]
+    assert all(d == [2] * 8 for d in early)
+    assert any(1 in d for d in late)
+    a = make_evaluator(supernet_checkpoint).supernet().state_dict()
+    b = make_evaluator(supernet_checkpoint, train_if_missing=False).supernet().state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(FileNotFoundError, match="train_if_missing"):
+        make_evaluator(tmp_path / "missing.pt", train_if_missing=False).supernet()

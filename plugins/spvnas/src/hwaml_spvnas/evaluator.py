@@ -20,6 +20,7 @@ The paper's steps, top-down:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -145,24 +146,32 @@ class SPVNASEvaluator:
             return self._supernet
         net = self.new_network(self.design.supernet_spec())
         path = self.checkpoint_path()
-        if path.exists():
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-        elif not self.train_if_missing:
-            raise FileNotFoundError(f"supernet checkpoint {path} is missing and train_if_missing is false")
-        else:
-            train, _ = self.scans()
-            tr = Trainer(net, train, self.data.voxel_size, self.supernet_training, self.seed, sample_arch=self.sample_arch, show_progress=self.progress, desc="SPVNAS supernet")
-            for epoch in range(self.supernet_training.epochs):
-                tr.train_epoch(epoch)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(net.state_dict(), tmp)
-            os.replace(tmp, path)
-            path.with_suffix(".json").write_text(json.dumps({"spec": net.spec, "model": self.model, "key": self._key()}, indent=1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # executor workers of one run share the cache: the first trains, the others wait for its file
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if path.exists():
+                    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                elif not self.train_if_missing:
+                    raise FileNotFoundError(f"supernet checkpoint {path} is missing and train_if_missing is false")
+                else:
+                    self._train_supernet(net, path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
         net.eval()
         self._supernet = net
         return net
+
+    def _train_supernet(self, net: SPVCNN, path: Path) -> None:
+        train, _ = self.scans()
+        tr = Trainer(net, train, self.data.voxel_size, self.supernet_training, self.seed, sample_arch=self.sample_arch, show_progress=self.progress, desc="SPVNAS supernet")
+        for epoch in range(self.supernet_training.epochs):
+            tr.train_epoch(epoch)
+        tmp = path.with_suffix(".tmp")
+        torch.save(net.state_dict(), tmp)
+        os.replace(tmp, path)
+        path.with_suffix(".json").write_text(json.dumps({"spec": net.spec, "model": self.model, "key": self._key()}, indent=1))
 
     # ------------------------------------------------------------------ hooks
     @hookimpl
