@@ -91,3 +91,36 @@ def test_unknown_dataset_and_missing_root():
         load_dataset("mnist")
     with pytest.raises(ValueError, match="data_root"):
         load_dataset("cifar10")
+
+
+def test_an_idx_folder_is_split_stratified_and_capped(tmp_path):
+    from hwaml_ofa_nas.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4, dtype=np.uint8), 50)
+    images = (rng.integers(0, 50, (200, 12, 12)) + labels[:, None, None] * 50).astype(np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", images[:10])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels[:10])
+    d = load_dataset("idx", str(tmp_path), 16, 0.25, 0)
+    assert d.n_classes == 4 and len(d.val) == 50 and len(d.train) == 150
+    x, _ = d.train[0]
+    assert x.shape == (3, 16, 16)
+    assert torch.bincount(torch.stack([d.val[i][1] for i in range(50)])).min() >= 12  # stratified
+    capped = load_dataset("idx", str(tmp_path), 16, 0.25, 0, train_images=40)
+    assert len(capped.train) == 40 and len(capped.val) == 50
+    # the brighter a class, the larger its mean pixel: images and labels stay paired
+    means = [float(torch.stack([d.train[i][0] for i in range(150) if int(d.train[i][1]) == c]).mean()) for c in range(4)]
+    assert means == sorted(means)
+    with pytest.raises(FileNotFoundError, match="t10k-labels"):
+        (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+        load_dataset("idx", str(tmp_path), 16)
+    with pytest.raises(ValueError, match="data_root"):
+        load_dataset("idx")
+
+
+def test_fashion_mnist_from_the_debian_package():
+    d = load_dataset("fashion_mnist", None, 28, 0.1, 0, train_images=500)
+    assert d.n_classes == 10 and d.classes[9] == "ankle boot"
+    assert len(d.val) == 6000 and len(d.train) == 500

@@ -34,7 +34,7 @@ __all__ = [
     "DATASETS",
 ]
 
-DATASETS = ("digits", "imagefolder", "cifar10")
+DATASETS = ("digits", "fashion_mnist", "idx", "imagefolder", "cifar10")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
@@ -220,10 +220,47 @@ def load_cifar10_binary(root: str | Path, image_size: int = 32) -> DataSplits:
     return DataSplits(_cifar_tensors(xtr, ytr, image_size), _cifar_tensors(xva, yva, image_size), 10, classes, image_size)
 
 
-def load_dataset(name: str, root: Optional[str] = None, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> DataSplits:
-    """Dispatch on ``name`` (``digits``, ``imagefolder``, ``cifar10``)."""
+def load_idx_dataset(root: str | Path, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0, train_images: Optional[int] = None, classes: Optional[Sequence[str]] = None) -> DataSplits:
+    """An MNIST-like IDX folder (Fashion-MNIST from Debian's ``dataset-fashion-mnist``
+    by default, :mod:`hwaml_ofa_nas.idx`): ``val_fraction`` of the training images
+    (seeded, stratified) held out for ranking, the supernet trained on the rest (or
+    the first ``train_images`` of them); grey images upsampled bilinearly to
+    ``image_size``, replicated to 3 channels and normalised like the other sets.
+    The IDX test files are never read here (a final report's business)."""
+    from .idx import find_idx_files, read_labelled_pair
+
+    files = find_idx_files(root)
+    xs, ys = read_labelled_pair(*files["train"])
+    if xs.ndim != 3:
+        raise ValueError(f"{files['train'][0]}: expected N x H x W grey images, got shape {xs.shape}")
+    tr, va = _stratified_split(ys, val_fraction, seed)
+    if train_images is not None:
+        if int(train_images) < 1:
+            raise ValueError(f"train_images must be >= 1 or null, got {train_images}")
+        tr = np.sort(np.random.default_rng(int(seed)).permutation(tr)[: int(train_images)])
+    n_classes = int(ys.max()) + 1
+    names = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
+
+    def tensors(idx: np.ndarray) -> TensorDataset:
+        x = torch.from_numpy(np.ascontiguousarray(xs[idx], dtype=np.float32)).unsqueeze(1) / 255.0
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp(0, 1)
+        return TensorDataset(_normalise(x.repeat(1, 3, 1, 1)), torch.as_tensor(ys[idx].astype(np.int64)))
+
+    return DataSplits(tensors(tr), tensors(va), n_classes, names, image_size)
+
+
+def load_dataset(name: str, root: Optional[str] = None, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0, train_images: Optional[int] = None) -> DataSplits:
+    """Dispatch on ``name`` (``digits``, ``fashion_mnist``, ``idx``, ``imagefolder``, ``cifar10``)."""
     if name == "digits":
         return load_digits_dataset(image_size, val_fraction, seed)
+    if name == "fashion_mnist":
+        from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT
+
+        return load_idx_dataset(root or FASHION_MNIST_ROOT, image_size, val_fraction, seed, train_images, FASHION_MNIST_CLASSES)
+    if name == "idx":
+        if not root:
+            raise ValueError("dataset 'idx' needs data_root (a folder of MNIST-named IDX files)")
+        return load_idx_dataset(root, image_size, val_fraction, seed, train_images)
     if name in ("imagefolder", "cifar10"):
         if not root:
             raise ValueError(f"dataset {name!r} needs data_root (a directory)")

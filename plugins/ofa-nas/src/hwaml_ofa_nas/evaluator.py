@@ -98,6 +98,8 @@ class OFAEvaluator:
     :param dataset: ``digits`` (embedded), ``imagefolder`` or ``cifar10`` (binary batches).
     :param data_root: directory for ``imagefolder`` / ``cifar10``.
     :param val_fraction: held-out fraction when the dataset has no validation split.
+    :param train_images: IDX sets (``fashion_mnist``, ``idx``): train on this many of
+        the remaining training images (``None``: all).
     :param checkpoint: supernet checkpoint; default: a cache file named after the settings.
     :param train_if_missing: train with progressive shrinking when the checkpoint is missing.
     :param training: a :class:`TrainingConfig` or a mapping of its fields.
@@ -126,6 +128,7 @@ class OFAEvaluator:
         dataset: str = "digits",
         data_root: Optional[str] = None,
         val_fraction: float = 0.2,
+        train_images: Optional[int] = None,
         checkpoint: Optional[str] = None,
         train_if_missing: bool = True,
         training: Union[TrainingConfig, Mapping[str, Any], None] = None,
@@ -143,6 +146,7 @@ class OFAEvaluator:
         self.dataset = dataset
         self.data_root = data_root
         self.val_fraction = val_fraction
+        self.train_images = train_images
         self.train_if_missing = train_if_missing
         self.training = as_config(TrainingConfig, training, "training")
         self.calibration_size = calibration_size
@@ -168,6 +172,8 @@ class OFAEvaluator:
             "data_root": data_root,
             "val_fraction": val_fraction,
         }
+        if train_images is not None:
+            settings["train_images"] = int(train_images)
         self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint_path(self.arch, dataset, settings)
         self._space = OFAMobileNetV3.space_for(self.arch)  # cheap: no weights
         self._net: Optional[OFAMobileNetV3] = None
@@ -180,7 +186,7 @@ class OFAEvaluator:
         """The dataset splits (loaded on first call)."""
         with self._lock:
             if self._data is None:
-                data = load_dataset(self.dataset, self.data_root, max(self.arch.resolutions), self.val_fraction, self.seed)
+                data = load_dataset(self.dataset, self.data_root, max(self.arch.resolutions), self.val_fraction, self.seed, self.train_images)
                 if data.n_classes != self.arch.n_classes:
                     raise ValueError(
                         f"dataset {self.dataset!r} has {data.n_classes} classes but the supernet has n_classes={self.arch.n_classes}; "

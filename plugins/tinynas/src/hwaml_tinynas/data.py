@@ -30,10 +30,8 @@ from hwaml_ofa_nas.data import DataSplits
 
 __all__ = ["Splits", "DigitsSplits", "digits_splits", "idx_splits", "find_idx_files", "FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES"]
 
-#: where Debian's ``dataset-fashion-mnist`` installs the IDX files (``dpkg -L dataset-fashion-mnist``)
-FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
-_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# the IDX reader and folder layout live in hwaml-ofa-nas (both plugins load Fashion-MNIST)
+from hwaml_ofa_nas.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, find_idx_files  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -71,26 +69,6 @@ def digits_splits(resolution: int, seed: int = 0, val_fraction: float = 0.2) -> 
     return Splits(xtr[tr], ytr[tr], xtr[va], ytr[va], xte, yte, int(resolution))
 
 
-def find_idx_files(root: Any) -> Dict[str, Tuple[Path, Path]]:
-    """``{"train": (images, labels), "test": (images, labels)}`` in ``root``:
-    the MNIST file names (``train-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``,
-    ...), gzip (``.gz``) or plain."""
-    root = Path(root)
-    if not root.is_dir():
-        hint = " (install it: apt-get install dataset-fashion-mnist, or bash scripts/setup.sh)" if str(root) == FASHION_MNIST_ROOT else ""
-        raise FileNotFoundError(f"IDX data folder {root} does not exist{hint}; set evaluator.data.root to a folder with MNIST-named IDX files")
-    found: Dict[str, Tuple[Path, Path]] = {}
-    for split, stems in _STEMS.items():
-        pair = []
-        for stem in stems:
-            hits = [root / (stem + ext) for ext in ("", ".gz") if (root / (stem + ext)).is_file()]
-            if not hits:
-                raise FileNotFoundError(f"{root}: no {stem} or {stem}.gz (an MNIST-like IDX folder holds {', '.join(s for p in _STEMS.values() for s in p)})")
-            pair.append(hits[0])
-        found[split] = (pair[0], pair[1])
-    return found
-
-
 def _to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
     """uint8 N x H x W (or N x C x H x W) -> float N x C x R x R in [-1, 1]."""
     import torch.nn.functional as F
@@ -122,7 +100,7 @@ def idx_splits(
     ranking; the supernet trains on the next ``train_images`` (None: all the
     rest); the test split is the first ``test_images`` of the test files
     (None: all), used only for the final report."""
-    from .idx import read_labelled_pair
+    from hwaml_ofa_nas.idx import read_labelled_pair
 
     files = find_idx_files(root)
     xtr, ytr = read_labelled_pair(*files["train"])
