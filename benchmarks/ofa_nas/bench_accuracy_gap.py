@@ -8,6 +8,8 @@ with the same architecture trained from scratch for the same total number of
 epochs. Goal: average gap within 1.5 points over at least 8 sub-networks.
 
     python benchmarks/ofa_nas/bench_accuracy_gap.py [--subnets 8] [--seed 0]
+    python benchmarks/ofa_nas/bench_accuracy_gap.py --dataset fashion_mnist --train-images 6000
+      (Fashion-MNIST from Debian's dataset-fashion-mnist with the ofa_fashion schedule)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from hwaml_ofa_nas.data import load_digits_dataset
+from hwaml_ofa_nas.data import load_dataset
 from hwaml_ofa_nas.predictors import count_macs
 from hwaml_ofa_nas.progressive_shrinking import (
     DIGITS_EPOCHS,
@@ -49,13 +51,21 @@ def main(argv=None):
     p.add_argument("--subnets", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scratch-lr", type=float, default=DIGITS_LRS["full"])
+    p.add_argument("--dataset", default="digits", choices=["digits", "fashion_mnist"])
+    p.add_argument("--train-images", type=int, default=None, help="fashion_mnist: training images (default: all 54,000)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    data = load_digits_dataset(32, 0.2, args.seed)
+    if args.dataset == "digits":
+        data = load_dataset("digits", None, 32, 0.2, args.seed)
+        schedule = dict(epochs=DIGITS_EPOCHS, lrs=DIGITS_LRS)
+    else:
+        data = load_dataset("fashion_mnist", None, 32, 0.1, args.seed, args.train_images)
+        # the schedule of conf/evaluator/ofa_fashion.yaml
+        schedule = dict(epochs={"full": 8, "kernel": 3, "depth": [2, 3], "expand": [2, 3]}, lrs=DIGITS_LRS, batch_size=128)
     t0 = time.perf_counter()
-    net, report = train_supernet("tiny_digits", data=data, epochs=DIGITS_EPOCHS, lrs=DIGITS_LRS, seed=args.seed, progress=False)
+    net, report = train_supernet("tiny_digits", data=data, seed=args.seed, progress=False, **schedule)
     ps_s = time.perf_counter() - t0
-    epochs = total_epochs(DIGITS_EPOCHS)
+    epochs = total_epochs(schedule["epochs"])
     rng = np.random.default_rng(args.seed + 1)
     configs = [net.max_config(), net.min_config()] + [net.space().sample(rng) for _ in range(args.subnets - 2)]
     calib = calibration_images(data.train, 500, args.seed)
@@ -73,7 +83,7 @@ def main(argv=None):
         print(f"  {rows[-1][0]}: PS {100 * ps_acc:.2f}  scratch {100 * scratch_acc:.2f}", flush=True)
     scratch_s = time.perf_counter() - t0
     print()
-    print(f"tiny_digits on digits (32x32, {len(data.train)} train / {len(data.val)} val), seed {args.seed}; "
+    print(f"tiny_digits on {args.dataset} (32x32, {len(data.train)} train / {len(data.val)} val), seed {args.seed}; "
           f"progressive shrinking {epochs} epochs in total ({ps_s:.0f}s); from scratch {epochs} epochs per sub-network ({scratch_s:.0f}s for all)")
     print("phases: " + ", ".join(f"{p.name} ({p.epochs} ep, largest {100 * p.val_accuracy['max']:.1f}%, smallest {100 * p.val_accuracy['min']:.1f}%)" for p in report.phases))
     print("| sub-network (res, depths, mean kernel, mean expand) | MMACs | OFA (PS) top-1 % | from scratch top-1 % | gap (scratch - PS) |")
