@@ -91,8 +91,6 @@ def _per_class(y: np.ndarray, classes: Sequence[int], n: Optional[int], rng: np.
 
 
 def _fashion_arrays(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
-    from hwaml_tinynas.idx import read_labelled_pair
-
     prefix = "train" if split == "train" else "t10k"
     paths = []
     for kind in ("images-idx3", "labels-idx1"):
@@ -104,7 +102,9 @@ def _fashion_arrays(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
         else:
             raise FileNotFoundError(f"Fashion-MNIST file {gz} not found (install Debian's dataset-fashion-mnist or set data.root)")
     images, labels = paths
-    x, y = read_labelled_pair(images, labels)
+    from .idx import read_pair
+
+    x, y = read_pair(images, labels)
     return np.asarray(x), np.asarray(y).astype(np.int64)
 
 

@@ -1,0 +1,44 @@
+"""Shared settings of the TinyTL benchmarks (small scale, CPU)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, Mapping
+
+import torch
+
+from hwaml import Candidate
+from hwaml.testing import make_context
+from hwaml_tinytl.evaluator import TinyTLEvaluator
+from hwaml_tinytl.measure import measure_training_step
+from hwaml_tinytl.memory import profile_training_memory
+from hwaml_tinytl.quantize import quantize_frozen_weights
+
+TARGETS = ("fashion_5_9", "digits", "letters")
+
+
+def evaluator(target: str, method: str, args: Any, data_seed: int, lr: float) -> TinyTLEvaluator:
+    return TinyTLEvaluator(
+        target=target,
+        method=method,
+        arch="proxyless_tiny",
+        data={"n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test, "seed": data_seed},
+        training={"epochs": args.epochs, "lr": lr},
+        progress=False,
+    )
+
+
+def run(ev: TinyTLEvaluator, config: Mapping[str, Any], run_dir: Path) -> Dict[str, Any]:
+    ctx = make_context(run_dir)
+    res = ev.evaluate(candidate=Candidate(dict(config), number=0), ctx=ctx)
+    return {**res.metrics, "val_history": res.info["val_history"]}
+
+
+def memory(ev: TinyTLEvaluator, config: Mapping[str, Any], batch: int) -> Dict[str, float]:
+    net, _ = ev.adapted_network(config, pretrained=False)
+    net.train()
+    paper = profile_training_memory(net, ev.input_shape, batch, norm_rule="paper")
+    books = quantize_frozen_weights(net)
+    measured = measure_training_step(net, ev.input_shape, batch, memory_saving=True, books=books)
+    return {"analytic_kb": paper.train_memory_bytes / 1024, "measured_kb": measured.total_bytes / 1024}
