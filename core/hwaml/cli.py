@@ -1,4 +1,4 @@
-"""``hwaml run | plugins | report | deploy | doctor``.
+"""``hwaml run | plugins | report | deploy | doctor | dashboard``.
 
 ``hwaml run`` is a Hydra application: everything after ``run`` is a Hydra
 override (``searcher=optuna_tpe budget.trials=50``) or flag (``--multirun``,
@@ -451,6 +451,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """optuna-dashboard on a run's journal (written by ``+observer=optuna_journal``)."""
+    try:
+        from hwaml_optuna_dashboard.dashboard import DashboardError, serve
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("hwaml_optuna_dashboard", "optuna_dashboard"):
+            raise UsageError(f"needs the hwaml-optuna-dashboard plugin ({exc.name} is not installed): pip install hwaml-optuna-dashboard") from None
+        raise
+    try:
+        return serve(Path(args.run_dir), host=args.host, port=args.port, journal=args.journal)
+    except DashboardError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -469,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("overrides", nargs="*")
     pdoc = sub.add_parser("doctor", help="check the environment and say what is missing")
     pdoc.add_argument("--json", action="store_true")
+    pdash = sub.add_parser("dashboard", help="watch a run (live or finished) in optuna-dashboard (needs +observer=optuna_journal and hwaml-optuna-dashboard)")
+    pdash.add_argument("run_dir")
+    pdash.add_argument("--host", default="127.0.0.1")
+    pdash.add_argument("--port", type=int, default=8080)
+    pdash.add_argument("--journal", default=None, help="journal file (default RUN_DIR/optuna.journal)")
     return p
 
 
@@ -488,7 +507,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .store import StoreError
 
     try:
-        return {"plugins": cmd_plugins, "report": cmd_report, "deploy": cmd_deploy, "doctor": cmd_doctor}[args.command](args)
+        return {"plugins": cmd_plugins, "report": cmd_report, "deploy": cmd_deploy, "doctor": cmd_doctor, "dashboard": cmd_dashboard}[args.command](args)
     except (UsageError, ConfigError, PluginError, ReportError, StoreError) as exc:
         print(f"hwaml {args.command}: error: {exc}", file=sys.stderr)
         return 2
