@@ -1,0 +1,256 @@
+"""Mirror an hwaml run into an Optuna journal file that optuna-dashboard reads.
+
+One Optuna study per hwaml run (``<run dir>/optuna.journal``; the core's own
+``pruning.journal`` is a different file): the run's objectives are the study's
+directions (several objectives: the dashboard draws the Pareto front), each
+trial's parameters carry the distributions of the run's search space, cost
+metrics and constraint bounds are user attributes, the constraints are also
+Optuna's ``constraints`` system attribute (value <= 0 is satisfied, so the
+dashboard shows feasibility), intermediate values are the trial's reports, and
+pruned / failed / infeasible trials keep their states.
+
+As for every tracker, the hook only queues the trial; a background thread
+writes the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from hwaml import RunContext, RunSummary, Trial, hookimpl
+from hwaml.constraints import normalise_constraints
+
+from .background import BackgroundQueue
+
+log = logging.getLogger("hwaml.optuna_journal")
+
+JOURNAL_NAME = "optuna.journal"
+#: Optuna's system attribute for constraint values (<= 0: satisfied), read by its
+#: samplers and by optuna-dashboard
+CONSTRAINTS_KEY = "constraints"
+_PLAIN = (type(None), bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class _TrialEvent:
+    trial: Trial
+    ctx: RunContext
+
+
+@dataclass(frozen=True)
+class _FinishEvent:
+    summary: RunSummary
+    ctx: RunContext
+    always = True
+
+
+class _Distributions:
+    """Answers ``SearchSpace.suggest``'s ``suggest_*`` calls from a stored
+    configuration, recording each parameter's Optuna distribution (the same
+    replay the core's Optuna searcher does on resume)."""
+
+    def __init__(self, flat: Mapping[str, Any]):
+        import optuna.distributions as D
+
+        self._D = D
+        self.flat = flat
+        self.params: Dict[str, Any] = {}
+        self.distributions: Dict[str, Any] = {}
+
+    def _take(self, name: str, dist: Any) -> Any:
+        value = self.flat[name]
+        self.params[name] = value
+        self.distributions[name] = dist
+        return value
+
+    def suggest_categorical(self, name, choices):
+        choices = list(choices)
+        if all(isinstance(c, _PLAIN) for c in choices):
+            return self._take(name, self._D.CategoricalDistribution(choices))
+        # Optuna's categorical choices are plain scalars: other choices (tuples, lists) as their text
+        value = self.flat[name]
+        self.params[name] = repr(value)
+        self.distributions[name] = self._D.CategoricalDistribution([repr(c) for c in choices])
+        return value
+
+    def suggest_int(self, name, low, high, step=1, log=False):
+        return self._take(name, self._D.IntDistribution(int(low), int(high), step=int(step), log=bool(log)))
+
+    def suggest_float(self, name, low, high, log=False, step=None):
+        return self._take(name, self._D.FloatDistribution(float(low), float(high), log=bool(log), step=step))
+
+
+def params_and_distributions(config: Mapping[str, Any], space: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """A configuration as Optuna params and distributions, from the run's space."""
+    replay = _Distributions(space.flatten(config))
+    space.suggest(replay)
+    return replay.params, replay.distributions
+
+
+def constraint_values(values: Mapping[str, float], constraints: Mapping[str, Any]) -> Optional[List[float]]:
+    """Optuna's convention: one number per bound, <= 0 when satisfied
+    (``metric - max``, ``min - metric``); ``None`` when a bounded metric is missing."""
+    out: List[float] = []
+    for name, bound in normalise_constraints(constraints).items():
+        if name not in values or not math.isfinite(float(values[name])):
+            return None
+        v = float(values[name])
+        if "max" in bound:
+            out.append(v - bound["max"])
+        if "min" in bound:
+            out.append(bound["min"] - v)
+    return out
+
+
+def _finite(values: Mapping[str, Any]) -> Dict[str, float]:
+    out = {}
+    for k, v in (values or {}).items():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[str(k)] = f
+    return out
+
+
+def frozen_trial(trial: Trial, ctx: RunContext) -> Any:
+    """One hwaml trial as an Optuna ``FrozenTrial`` for ``study.add_trial``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    objectives = list(dict(ctx.objectives))
+    metrics, cost = _finite(trial.metrics), _finite(trial.cost)
+    merged = {**cost, **metrics}
+    intermediate = {int(s): float(v) for s, v in (trial.info or {}).get("intermediate", []) or [] if math.isfinite(float(v))}
+    values: Optional[List[float]] = None
+    if trial.status == "complete" and objectives and all(k in merged for k in objectives):
+        state, values = TrialState.COMPLETE, [merged[k] for k in objectives]
+    elif trial.status == "pruned":
+        state = TrialState.PRUNED
+        if len(objectives) == 1 and intermediate:
+            values = [intermediate[max(intermediate)]]
+    else:
+        # infeasible (not evaluated), failed, or complete without an objective's value
+        state = TrialState.FAIL
+    if ctx.space is not None:
+        params, distributions = params_and_distributions(trial.config, ctx.space)
+    else:
+        params, distributions = {}, {}
+    user_attrs: Dict[str, Any] = {
+        "hwaml_trial": trial.number,
+        "hwaml_status": trial.status,
+        "origin": trial.candidate.origin or "",
+        "duration_s": float(trial.duration_s),
+        **{f"cost.{k}": v for k, v in cost.items()},
+        **{f"metric.{k}": v for k, v in metrics.items() if k not in objectives},
+    }
+    if ctx.space is None:
+        user_attrs["config"] = dict(trial.config)
+    if trial.error:
+        user_attrs["error"] = trial.error.strip().splitlines()[-1][:500] if trial.error.strip() else ""
+    system_attrs: Dict[str, Any] = {}
+    bounds = normalise_constraints(ctx.constraints)
+    if bounds:
+        cv = constraint_values(merged, bounds)
+        if cv is not None:
+            system_attrs[CONSTRAINTS_KEY] = cv
+    return optuna.trial.create_trial(
+        state=state,
+        values=values,
+        params=params,
+        distributions=distributions,
+        user_attrs=user_attrs,
+        system_attrs=system_attrs,
+        intermediate_values=intermediate,
+    )
+
+
+def open_storage(path: Path | str) -> Any:
+    """An Optuna JournalStorage on ``path`` (a file lock makes concurrent readers safe)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+class OptunaJournalObserver:
+    """Mirrors the run's trials into ``<run dir>/optuna.journal`` (``+observer=optuna_journal``);
+    watch it live with ``hwaml dashboard RUN_DIR``.
+
+    :param path: journal file; relative paths are inside the run directory.
+    :param study_name: ``None``: ``<cfg.name>/<run dir name>``.
+    :param queue_size: trials held while the writer is behind; more are dropped (counted, warned).
+    :param flush_timeout_s: how long the end of the run waits for the queue to drain.
+    """
+
+    def __init__(self, path: str = JOURNAL_NAME, study_name: Optional[str] = None, queue_size: int = 10000, flush_timeout_s: float = 30.0, retry_after_s: float = 5.0):
+        if Path(path).name == "pruning.journal":
+            raise ValueError("observer.optuna_journal.path: pruning.journal is the core's pruner journal; choose another file (default optuna.journal)")
+        self.path = str(path)
+        self.study_name = study_name
+        self.flush_timeout_s = float(flush_timeout_s)
+        self.queue = BackgroundQueue("optuna journal observer", self._handle, maxsize=queue_size, retry_after_s=retry_after_s, logger=log)
+        self._study = None
+
+    def journal_path(self, ctx: RunContext) -> Path:
+        p = Path(self.path)
+        return p if p.is_absolute() else Path(ctx.run_dir) / p
+
+    def resolved_study_name(self, ctx: RunContext) -> str:
+        if self.study_name:
+            return str(self.study_name)
+        name = "run"
+        if ctx.cfg is not None:
+            try:
+                name = str(ctx.cfg.get("name") or "run")
+            except (AttributeError, TypeError):
+                pass
+        return f"{name}/{Path(ctx.run_dir).name}"
+
+    @hookimpl
+    def trial_completed(self, trial: Trial, ctx: RunContext) -> None:
+        self.queue.submit(_TrialEvent(trial, ctx))
+
+    @hookimpl
+    def run_finished(self, summary: RunSummary, ctx: RunContext) -> None:
+        self.queue.submit(_FinishEvent(summary, ctx))
+        self.queue.close(self.flush_timeout_s)
+
+    # -- the background thread --------------------------------------------------------------
+
+    def study(self, ctx: RunContext) -> Any:
+        if self._study is None:
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            path = self.journal_path(ctx)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            objectives = dict(ctx.objectives) or {"value": "max"}
+            directions = ["maximize" if d == "max" else "minimize" for d in objectives.values()]
+            study = optuna.create_study(storage=open_storage(path), study_name=self.resolved_study_name(ctx), directions=directions, load_if_exists=True)
+            with warnings.catch_warnings():  # experimental since Optuna 3.2 (and still the way to name objectives)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(objectives))  # the dashboard labels its axes with them
+            study.set_user_attr("hwaml_run_dir", str(Path(ctx.run_dir).resolve()))
+            study.set_user_attr("objectives", dict(objectives))
+            study.set_user_attr("constraints", normalise_constraints(ctx.constraints))
+            self._study = study
+        return self._study
+
+    def _handle(self, batch: List[Any]) -> None:
+        study = self.study(batch[0].ctx)
+        for e in batch:
+            if isinstance(e, _TrialEvent):
+                study.add_trial(frozen_trial(e.trial, e.ctx))
+            else:
+                s = e.summary
+                study.set_user_attr("stopped_because", s.stopped_because or "")
+                study.set_user_attr("counts", dict(s.counts))
+                study.set_user_attr("best_trial", s.best)
+                study.set_user_attr("pareto_front", list(s.pareto))
