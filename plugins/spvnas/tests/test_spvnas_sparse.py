@@ -164,3 +164,20 @@ def test_both_look_up_strategies_give_the_same_kernel_maps(monkeypatch):
     for a, b in ((dense_sub, sorted_sub), (dense_down, sorted_down)):
         for k in range(len(a.in_idx)):
             assert torch.equal(a.in_idx[k], b.in_idx[k]) and torch.equal(a.out_idx[k], b.out_idx[k])
+
+
+def test_tiled_stride2_map_equals_the_generic_look_up():
+    import hwaml_spvnas.sparse as sparse
+    from hwaml_spvnas.sparse import build_strided_map
+
+    c = random_coords(n=300, size=10, batches=2, seed=6)
+    c[:, 1:] -= 5
+    out, kmap = build_strided_map(c, 2, 2)
+    scaled = out.clone()
+    scaled[:, 1:] *= 2
+    outs, ins = sparse._query_all(c, scaled, kernel_offsets(2))
+    for k in range(8):
+        assert set(zip(kmap.in_idx[k].tolist(), kmap.out_idx[k].tolist())) == set(zip(ins[k].tolist(), outs[k].tolist()))
+    assert sum(len(i) for i in kmap.in_idx) == len(c)  # every input feeds exactly one output
+    _, k3 = build_strided_map(c, 3, 2)  # an overlapping kernel goes through the look-up
+    assert k3.pairs() > len(c)

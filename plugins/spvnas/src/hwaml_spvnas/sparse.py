@@ -314,22 +314,40 @@ def build_submanifold_map(coords: torch.Tensor, kernel_size: int) -> KernelMap:
     return KernelMap(ins, outs, n, n, int(kernel_size), 1)
 
 
-def downsample_coords(coords: torch.Tensor, stride: int) -> torch.Tensor:
-    """``unique(floor(c / stride))`` per batch, in key (lexicographic) order."""
+def _downsample(coords: torch.Tensor, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``unique(floor(c / stride))`` per batch in key (lexicographic) order, and each input's output row."""
     down = coords.clone()
     down[:, 1:] = torch.div(coords[:, 1:], stride, rounding_mode="floor")
     keys = hash_coords(down)
     uniq, inverse = torch.unique(keys, return_inverse=True)
     out = torch.empty(uniq.numel(), 4, dtype=torch.long)
     out[inverse] = down
-    return out
+    return out, inverse
+
+
+def downsample_coords(coords: torch.Tensor, stride: int) -> torch.Tensor:
+    """``unique(floor(c / stride))`` per batch, in key (lexicographic) order."""
+    return _downsample(coords, stride)[0]
 
 
 def build_strided_map(coords: torch.Tensor, kernel_size: int, stride: int) -> Tuple[torch.Tensor, KernelMap]:
     """Output coordinates ``unique(floor(c / stride))`` and the kernel map: output
-    ``o`` reads the input at ``o * stride + offset``."""
-    out_coords = downsample_coords(coords, stride)
+    ``o`` reads the input at ``o * stride + offset``.
+
+    When the kernel tiles the stride (kernel 2, stride 2) every input feeds exactly
+    one output, ``floor(c / stride)``, through offset ``c mod stride``: the map
+    needs no look-up.
+    """
+    out_coords, inverse = _downsample(coords, stride)
     offsets = kernel_offsets(kernel_size)
+    if kernel_size == stride:
+        rem = coords[:, 1:] - torch.div(coords[:, 1:], stride, rounding_mode="floor") * stride
+        k_of = (rem[:, 0] * kernel_size + rem[:, 1]) * kernel_size + rem[:, 2]
+        order = torch.argsort(k_of, stable=True)
+        counts = torch.bincount(k_of, minlength=kernel_size ** 3).tolist()
+        ins = list(torch.split(order, counts))
+        outs = [inverse[i] for i in ins]
+        return out_coords, KernelMap(ins, outs, coords.shape[0], out_coords.shape[0], int(kernel_size), int(stride))
     scaled = out_coords.clone()
     scaled[:, 1:] *= stride
     outs, ins = _query_all(coords, scaled, offsets)
