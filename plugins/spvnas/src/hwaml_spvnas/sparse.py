@@ -249,7 +249,7 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
     (``searchsorted``) of the packed keys, an offset again a constant key increment.
     """
     K, n = offsets.shape[0], base.shape[0]
-    if coords.shape[0] == 0 or n == 0:
+    if coords.shape[0] == 0 or n == 0 or K == 0:
         return torch.full((K, n), -1, dtype=torch.long)
     off_lo, off_hi = offsets.min(0).values, offsets.max(0).values
     lo = torch.minimum(coords[:, 1:].min(0).values, base[:, 1:].min(0).values + off_lo)
@@ -309,8 +309,17 @@ def build_submanifold_map(coords: torch.Tensor, kernel_size: int) -> KernelMap:
     """Kernel map of a stride-1 (submanifold) convolution: output row ``o`` at
     ``coords[o]`` reads input row ``i`` at ``coords[o] + offset``."""
     offsets = kernel_offsets(kernel_size)
-    outs, ins = _query_all(coords, coords, offsets)
     n = coords.shape[0]
+    if kernel_size % 2 == 0:
+        outs, ins = _query_all(coords, coords, offsets)
+        return KernelMap(ins, outs, n, n, int(kernel_size), 1)
+    # offsets k and K-1-k are opposite: "o reads i through d" is "i reads o through -d",
+    # so half the look-ups suffice (the centre maps every row to itself)
+    half = len(offsets) // 2
+    outs, ins = _query_all(coords, coords, offsets[:half])
+    centre = torch.arange(n)
+    outs = outs + [centre] + [ins[half - 1 - j] for j in range(half)]
+    ins = ins + [centre] + [outs[half - 1 - j] for j in range(half)]
     return KernelMap(ins, outs, n, n, int(kernel_size), 1)
 
 
