@@ -1,0 +1,114 @@
+"""The journal mirror: what optuna-dashboard will read, read back with Optuna itself."""
+
+import json
+import sqlite3
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hwaml import Candidate, RunSummary, Trial
+from hwaml.builtin import AnalyticEvaluator
+from hwaml.cli import main as hwaml_main
+from hwaml.testing import make_context
+from hwaml_optuna_dashboard import OptunaJournalObserver
+from hwaml_optuna_dashboard.journal import constraint_values, open_storage
+
+
+def _load(path):
+    (summary,) = optuna.get_all_study_summaries(open_storage(path))
+    return optuna.load_study(study_name=summary.study_name, storage=open_storage(path))
+
+
+def test_trials_states_distributions_constraints_and_intermediate_values(tmp_path):
+    ev = AnalyticEvaluator()
+    ctx = make_context(tmp_path, evaluator=ev, objectives={"accuracy": "max", "latency_ms": "min"}, constraints={"params_k": 2000, "latency_ms": {"min": 1.0}})
+    rng = np.random.default_rng(0)
+    configs = [ctx.space.sample(rng) for _ in range(4)]
+    trials = [
+        Trial(0, Candidate(configs[0], 0, "random"), "complete", {"accuracy": 0.8}, {"latency_ms": 5.0, "params_k": 1500.0}, None, 0.1, {"intermediate": [[0, 0.5], [1, 0.8]]}),
+        Trial(1, Candidate(configs[1], 1, "random"), "infeasible", {}, {"latency_ms": 5.0, "params_k": 2600.0}, None, 0.0, {}),
+        Trial(2, Candidate(configs[2], 2, "tpe"), "failed", {}, {"latency_ms": 3.0, "params_k": 100.0}, "Traceback\nValueError: diverged", 0.2, {}),
+        Trial(3, Candidate(configs[3], 3, "tpe"), "pruned", {"accuracy": 0.3}, {"latency_ms": 0.5, "params_k": 100.0}, None, 0.1, {"intermediate": [[0, 0.3]]}),
+    ]
+    obs = OptunaJournalObserver(study_name="mirror")
+    for t in trials:
+        obs.trial_completed(t, ctx)
+    obs.run_finished(RunSummary(str(tmp_path), 4, {"complete": 1}, 0, (0,), "budget", {}), ctx)
+    assert obs.queue.handled == 5 and obs.queue.failed == 0
+    assert not (tmp_path / "pruning.journal").exists()
+    study = _load(tmp_path / "optuna.journal")
+    assert study.study_name == "mirror"
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    assert study.metric_names == ["accuracy", "latency_ms"]
+    got = study.get_trials(deepcopy=False)
+    assert [t.state for t in got] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.PRUNED]
+    assert [t.user_attrs["hwaml_status"] for t in got] == ["complete", "infeasible", "failed", "pruned"]
+    assert got[0].values == [0.8, 5.0] and got[0].intermediate_values == {0: 0.5, 1: 0.8}
+    assert got[3].values is None and got[3].intermediate_values == {0: 0.3}  # two objectives: Optuna keeps no value for a pruned trial
+    assert got[2].user_attrs["error"] == "ValueError: diverged"
+    assert got[1].user_attrs["cost.params_k"] == 2600.0
+    # Optuna's constraints attribute: value <= 0 is satisfied (params_k <= 2000, latency_ms >= 1)
+    assert got[0].system_attrs["constraints"] == [-500.0, -4.0]
+    assert got[1].system_attrs["constraints"] == [600.0, -4.0]
+    assert got[3].system_attrs["constraints"] == [-1900.0, 0.5]
+    # the space's own distributions, as Optuna's define-by-run suggest would record them
+    flat = ctx.space.flatten(configs[0])
+    assert got[0].params == flat
+    dist = got[0].distributions
+    assert isinstance(dist["resolution"], CategoricalDistribution) and isinstance(dist["blocks.length"], CategoricalDistribution)
+    assert isinstance(dist["lr"], FloatDistribution) and dist["lr"].log
+    assert all(isinstance(d, (CategoricalDistribution, FloatDistribution, IntDistribution)) for d in dist.values())
+    assert study.user_attrs["stopped_because"] == "budget" and study.user_attrs["constraints"] == {"params_k": {"max": 2000.0}, "latency_ms": {"min": 1.0}}
+    assert len(study.best_trials) == 1
+
+
+def test_single_objective_pruned_trials_keep_their_last_value(tmp_path):
+    ctx = make_context(tmp_path, evaluator=AnalyticEvaluator(), objectives={"accuracy": "max"})
+    cfg = ctx.space.sample(np.random.default_rng(1))
+    obs = OptunaJournalObserver(path=str(tmp_path / "elsewhere" / "mirror.journal"))
+    obs.trial_completed(Trial(0, Candidate(cfg, 0), "pruned", {"accuracy": 0.4}, {}, None, 0.1, {"intermediate": [[0, 0.2], [3, 0.4]]}), ctx)
+    obs.run_finished(RunSummary(str(tmp_path), 1, {}, None, (), "budget", {}), ctx)
+    (t,) = _load(tmp_path / "elsewhere" / "mirror.journal").trials
+    assert t.state == TrialState.PRUNED and t.value == 0.4 and t.intermediate_values == {0: 0.2, 3: 0.4}
+
+
+def test_constraint_values_follow_optunas_sign_convention():
+    # a <= 5; 1 <= b <= 4 (bounds in the order given: max, then min)
+    assert constraint_values({"a": 3.0, "b": 2.0}, {"a": 5, "b": {"min": 1, "max": 4}}) == [-2.0, -2.0, -1.0]
+    assert constraint_values({"a": 6.0, "b": 0.5}, {"a": 5, "b": {"min": 1}}) == [1.0, 0.5]
+    assert constraint_values({"a": 3.0}, {"b": 1}) is None
+
+
+def test_the_core_pruner_journal_is_not_ours():
+    with pytest.raises(ValueError, match="pruning.journal is the core's"):
+        OptunaJournalObserver(path="pruning.journal")
+
+
+def test_hwaml_run_mirrors_every_stored_trial(tmp_path, cli):
+    run_dir = tmp_path / "r"
+    out = cli(
+        "run", "evaluator=analytic", "evaluator.fidelity_steps=4", "pruner=median", "searcher=optuna_tpe", "budget.trials=10",
+        "+observer=optuna_journal", "name=mirror", f"hydra.run.dir={run_dir}", "plots=false", cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    con = sqlite3.connect(run_dir / "trials.sqlite")
+    stored = {n: (s, json.loads(i).get("intermediate", [])) for n, s, i in con.execute("SELECT number, status, info FROM trials")}
+    study = _load(run_dir / "optuna.journal")
+    assert study.study_name == "mirror/r" and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    mirrored = {t.user_attrs["hwaml_trial"]: t for t in study.trials}
+    assert set(mirrored) == set(stored)
+    state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL, "infeasible": TrialState.FAIL}
+    for n, (status, inter) in stored.items():
+        assert mirrored[n].state == state[status]
+        assert mirrored[n].intermediate_values == {int(s): v for s, v in inter}
+    assert any(s == "pruned" for s, _ in stored.values()), "the median pruner pruned nothing: the test shows no pruned state"
+
+
+def test_dashboard_command_errors_are_clear(tmp_path, capsys):
+    assert hwaml_main(["dashboard", str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert hwaml_main(["dashboard", str(tmp_path)]) == 2
+    assert "+observer=optuna_journal" in capsys.readouterr().err
