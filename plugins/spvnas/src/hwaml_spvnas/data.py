@@ -102,5 +102,3 @@ def collate(scans: Sequence[PreparedScan]) -> Tuple[PointTensor, torch.Tensor]:
     return PointTensor(torch.cat(feats), torch.cat(coords)), torch.cat(labels)
 
 
-def ignore_index() -> int:
-    return IGNORE

@@ -112,6 +112,8 @@ class KernelMap:
     n_out: int
     kernel_size: int
     stride: int
+    #: every input row appears in exactly one pair (a kernel that tiles its stride)
+    tiles_inputs: bool = False
 
     def pairs(self) -> int:
         """The number of kernel-map entries (the MAC multiplier of one channel pair)."""
@@ -124,7 +126,12 @@ class KernelMap:
         return len(self.in_idx) // 2
 
     def transposed(self) -> "KernelMap":
-        return KernelMap(self.out_idx, self.in_idx, self.n_out, self.n_in, self.kernel_size, self.stride)
+        t = KernelMap(self.out_idx, self.in_idx, self.n_out, self.n_in, self.kernel_size, self.stride)
+        t.single_source = self.tiles_inputs
+        return t
+
+    #: every output row receives exactly one pair (the transpose of a tiling map)
+    single_source: bool = False
 
 
 @dataclass
@@ -356,7 +363,7 @@ def build_strided_map(coords: torch.Tensor, kernel_size: int, stride: int) -> Tu
         counts = torch.bincount(k_of, minlength=kernel_size ** 3).tolist()
         ins = list(torch.split(order, counts))
         outs = [inverse[i] for i in ins]
-        return out_coords, KernelMap(ins, outs, coords.shape[0], out_coords.shape[0], int(kernel_size), int(stride))
+        return out_coords, KernelMap(ins, outs, coords.shape[0], out_coords.shape[0], int(kernel_size), int(stride), tiles_inputs=True)
     scaled = out_coords.clone()
     scaled[:, 1:] *= stride
     outs, ins = _query_all(coords, scaled, offsets)
@@ -409,6 +416,13 @@ class _GatherMatmulScatter(torch.autograd.Function):
         ctx.kmap = kmap
         ctx.save_for_backward(feats, weight)
         identity = kmap.identity_offset()
+        if kmap.single_source:
+            # each output row has one source: write, do not accumulate
+            out = feats.new_empty(kmap.n_out, weight.shape[2])
+            for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
+                if i.numel():
+                    out.index_copy_(0, o, feats.index_select(0, i) @ weight[k])
+            return out
         out = feats @ weight[identity] if identity is not None else feats.new_zeros(kmap.n_out, weight.shape[2])
         for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
             if k != identity and i.numel():
