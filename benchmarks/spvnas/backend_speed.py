@@ -5,7 +5,7 @@
 Layers of SPVCNN's stem/stage-1 shape on procedural 64-beam scans: a 3x3x3
 submanifold convolution, a kernel-2 stride-2 convolution and its transposed
 inverse, forward (with kernel-map building, as in a network's first pass) and
-backward; single thread, median of --repeats. spconv's CPU build has no backward.
+backward; single thread, median of --repeats, the two libraries timed alternately. spconv's CPU build has no backward.
 """
 
 from __future__ import annotations
@@ -32,13 +32,26 @@ def timed(fn, repeats):
     return 1000 * statistics.median(out)
 
 
+def timed_pair(fa, fb, repeats):
+    """Medians of two functions timed alternately (a shared machine's load hits both alike)."""
+    fa()
+    fb()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for f, acc in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            f()
+            acc.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(ta), 1000 * statistics.median(tb)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scans", type=int, default=3)
     ap.add_argument("--voxel", type=float, default=0.1)
     ap.add_argument("--columns", type=int, default=2083)
     ap.add_argument("--channels", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -82,12 +95,6 @@ def main() -> None:
             d = conv3d(SparseTensor(f, coords), w1, 2, 2)
             conv3d(d, w2, 2, 2, transposed=True).F.sum().backward()
 
-        rows["subm fwd"].append(timed(ours_subm, a.repeats))
-        rows["down fwd"].append(timed(ours_down, a.repeats))
-        rows["up fwd"].append(timed(ours_up, a.repeats))
-        rows["subm fwd+bwd"].append(timed(ours_subm_bwd, a.repeats))
-        rows["down+up fwd+bwd"].append(timed(ours_downup_bwd, a.repeats))
-
         r = SpconvRunner()
 
         def sp_subm():
@@ -108,9 +115,12 @@ def main() -> None:
             with torch.no_grad():
                 r.conv(td, w_up, 2, 2, transposed=True, key="d")
 
-        theirs["subm fwd"].append(timed(sp_subm, a.repeats))
-        theirs["down fwd"].append(timed(sp_down, a.repeats))
-        theirs["up fwd"].append(timed(sp_up, a.repeats))
+        for key, fa, fb in (("subm fwd", ours_subm, sp_subm), ("down fwd", ours_down, sp_down), ("up fwd", ours_up, sp_up)):
+            x, y = timed_pair(fa, fb, a.repeats)
+            rows[key].append(x)
+            theirs[key].append(y)
+        rows["subm fwd+bwd"].append(timed(ours_subm_bwd, a.repeats))
+        rows["down+up fwd+bwd"].append(timed(ours_downup_bwd, a.repeats))
 
     print(f"procedural scans: {a.scans}, {a.columns} columns x 64 beams, voxel {a.voxel} m, voxels per scan {voxels}, C_in = C_out = {C}, 1 thread")
     print(f"{'layer':<18}{'hwaml_spvnas ms':>17}{'spconv 2.3.8 ms':>17}{'ratio':>8}")
