@@ -7,7 +7,7 @@ after a failure the sink is left alone for ``retry_after_s`` (its events are
 dropped and counted) instead of being retried on every event; ``close`` waits
 for the queue to drain for at most ``timeout_s``.
 
-(The same small class lives in each hwaml tracker plugin (hwaml-mlflow, hwaml-optuna-dashboard) so that every
+(The same small class lives in each hwaml tracker plugin (hwaml-mlflow, hwaml-tensorboard, hwaml-optuna-dashboard) so that every
 distribution installs alone.)
 """
 
