@@ -7,8 +7,11 @@ textbook one:
 
 * coordinates ``[N, 4]`` int64 (batch, x, y, z), stored in the units of their
   stride level (a tensor at stride 4 holds ``floor(c / 4)``), are packed into one
-  int64 key each; the keys are sorted once and queried with ``searchsorted``
-  (hashing by sort/unique instead of a GPU hash table);
+  order-preserving int64 key each; ``unique`` of the keys voxelises and
+  downsamples (hashing by sort/unique instead of a GPU hash table). Neighbours
+  are found through dense (batch, x, y)-column and (column, z) tables over the
+  scan's bounding box, or by ``searchsorted`` over the sorted keys when the
+  extent is too large for tables (:func:`neighbour_rows`);
 * a *kernel map* lists, for every kernel offset, the (input row, output row)
   pairs it connects; a convolution is gather -> matmul -> scatter-add over the
   offsets, so autograd differentiates it exactly;
