@@ -40,6 +40,12 @@ NN_EVALUATORS: Dict[str, List[str]] = {
     ],
     "tinyengine_digits": ["evaluator.epochs=1", "evaluator.resolutions=[16]", "evaluator.widths=[0.5]", "evaluator.depths=[4]", "evaluator.calib_samples=32"],
 }
+#: NN evaluators' epoch fidelity for pruning: the overrides that make them report per epoch, and how many epochs
+PRUNING: Dict[str, tuple] = {
+    "ofa_digits": (["evaluator.finetune_epochs=2"], 2),
+    "tinynas_digits": (["evaluator.finetune.epochs=2"], 2),
+    "tinyengine_digits": (["evaluator.epochs=2"], 2),
+}
 #: NN cost backends (they cost ctx.build_model's network) and their test overrides
 NN_BACKENDS: Dict[str, List[str]] = {
     "mcu64k": [],
@@ -209,6 +215,32 @@ def test_nn_evaluator_with_every_nn_backend(evaluator, cli, tmp_path, cache_dir)
         out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=2", "plots=false", f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *NN_BACKENDS[b], env=env, timeout=900)
         assert out.returncode == 0, out.stderr[-3000:]
         assert all(c.get("latency_ms", 0) > 0 for c in _check_runs(run, 1))
+
+
+def test_every_nn_evaluator_reports_for_pruning():
+    assert set(PRUNING) == set(NN_EVALUATORS), f"NN evaluators without an epoch fidelity in PRUNING: {sorted(set(NN_EVALUATORS) - set(PRUNING))}"
+
+
+@pytest.mark.parametrize("evaluator", list(NN_EVALUATORS))
+def test_nn_evaluator_reports_per_epoch_and_a_pruner_stops_trials(evaluator, cli, tmp_path, cache_dir):
+    """pruner=median on every NN evaluator: trials report each epoch; with one
+    startup trial the pruner compares the others with it (pruned or complete,
+    never failed)."""
+    overrides, epochs = PRUNING[evaluator]
+    run = tmp_path / "run"
+    out = cli(
+        "run", f"evaluator={evaluator}", "searcher=random", "budget.trials=3", "plots=false", "pruner=median", "pruner.n_startup_trials=1",
+        f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *overrides, env={"HWAML_CACHE_DIR": str(cache_dir)}, timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    con = sqlite3.connect(run / "trials.sqlite")
+    rows = con.execute("SELECT status, info, error FROM trials ORDER BY number").fetchall()
+    assert len(rows) == 3
+    for status, info, error in rows:
+        assert status in ("complete", "pruned"), f"a trial {status}: {(error or '').strip().splitlines()[-1:]}"
+        steps = [s for s, _ in json.loads(info)["intermediate"]]
+        assert steps == list(range(epochs)) if status == "complete" else 1 <= len(steps) < epochs
+    assert rows[0][0] == "complete"  # the startup trial is never pruned
 
 
 @pytest.mark.parametrize("evaluator", list(NN_EVALUATORS))

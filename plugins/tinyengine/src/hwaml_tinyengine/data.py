@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 import torch
@@ -41,10 +41,12 @@ def digits_split(resolution: int, seed: int = 0, test_size: float = 0.3) -> Tupl
 
 
 def train_classifier(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int, seed: int, show_progress: bool = True
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, batch_size: int, seed: int, show_progress: bool = True, on_epoch: Any = None
 ) -> nn.Module:
     """Adam with a one-cycle schedule; logs the loss per epoch (and shows a bar
-    through :func:`hwaml.progress.progress` when bars are on)."""
+    through :func:`hwaml.progress.progress` when bars are on). ``on_epoch(epoch,
+    model)`` runs after each epoch with the model in eval mode (it may raise
+    :class:`hwaml.TrialPruned`)."""
     from hwaml.progress import progress
 
     gen = torch.Generator().manual_seed(seed)
@@ -65,6 +67,10 @@ def train_classifier(
             sched.step()
             total += float(loss.detach()) * len(b)
         log.info("epoch %d/%d loss %.4f", ep + 1, epochs, total / len(x))
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(ep, model)
+            model.train()
     return model.eval()
 
 

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from hwaml import BuiltModel, Candidate, EvalResult, RunContext, SearchSpace, Trial, hookimpl
+from hwaml import BuiltModel, Candidate, EvalResult, RunContext, SearchSpace, Trial, TrialPruned, hookimpl
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import accuracy, digits_split, train_classifier
@@ -161,7 +161,17 @@ class TinyEngineDigits:
         xtr, ytr, xte, yte = digits_split(int(config["resolution"]), seed=self.seed)
         torch.manual_seed(seed)
         model = mcunet_from_config(config, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS)
-        train_classifier(model, xtr, ytr, self.epochs, self.lr, self.batch_size, seed)
+        on_epoch = None
+        if ctx is not None:
+
+            def on_epoch(epoch: int, m: Any) -> None:
+                # the float model's accuracy per epoch: what a pruner watches (the objective is the int8 model's)
+                acc = accuracy(m, xte, yte)
+                ctx.report(epoch, acc)
+                if ctx.should_prune():
+                    raise TrialPruned(f"epoch {epoch}: float accuracy {acc:.4f}")
+
+        train_classifier(model, xtr, ytr, self.epochs, self.lr, self.batch_size, seed, on_epoch=on_epoch)
         float_acc = accuracy(model, xte, yte)
         calib = xtr[: self.calib_samples]
         qg = quantize_graph(import_model(model, model.input_shape), calib)
