@@ -236,7 +236,7 @@ class APQEvaluator:
         """The quantized, calibrated and fine-tuned network of ``config``; ``ctx``
         (when given) receives the validation accuracy after every epoch and may prune."""
         sub = fp_sub if fp_sub is not None else self.subnet(config)
-        q = quantize_subnet(sub, self.arch)
+        q = quantize_subnet(sub, self.arch, inplace=True)  # sub is a fresh copy out of the supernet
         calibrate(q, self.calibration()[: self.qat.calibration_images], self.qat.kl_bins)
         val = self.data().val
 
@@ -297,13 +297,13 @@ class APQEvaluator:
         if trial is None:
             net = build_untrained(self.arch, config, self.resolution)
             if self.mode == "quant":
-                net = quantize_subnet(net, self.arch)
+                net = quantize_subnet(net, self.arch, inplace=True)
             return BuiltModel(net, shape, trained=False, source=self.name, info=info)
         arts = trial.artifacts or {}
         if SUPERNET_ARTIFACT not in arts:
             raise ValueError(f"trial {trial.number} ({trial.status}) lists no {SUPERNET_ARTIFACT!r} artifact (it has {sorted(arts)}): {self.name} did not evaluate it")
         if self.mode == "quant" and QUANTIZED_ARTIFACT in arts:
-            net = quantize_subnet(build_untrained(self.arch, config, self.resolution), self.arch)
+            net = quantize_subnet(build_untrained(self.arch, config, self.resolution), self.arch, inplace=True)
             net.load_state_dict(torch.load(arts[QUANTIZED_ARTIFACT], map_location="cpu", weights_only=True))
         elif self.mode == "quant":
             net = self.quantized(config)

@@ -129,9 +129,10 @@ def _wrap_conv(parent: nn.Module, attr: str, w_bits: int, a_bits: int, signed: b
     setattr(parent, attr, QuantConv2d(conv, w_bits, a_bits, signed))
 
 
-def quantize_subnet(sub: JointSubnet, arch: Any) -> JointSubnet:
-    """A copy of ``sub`` with fake-quantized layers at the configuration's bits."""
-    q = copy.deepcopy(sub)
+def quantize_subnet(sub: JointSubnet, arch: Any, inplace: bool = False) -> JointSubnet:
+    """``sub`` with fake-quantized layers at the configuration's bits (a copy
+    unless ``inplace``)."""
+    q = sub if inplace else copy.deepcopy(sub)
     specs = joint_blocks(arch, q.config, q.resolution)
     f = FIXED_BITS
     _wrap_conv(q.stem, "conv", f, f, signed=True)  # the normalised image is signed

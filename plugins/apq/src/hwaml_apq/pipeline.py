@@ -1,0 +1,155 @@
+"""``searcher=nas_amc_haq``: the separate pipeline APQ is compared with.
+
+Three stages on the same supernet, data, hardware model and budget, each
+one handing its best trial to the next:
+
+1. **NAS** (OFA-style evolution with a full-precision accuracy predictor):
+   kernels and depths only, every block at its widest and every layer at 8
+   bits; the constraint's upper bounds are multiplied by ``nas_budget_scale``
+   (a full-precision architecture search does not see the later stages, so
+   it is given their head-room); ``nas_trials`` proposals are evaluated;
+2. **AMC** on the best NAS network, under ``amc_budget_scale`` times the budget;
+3. **HAQ** on the best AMC network, under the budget itself.
+
+The NAS predictor is ``fp_predictor_path`` (trained on full-precision
+samples, as for APQ), or fitted on the NAS stage's own trials after
+``nas_warmup`` random ones.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from hwaml import Candidate, RunContext, SearchSpace, Trial, hookimpl
+from hwaml.config import as_config
+
+from .agents import AMCSearcher, HAQSearcher, _scaled_constraints
+from .evolution import EvolutionConfig, config_key, encoder_for, evolve
+from .space import BIT_KEYS
+
+__all__ = ["SeparatePipelineSearcher"]
+
+
+def _fixed(space: SearchSpace, bits: int):
+    meta = space.meta["apq"]
+
+    def project(cfg: Dict[str, Any]) -> Dict[str, Any]:
+        out = {}
+        for st in meta["stages"]:
+            s = cfg[st["name"]]
+            def fix(b, widths):
+                return {**b, "width": max(widths), **{k: bits for k in BIT_KEYS}}
+            out[st["name"]] = {"first": fix(s["first"], st["first_widths"]), "rest": [fix(b, st["rest_widths"]) for b in s["rest"]]}
+        return out
+
+    return project
+
+
+class SeparatePipelineSearcher:
+    """NAS -> AMC -> HAQ in one run (see the module doc).
+
+    :param nas_trials: trials of the NAS stage (warm-up included).
+    :param nas_warmup: random trials before the NAS predictor is fitted (without ``fp_predictor_path``).
+    :param amc_episodes: AMC episodes (trials).
+    :param haq_episodes: HAQ episodes (trials).
+    :param nas_budget_scale / amc_budget_scale: budget multipliers of the first two stages.
+    :param evolution: the NAS stage's :class:`~hwaml_apq.evolution.EvolutionConfig`.
+    :param amc_agent / haq_agent: DDPG settings to change.
+    """
+
+    def __init__(
+        self,
+        nas_trials: int = 20,
+        nas_warmup: int = 10,
+        amc_episodes: int = 30,
+        haq_episodes: int = 30,
+        nas_budget_scale: float = 1.5,
+        amc_budget_scale: float = 1.2,
+        fp_predictor_path: Optional[str] = None,
+        evolution: Optional[Mapping[str, Any]] = None,
+        amc_agent: Optional[Mapping[str, Any]] = None,
+        haq_agent: Optional[Mapping[str, Any]] = None,
+        metric: str = "accuracy",
+    ):
+        self.nas_trials = int(nas_trials)
+        self.nas_warmup = int(nas_warmup)
+        self.nas_budget_scale = float(nas_budget_scale)
+        self.evolution = as_config(EvolutionConfig, evolution, "evolution")
+        self.fp_predictor_path = fp_predictor_path
+        self.metric = metric
+        self.amc = AMCSearcher(episodes=amc_episodes, agent=amc_agent, metric=metric, budget_scale=amc_budget_scale)
+        self.haq = HAQSearcher(episodes=haq_episodes, agent=haq_agent, metric=metric)
+        self._fp = None
+
+    def _best(self, history: Sequence[Trial], stage: str) -> Optional[Trial]:
+        done = [t for t in history if t.candidate.meta.get("stage") == stage and t.ok and math.isfinite(t.value(self.metric))]
+        return max(done, key=lambda t: t.value(self.metric)) if done else None
+
+    def _nas(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext, done: int) -> List[Candidate]:
+        from hwaml.constraints import is_feasible
+
+        from .predictor import PredictorTraining, fit_fp_predictor, load_predictor
+
+        encoder = encoder_for(space, "nas_amc_haq")
+        project = _fixed(space, 8)
+        bounds = _scaled_constraints(ctx.constraints, self.nas_budget_scale) if ctx.constraints else {}
+        feasible = (lambda c: bool(is_feasible(ctx.cost_fn(Candidate(dict(c))), bounds))) if (bounds and ctx.cost_fn) else None
+        seen = {config_key(t.config) for t in history}
+        mine = [t for t in history if t.candidate.meta.get("stage") == "nas" and t.ok]
+        predict = None
+        if self.fp_predictor_path:
+            if self._fp is None:
+                self._fp, _ = load_predictor(self.fp_predictor_path)
+            model = self._fp
+            predict = lambda cs: model.predict(encoder.matrix(cs)[:, : encoder.n_arch])
+        elif len(mine) >= max(2, self.nas_warmup):
+            X = encoder.matrix([t.config for t in mine])[:, : encoder.n_arch]
+            model = fit_fp_predictor(X, np.asarray([t.value(self.metric) for t in mine]), PredictorTraining(epochs=200), seed=int(ctx.rng.integers(2**31)))
+            predict = lambda cs: model.predict(encoder.matrix(cs)[:, : encoder.n_arch])
+        out: List[Candidate] = []
+        want = min(n, self.nas_trials - done)
+        if predict is None:
+            for _ in range(self.evolution.max_draws * max(1, want)):
+                if len(out) >= want:
+                    break
+                c = project(space.sample(ctx.rng))
+                if config_key(c) not in seen and (feasible is None or feasible(c)):
+                    seen.add(config_key(c))
+                    out.append(Candidate(c, origin="nas_random", meta={"stage": "nas"}))
+            return out
+        result = evolve(space, predict, ctx.rng, self.evolution, feasible, project=project)
+        for score, c in result.population:
+            if len(out) >= want:
+                break
+            if config_key(c) not in seen:
+                seen.add(config_key(c))
+                out.append(Candidate(c, origin="nas_evolution", meta={"stage": "nas", "predicted_fp32": score}))
+        return out
+
+    @hookimpl
+    def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
+        encoder_for(space, "nas_amc_haq")
+        nas_done = sum(1 for t in history if t.candidate.meta.get("stage") == "nas")
+        if nas_done < self.nas_trials:
+            out = self._nas(space, history, n, ctx, nas_done)
+            if out:
+                return out
+        best_nas = self._best(history, "nas")
+        if best_nas is None:
+            return []
+        amc_hist = [t for t in history if t.candidate.meta.get("stage") == "amc"]
+        if self.amc.base_config is None:
+            self.amc.base_config = dict(best_nas.config)
+        if len(amc_hist) < self.amc.episodes:
+            out = self.amc.propose(space, amc_hist, n, ctx)
+            if out:
+                return [Candidate(c.config, origin="amc", meta={**c.meta, "stage": "amc"}) for c in out]
+        best_amc = self._best(history, "amc") or best_nas
+        if self.haq.base_config is None:
+            self.haq.base_config = dict(best_amc.config)
+        haq_hist = [t for t in history if t.candidate.meta.get("stage") == "haq"]
+        out = self.haq.propose(space, haq_hist, n, ctx)
+        return [Candidate(c.config, origin="haq", meta={**c.meta, "stage": "haq"}) for c in out]
