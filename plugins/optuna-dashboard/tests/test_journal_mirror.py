@@ -112,3 +112,30 @@ def test_dashboard_command_errors_are_clear(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert hwaml_main(["dashboard", str(tmp_path)]) == 2
     assert "+observer=optuna_journal" in capsys.readouterr().err
+
+
+def test_batched_records_read_back_as_add_trial_would_write_them(tmp_path):
+    """The mirror appends a batch of CREATE_TRIAL records in one write; Optuna reads them
+    back exactly as the trials ``study.add_trial`` writes (guards against a journal format change)."""
+    ctx = make_context(tmp_path, evaluator=AnalyticEvaluator(), objectives={"accuracy": "max"}, constraints={"latency_ms": 10})
+    rng = np.random.default_rng(3)
+    trials = [
+        Trial(0, Candidate(ctx.space.sample(rng), 0, "random"), "complete", {"accuracy": 0.7}, {"latency_ms": 4.0}, None, 0.2, {"intermediate": [[0, 0.5], [1, 0.7]]}),
+        Trial(1, Candidate(ctx.space.sample(rng), 1, "random"), "pruned", {"accuracy": 0.1}, {"latency_ms": 12.0}, None, 0.1, {"intermediate": [[0, 0.1]]}),
+        Trial(2, Candidate(ctx.space.sample(rng), 2, "random"), "failed", {}, {}, "boom", 0.1, {}),
+    ]
+    obs = OptunaJournalObserver(path="batched.journal", study_name="s")
+    for t in trials:
+        obs.trial_completed(t, ctx)
+    obs.run_finished(RunSummary(str(tmp_path), 3, {}, None, (), "budget", {}), ctx)
+    reference = optuna.create_study(storage=open_storage(tmp_path / "reference.journal"), study_name="s", direction="maximize")
+    from hwaml_optuna_dashboard.journal import frozen_trial
+
+    for t in trials:
+        reference.add_trial(frozen_trial(t, ctx))
+    got = optuna.load_study(study_name="s", storage=open_storage(tmp_path / "batched.journal")).trials
+    want = reference.trials
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want):
+        assert (g.number, g.state, g.values, g.params, g.distributions, g.user_attrs, g.intermediate_values) == (w.number, w.state, w.values, w.params, w.distributions, w.user_attrs, w.intermediate_values)
+        assert g.system_attrs == w.system_attrs and g.datetime_complete is not None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,9 +120,9 @@ def _finite(values: Mapping[str, Any]) -> Dict[str, float]:
     return out
 
 
-def frozen_trial(trial: Trial, ctx: RunContext) -> Any:
-    """One hwaml trial as an Optuna ``FrozenTrial`` for ``study.add_trial``."""
-    import optuna
+def trial_fields(trial: Trial, ctx: RunContext) -> Dict[str, Any]:
+    """What Optuna records of one hwaml trial: state, values, params with their
+    distributions, user and system attributes, intermediate values."""
     from optuna.trial import TrialState
 
     objectives = list(dict(ctx.objectives))
@@ -160,23 +161,61 @@ def frozen_trial(trial: Trial, ctx: RunContext) -> Any:
         cv = constraint_values(merged, bounds)
         if cv is not None:
             system_attrs[CONSTRAINTS_KEY] = cv
-    return optuna.trial.create_trial(
-        state=state,
-        values=values,
-        params=params,
-        distributions=distributions,
-        user_attrs=user_attrs,
-        system_attrs=system_attrs,
-        intermediate_values=intermediate,
-    )
+    return dict(state=state, values=values, params=params, distributions=distributions, user_attrs=user_attrs, system_attrs=system_attrs, intermediate_values=intermediate)
+
+
+def frozen_trial(trial: Trial, ctx: RunContext) -> Any:
+    """One hwaml trial as an Optuna ``FrozenTrial`` (what ``study.add_trial`` takes)."""
+    import optuna
+
+    return optuna.trial.create_trial(**trial_fields(trial, ctx))
+
+
+#: Optuna's journal operation code for a new trial (``JournalOperation.CREATE_TRIAL``)
+_CREATE_TRIAL = 4
+
+
+def trial_log(trial: Trial, ctx: RunContext, study_id: int, worker_id: str) -> Dict[str, Any]:
+    """One hwaml trial as a journal record, the same record ``JournalStorage.create_new_trial``
+    writes for ``study.add_trial``: records of a batch of trials are then appended in
+    one locked write (one fsync) instead of one write and one re-read of the journal per trial."""
+    from datetime import datetime, timedelta, timezone
+
+    from optuna.distributions import distribution_to_json
+
+    f = trial_fields(trial, ctx)
+    dists = f["distributions"]
+    end = datetime.now(tz=timezone.utc)
+    start = end - timedelta(seconds=float(trial.duration_s or 0.0))
+    values = f["values"]
+    return {
+        "op_code": _CREATE_TRIAL,
+        "worker_id": worker_id,
+        "study_id": study_id,
+        "datetime_start": start.isoformat(timespec="microseconds"),
+        "datetime_complete": end.isoformat(timespec="microseconds"),
+        "state": int(f["state"]),
+        "value": values[0] if values is not None and len(values) == 1 else None,
+        "values": values if values is not None and len(values) > 1 else None,
+        "distributions": {k: distribution_to_json(d) for k, d in dists.items()},
+        "params": {k: dists[k].to_internal_repr(v) for k, v in f["params"].items()},
+        "user_attrs": f["user_attrs"],
+        "system_attrs": f["system_attrs"],
+        "intermediate_values": {str(k): v for k, v in f["intermediate_values"].items()},
+    }
+
+
+def open_backend(path: Path | str) -> Any:
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    return JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
 
 
 def open_storage(path: Path | str) -> Any:
     """An Optuna JournalStorage on ``path`` (a file lock makes concurrent readers safe)."""
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    return JournalStorage(open_backend(path))
 
 
 class OptunaJournalObserver:
@@ -197,6 +236,8 @@ class OptunaJournalObserver:
         self.flush_timeout_s = float(flush_timeout_s)
         self.queue = BackgroundQueue("optuna journal observer", self._handle, maxsize=queue_size, retry_after_s=retry_after_s, logger=log)
         self._study = None
+        self._backend = None
+        self._worker_id = f"hwaml-{uuid.uuid4()}"
 
     def journal_path(self, ctx: RunContext) -> Path:
         p = Path(self.path)
@@ -227,13 +268,17 @@ class OptunaJournalObserver:
     def study(self, ctx: RunContext) -> Any:
         if self._study is None:
             import optuna
+            from optuna.storages import JournalStorage
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             path = self.journal_path(ctx)
             path.parent.mkdir(parents=True, exist_ok=True)
             objectives = dict(ctx.objectives) or {"value": "max"}
             directions = ["maximize" if d == "max" else "minimize" for d in objectives.values()]
-            study = optuna.create_study(storage=open_storage(path), study_name=self.resolved_study_name(ctx), directions=directions, load_if_exists=True)
+            self._backend = open_backend(path)
+            storage = JournalStorage(self._backend)
+            study = optuna.create_study(storage=storage, study_name=self.resolved_study_name(ctx), directions=directions, load_if_exists=True)
+            self._study_id = storage.get_study_id_from_name(study.study_name)
             with warnings.catch_warnings():  # experimental since Optuna 3.2 (and still the way to name objectives)
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(objectives))  # the dashboard labels its axes with them
@@ -245,10 +290,11 @@ class OptunaJournalObserver:
 
     def _handle(self, batch: List[Any]) -> None:
         study = self.study(batch[0].ctx)
+        logs = [trial_log(e.trial, e.ctx, self._study_id, self._worker_id) for e in batch if isinstance(e, _TrialEvent)]
+        if logs:
+            self._backend.append_logs(logs)
         for e in batch:
-            if isinstance(e, _TrialEvent):
-                study.add_trial(frozen_trial(e.trial, e.ctx))
-            else:
+            if isinstance(e, _FinishEvent):
                 s = e.summary
                 study.set_user_attr("stopped_because", s.stopped_because or "")
                 study.set_user_attr("counts", dict(s.counts))
