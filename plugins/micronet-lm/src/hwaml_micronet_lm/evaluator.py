@@ -268,6 +268,9 @@ class MicroNetEvaluator:
             "baseline_params": float(sheet.raw_params()),
             "baseline_ops": float(sheet.raw_ops()),
             "corpus": corpus.name,
+            # the network takes token ids: (batch, seq_len) int64, not images
+            "input_dtype": "int64",
+            "input": "token ids (batch, seq_len)",
         }
 
     def _threads(self, ctx: RunContext) -> None:
