@@ -158,3 +158,17 @@ def test_bad_keys_are_named():
         GanCompressEvaluator(training={"lamda_gan": 1.0})
     with pytest.raises(ValueError, match="exceeds"):
         GanCompressEvaluator(student={"ngf": 8, "channels": "channels-32"})
+
+
+def test_once_for_all_training_continues_from_a_checkpoint(paired_evaluator, tmp_path, tiny):
+    start = paired_evaluator.supernet_path
+    ev = GanCompressEvaluator(**tiny(student={"init": str(start)}, training={"supernet_epochs": 1, "supernet_decay_epochs": 0}), checkpoint_dir=str(tmp_path))
+    assert ev.supernet_path != start and ev.teacher_path.name == paired_evaluator.teacher_path.name
+    import shutil
+
+    shutil.copy(paired_evaluator.teacher_path, ev.teacher_path)  # the same teacher: no retraining
+    shutil.copy(paired_evaluator.teacher_path.with_suffix(".json"), ev.teacher_path.with_suffix(".json"))
+    state = ev.supernet()
+    assert len(state.history) == len(paired_evaluator.supernet().history) + 1
+    before = paired_evaluator.supernet().supernet.model[1].weight
+    assert not torch.equal(state.supernet.model[1].weight, before)

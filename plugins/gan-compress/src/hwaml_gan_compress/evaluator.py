@@ -156,7 +156,10 @@ class GanCompressEvaluator:
         tr = asdict(self.training)
         teacher_keys = {k: v for k, v in tr.items() if not k.startswith("supernet") and k != "lambda_distill"}
         self._teacher_key = _digest({"data": asdict(self.data_cfg), "teacher": asdict(self.teacher_cfg), "training": teacher_keys, "seed": seed})
-        self._supernet_key = _digest({"teacher": self._teacher_key, "student": asdict(self.student_cfg), "training": tr, "seed": seed})
+        student_key = asdict(self.student_cfg)
+        if student_key["init"] is None:
+            del student_key["init"]  # the same cache file as before the field existed
+        self._supernet_key = _digest({"teacher": self._teacher_key, "student": student_key, "training": tr, "seed": seed})
         root = Path(checkpoint_dir) if checkpoint_dir else cache_dir()
         self.teacher_path = root / f"teacher_{self.data_cfg.source}_{self._teacher_key}.pt"
         self.supernet_path = root / f"supernet_{self.data_cfg.source}_{self._supernet_key}.pt"
@@ -253,9 +256,13 @@ class GanCompressEvaluator:
                 elif self.train_if_missing:
                     teacher = self.teacher()
                     log.info("%s: training the once-for-all generator, cached at %s", self.name, self.supernet_path)
+                    init = self._load_supernet(Path(self.student_cfg.init)) if self.student_cfg.init else None
                     state = train_supernet(
-                        self.data(), teacher, self.teacher_cfg, self.student_cfg, self.training, self.seed, self.progress, score=lambda g: self.score(g)["fid"]
-                    )
+                        self.data(), teacher, self.teacher_cfg, self.student_cfg, self.training, self.seed, self.progress,
+                        score=lambda g: self.score(g)["fid"], init=init,
+                    )  # fmt: skip
+                    if init is not None:
+                        state.history = list(init.history) + state.history
                     tensors = {"G": state.supernet.state_dict(), "A": state.distiller.state_dict(), "D": state.D.state_dict()}
                     meta = {"student": asdict(self.student_cfg), "choices": self.choices, "adapters": [list(a.weight.shape[:2]) for a in state.distiller.adapters], "history": state.history}
                     _save(self.supernet_path, tensors, meta)

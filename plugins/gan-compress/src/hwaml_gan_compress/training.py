@@ -78,6 +78,9 @@ class StudentConfig:
         ``ngf``, or 8 explicit lists.
     :param n_blocks: residual blocks (9).
     :param layers: the student modules matched to ``teacher.layers``, in order.
+    :param init: a once-for-all checkpoint of the same shape to continue training from
+        (generator, adapters and discriminator; the reference's ``--restore_*_path``),
+        so a long schedule can run as several shorter jobs.
     """
 
     ngf: int = 64
@@ -85,6 +88,7 @@ class StudentConfig:
     n_blocks: int = 9
     dropout: float = 0.0
     layers: List[str] = field(default_factory=lambda: list(DEFAULT_DISTILL_LAYERS))
+    init: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -382,6 +386,7 @@ def train_supernet(
     progress_bar: bool = True,
     score: Optional[Callable[[nn.Module], float]] = None,
     epochs: Optional[Tuple[int, int]] = None,
+    init: Optional["SupernetState"] = None,
 ) -> SupernetState:
     """Once-for-all training: one uniformly drawn sub-generator per step, distilled from the teacher."""
     torch.manual_seed(seed)
@@ -398,6 +403,10 @@ def train_supernet(
     s_ch, t_ch = _distill_setup(teacher, student, tcfg, scfg, data.image_shape)
     distiller = Distiller(s_ch, t_ch)
     D = copy.deepcopy(teacher_state.D).train()  # initialised from the teacher's discriminator
+    if init is not None:  # continue an earlier run
+        student.load_state_dict(init.supernet.state_dict())
+        distiller.load_state_dict(init.distiller.state_dict())
+        D = copy.deepcopy(init.D).train()
     opt_g = _adam(itertools.chain(student.parameters(), distiller.parameters()), cfg)
     opt_d = _adam(D.parameters(), cfg)
     n_const, n_decay = epochs if epochs is not None else (cfg.supernet_epochs, cfg.supernet_decay_epochs)
