@@ -25,7 +25,7 @@ _STOP = object()
 class BackgroundQueue:
     """Events -> ``handle(batch)`` in a daemon thread, at most ``batch_size`` at a time."""
 
-    def __init__(self, name: str, handle: Callable[[List[Any]], None], maxsize: int = 1000, batch_size: int = 100, retry_after_s: float = 30.0, logger: logging.Logger | None = None):
+    def __init__(self, name: str, handle: Callable[[List[Any]], None], maxsize: int = 1000, batch_size: int = 100, retry_after_s: float = 30.0, linger_s: float = 0.05, logger: logging.Logger | None = None):
         if int(maxsize) < 1:
             raise ValueError(f"{name}: queue_size must be >= 1, got {maxsize}")
         self.name = name
@@ -33,6 +33,10 @@ class BackgroundQueue:
         self._queue: "queue.Queue[Any]" = queue.Queue(int(maxsize))
         self._batch_size = max(1, int(batch_size))
         self._retry_after_s = float(retry_after_s)
+        # after the first event of a batch, wait this long for more: fewer, larger batches
+        # (one request / one locked append for many trials) at the price of that much latency
+        self._linger_s = float(linger_s)
+        self._abandoned = False
         self._log = logger or logging.getLogger("hwaml")
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -42,6 +46,7 @@ class BackgroundQueue:
         self.dropped_full = 0  # the queue was full (the tracker is slower than the search)
         self.dropped_down = 0  # the tracker had just failed; events skipped until retry_after_s passed
         self.failed = 0  # events in batches whose handling raised
+        self.abandoned = 0  # still queued when close() timed out
         self.handle_s = 0.0  # time the background thread spent in handle()
 
     # -- the search's side: never blocks -------------------------------------------------
@@ -75,12 +80,14 @@ class BackgroundQueue:
         self._thread.join(max(0.0, deadline - time.monotonic()))
         done = not self._thread.is_alive()
         if not done:
-            self._log.warning("%s: %d event(s) still queued after %.0f s; giving up on them (the search is not held up)", self.name, self._queue.qsize(), float(timeout_s))
-        lost = self.dropped_full + self.dropped_down + self.failed
+            self._abandoned = True  # the thread drops what is left instead of working on after the run
+            self._log.warning("%s: still busy after the %.0f s flush timeout (%d more event(s) queued); giving up on them (the search is not held up)", self.name, float(timeout_s), self._queue.qsize())
+        lost = self.dropped_full + self.dropped_down + self.failed + (self._queue.qsize() if not done else 0)
         if lost:
             self._log.warning(
-                "%s: %d of %d event(s) not recorded (%d dropped on a full queue, %d skipped while the tracker was down, %d failed)",
+                "%s: %d of %d event(s) not recorded (%d dropped on a full queue, %d skipped while the tracker was down, %d failed%s)",
                 self.name, lost, self.submitted, self.dropped_full, self.dropped_down, self.failed,
+                f", {self._queue.qsize()} abandoned at the flush timeout" if not done else "",
             )
         return done
 
@@ -91,6 +98,8 @@ class BackgroundQueue:
             first = self._queue.get()
             if first is _STOP:
                 return
+            if self._linger_s > 0 and self._queue.qsize() < self._batch_size:
+                time.sleep(self._linger_s)
             batch = [first]
             stop = False
             while len(batch) < self._batch_size:
@@ -107,6 +116,9 @@ class BackgroundQueue:
                 return
 
     def _dispatch(self, batch: List[Any]) -> None:
+        if self._abandoned:
+            self.abandoned += len(batch)
+            return
         if time.monotonic() < self._down_until:
             # the finishing event still gets its try: it closes the tracker's run
             keep = [e for e in batch if getattr(e, "always", False)]

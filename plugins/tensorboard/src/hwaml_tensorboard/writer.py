@@ -10,8 +10,8 @@ Layout of ``log_dir`` (default ``<run dir>/tensorboard``; ``tensorboard --logdir
   failure), its metrics and cost as scalars (what the HParams table shows), and
   ``intermediate/<objective>`` against the step the evaluator reported.
 
-Written with TensorBoard's own event writer and protobufs (no TensorFlow, no
-torch); the hook only queues, a background thread writes.
+Written as TensorBoard's own protobufs in its event-file format (no TensorFlow, no
+torch; :mod:`hwaml_tensorboard.events`); the hook only queues, a background thread writes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 
 from .background import BackgroundQueue
+from .events import EventFile
 
 log = logging.getLogger("hwaml.tensorboard")
 
@@ -150,11 +151,8 @@ class TensorBoardObserver:
 
     # -- the background thread --------------------------------------------------------------
 
-    def _writer(self, path: Path):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-        path.mkdir(parents=True, exist_ok=True)
-        return EventFileWriter(str(path), max_queue_size=1000, flush_secs=5)
+    def _writer(self, path: Path) -> EventFile:
+        return EventFile(path)
 
     def _handle(self, batch: List[Any]) -> None:
         if self._root is None:
@@ -196,14 +194,14 @@ class TensorBoardObserver:
         for name, direction in dict(ctx.objectives).items():
             if t.status == "complete" and name in values:
                 v = values[name]
-                root.add_event(_scalar_event(f"objective/{name}", v, t.number, now))
+                root.write(_scalar_event(f"objective/{name}", v, t.number, now))
                 best = self._best.get(name)
                 if best is None or (v > best if direction == "max" else v < best):
                     self._best[name] = v
-                root.add_event(_scalar_event(f"best/{name}", self._best[name], t.number, now))
+                root.write(_scalar_event(f"best/{name}", self._best[name], t.number, now))
         for k, v in cost.items():
-            root.add_event(_scalar_event(f"cost/{k}", v, t.number, now))
-        root.add_event(_scalar_event("trial/duration_s", float(t.duration_s), t.number, now))
+            root.write(_scalar_event(f"cost/{k}", v, t.number, now))
+        root.write(_scalar_event("trial/duration_s", float(t.duration_s), t.number, now))
 
         run = self._writer(self.resolved_log_dir(ctx) / f"trial_{t.number:05d}")
         try:
@@ -218,19 +216,19 @@ class TensorBoardObserver:
                         info.hparams[k].number_value = float(v)
                     else:
                         info.hparams[k].string_value = str(v)
-                run.add_event(_hparams_event(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info), start))
+                run.write(_hparams_event(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info), start))
             objective = next(iter(ctx.objectives), None)
             if objective is not None:
                 for step, v in (t.info or {}).get("intermediate", []) or []:
                     if math.isfinite(float(v)):
-                        run.add_event(_scalar_event(f"intermediate/{objective}", float(v), int(step), now))
+                        run.write(_scalar_event(f"intermediate/{objective}", float(v), int(step), now))
             for k, v in values.items():
                 self._metrics[k] = None
-                run.add_event(_scalar_event(k, v, 0, now))
+                run.write(_scalar_event(k, v, 0, now))
             if self.hparams:
                 status = api_pb2.STATUS_SUCCESS if t.status == "complete" else api_pb2.STATUS_FAILURE
                 end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=now)
-                run.add_event(_hparams_event(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end), now))
+                run.write(_hparams_event(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end), now))
         finally:
             run.close()
 
@@ -265,4 +263,4 @@ class TensorBoardObserver:
         objectives = list(dict(e.ctx.objectives))
         for name in objectives + [m for m in self._metrics if m not in objectives]:
             exp.metric_infos.add(name=api_pb2.MetricName(tag=name), display_name=name)
-        self._root.add_event(_hparams_event(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=exp), e.wall_time))
+        self._root.write(_hparams_event(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=exp), e.wall_time))
