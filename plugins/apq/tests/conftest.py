@@ -67,8 +67,10 @@ class SyntheticJointEvaluator:
     default_objectives = {"accuracy": "max"}
 
     def __init__(self, arch="test_tiny"):
+        from hwaml_apq.space import JointSpaceConfig
+
         self.arch = supernet_config(arch)
-        self.space = joint_space(self.arch)
+        self.space = joint_space(self.arch, JointSpaceConfig(depth_choices=[2, 3], width_high=5.0))
         self.res = self.space.meta["apq"]["resolution"]
 
     def accuracy(self, config):

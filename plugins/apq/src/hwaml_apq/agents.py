@@ -277,7 +277,7 @@ class AMCSearcher(_AgentSearcher):
         super().__init__(episodes, agent, AMC_AGENT, base_config, metric, budget_scale)
 
     def n_state(self, space, base):
-        return 11
+        return 10  # index, 5 shape features, MACs; reduced, rest, previous action
 
     def reward(self, trial: Trial) -> float:
         v = trial.value(self.metric) if trial.ok else 0.0

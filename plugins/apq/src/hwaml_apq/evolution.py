@@ -251,9 +251,12 @@ class APQEvolutionSearcher:
                 seen.add(config_key(c))
                 out.append(Candidate(c, origin="random", meta={"predictor": how}))
             return out
-        seeds = [t.config for t in sorted((t for t in history if t.ok), key=lambda t: -t.value(self.metric))[: self.evolution.parents]]
-        result = evolve(space, predict, rng, self.evolution, feasible, progress=self.progress, seeds=seeds)
-        self.last_result = result
+        if how == "loaded" and self.last_result is not None:
+            result = self.last_result  # a fixed predictor ranks the same population again: reuse it
+        else:
+            seeds = [t.config for t in sorted((t for t in history if t.ok), key=lambda t: -t.value(self.metric))[: self.evolution.parents]]
+            result = evolve(space, predict, rng, self.evolution, feasible, progress=self.progress, seeds=seeds)
+            self.last_result = result
         log.info("apq_evolution: best predicted %s %.4f (%s), %d rejected", self.metric, result.best_score, how, result.rejected)
         for score, c in result.population:
             if len(out) >= n:

@@ -158,7 +158,7 @@ def _train(model: _Scaled, arch: np.ndarray, quant: Optional[np.ndarray], y: np.
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / n)
     model.eval()
     return losses
