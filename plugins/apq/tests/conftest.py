@@ -38,14 +38,14 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
-def small_evaluator(checkpoint, **kw):
+def small_evaluator(tiny_checkpoint, **kw):
     from hwaml_apq.evaluator import APQEvaluator
 
     args = dict(
         arch="test_tiny",
         data={"dataset": "digits", "train_limit": 96, "val_limit": 48},
         qat={"epochs": 1, "max_steps_per_epoch": 2, "batch_size": 16, "calibration_images": 32, "kl_bins": 64},
-        checkpoint=str(checkpoint),
+        checkpoint=str(tiny_checkpoint),
         train_if_missing=False,
         calibration_size=32,
         progress=False,

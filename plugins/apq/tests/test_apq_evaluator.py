@@ -1,0 +1,103 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hwaml import Candidate, TrialPruned
+from hwaml.testing import EvaluatorContract, make_context
+
+from hwaml_apq.backends import BitFusionBackend
+from hwaml_apq.space import extreme_config
+
+
+class TestAPQEvaluatorContract(EvaluatorContract):
+    @pytest.fixture
+    def evaluator(self, make_evaluator):
+        return make_evaluator()
+
+
+def test_fp32_and_quant_modes_and_per_epoch_reports(make_evaluator, tmp_path):
+    reports = []
+    ev = make_evaluator(qat={"epochs": 2, "max_steps_per_epoch": 1, "batch_size": 16, "calibration_images": 32, "kl_bins": 64})
+    ctx = make_context(tmp_path, evaluator=ev)
+    ctx = type(ctx)(**{**ctx.__dict__, "report": lambda step, value: reports.append((step, value))})
+    cfg = extreme_config(ctx.space, "min", bits=4)
+    res = ev.evaluate(Candidate(cfg, number=0), ctx)
+    assert set(res.metrics) == {"accuracy", "accuracy_fp32"} and [s for s, _ in reports] == [0, 1]
+    assert Path(res.artifacts["quantized"]).is_file()
+    ev_fp = make_evaluator(mode="fp32")
+    r = ev_fp.evaluate(Candidate(cfg), make_context(tmp_path / "fp", evaluator=ev_fp))
+    assert r.metrics["accuracy"] == r.metrics["accuracy_fp32"]
+
+
+def test_pruner_stops_fine_tuning(make_evaluator, tmp_path):
+    ev = make_evaluator()
+    ctx = make_context(tmp_path, evaluator=ev)
+    ctx = type(ctx)(**{**ctx.__dict__, "should_prune": lambda: True})
+    with pytest.raises(TrialPruned, match="epoch 0"):
+        ev.evaluate(Candidate(extreme_config(ctx.space, "min")), ctx)
+
+
+def test_costing_builds_quantized_networks_without_the_supernet(make_evaluator, tmp_path):
+    ev = make_evaluator(checkpoint=str(tmp_path / "missing.pt"))
+    ctx = make_context(tmp_path, backends={"bitfusion": BitFusionBackend()})
+    space = ev._space
+    lo = ev.build_model(Candidate(extreme_config(space, "max", bits=4)), None, ctx)
+    hi = ev.build_model(Candidate(extreme_config(space, "max", bits=8)), None, ctx)
+    assert not lo.trained and lo.input_shape == (3, 16, 16)
+    assert ev._net is None  # no supernet loaded or trained for costing
+    b = BitFusionBackend()
+    from hwaml_apq.hardware import network_cost, network_layers
+
+    lat = lambda m: network_cost(network_layers(m.module, m.input_shape), b.config)["latency_ms"]
+    assert lat(lo) < lat(hi)
+
+
+def test_bad_keys_are_named(make_evaluator):
+    with pytest.raises(Exception, match="epochz"):
+        make_evaluator(qat={"epochz": 1})
+    with pytest.raises(ValueError, match="mode"):
+        make_evaluator(mode="int8")
+
+
+def test_deploy_writes_bit_report_weights_and_onnx(make_evaluator, tmp_path):
+    from hwaml import Trial
+
+    ev = make_evaluator()
+    ctx = make_context(tmp_path, evaluator=ev)
+    cand = Candidate(extreme_config(ctx.space, "min", bits=6), number=3)
+    res = ev.evaluate(cand, ctx)
+    trial = Trial(3, cand, "complete", dict(res.metrics), info={"artifacts": dict(res.artifacts)})
+    out = ev.deploy(trial, ctx)
+    assert out.ok and out.source == "apq_test"
+    report = json.loads(Path(out.artifacts["bits"]).read_text())
+    assert {b["pw_w_bits"] for b in report["blocks"]} == {6}
+    assert out.metrics["accuracy"] == pytest.approx(res.metrics["accuracy"], abs=1e-9)
+    assert "onnx" in out.artifacts, out.message
+
+
+def test_hwaml_run_end_to_end_through_hydra(tmp_path, tiny_checkpoint):
+    """`hwaml run experiment=apq_joint_digits` shrunk to test_tiny, 2 trials."""
+    overrides = [
+        "experiment=apq_joint_digits",
+        "evaluator.arch=test_tiny",
+        f"evaluator.checkpoint={tiny_checkpoint}",
+        "evaluator.train_if_missing=false",
+        "evaluator.data.train_limit=64",
+        "evaluator.data.val_limit=32",
+        "evaluator.qat.max_steps_per_epoch=1",
+        "evaluator.qat.calibration_images=16",
+        "evaluator.qat.kl_bins=32",
+        "evaluator.calibration_size=16",
+        "evaluator.progress=false",
+        "searcher.warmup_trials=5",
+        "constraints.latency_ms=0.01",
+        "budget.trials=2",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
+    proc = subprocess.run([sys.executable, "-m", "hwaml.cli", "run", *overrides], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert "accuracy" in json.dumps(best) and "latency_ms" in json.dumps(best)
