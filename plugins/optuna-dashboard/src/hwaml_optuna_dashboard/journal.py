@@ -53,42 +53,62 @@ class _FinishEvent:
 class _Distributions:
     """Answers ``SearchSpace.suggest``'s ``suggest_*`` calls from a stored
     configuration, recording each parameter's Optuna distribution (the same
-    replay the core's Optuna searcher does on resume)."""
+    replay the core's Optuna searcher does on resume). Distributions are built
+    once per parameter and reused from ``cache`` (trials share them)."""
 
-    def __init__(self, flat: Mapping[str, Any]):
-        import optuna.distributions as D
-
-        self._D = D
+    def __init__(self, flat: Mapping[str, Any], cache: Dict[Any, Any]):
         self.flat = flat
+        self.cache = cache
         self.params: Dict[str, Any] = {}
         self.distributions: Dict[str, Any] = {}
 
-    def _take(self, name: str, dist: Any) -> Any:
+    def _dist(self, key: Any, make: Any) -> Any:
+        dist = self.cache.get(key)
+        if dist is None:
+            dist = self.cache[key] = make()
+        return dist
+
+    def suggest_categorical(self, name, choices):
+        import optuna.distributions as D
+
+        choices = tuple(choices)
         value = self.flat[name]
-        self.params[name] = value
+        try:
+            key = (name, "categorical", choices)
+            hash(key)
+        except TypeError:  # unhashable choices (lists): keyed by their text
+            key = (name, "categorical", repr(choices))
+        plain = all(isinstance(c, _PLAIN) for c in choices)
+        # Optuna's categorical choices are plain scalars: other choices (tuples, lists) as their text
+        dist = self._dist(key, lambda: D.CategoricalDistribution(list(choices) if plain else [repr(c) for c in choices]))
+        self.params[name] = value if plain else repr(value)
         self.distributions[name] = dist
         return value
 
-    def suggest_categorical(self, name, choices):
-        choices = list(choices)
-        if all(isinstance(c, _PLAIN) for c in choices):
-            return self._take(name, self._D.CategoricalDistribution(choices))
-        # Optuna's categorical choices are plain scalars: other choices (tuples, lists) as their text
-        value = self.flat[name]
-        self.params[name] = repr(value)
-        self.distributions[name] = self._D.CategoricalDistribution([repr(c) for c in choices])
-        return value
-
     def suggest_int(self, name, low, high, step=1, log=False):
-        return self._take(name, self._D.IntDistribution(int(low), int(high), step=int(step), log=bool(log)))
+        import optuna.distributions as D
+
+        dist = self._dist((name, "int", low, high, step, log), lambda: D.IntDistribution(int(low), int(high), step=int(step), log=bool(log)))
+        self.params[name] = self.flat[name]
+        self.distributions[name] = dist
+        return self.flat[name]
 
     def suggest_float(self, name, low, high, log=False, step=None):
-        return self._take(name, self._D.FloatDistribution(float(low), float(high), log=bool(log), step=step))
+        import optuna.distributions as D
+
+        dist = self._dist((name, "float", low, high, log, step), lambda: D.FloatDistribution(float(low), float(high), log=bool(log), step=step))
+        self.params[name] = self.flat[name]
+        self.distributions[name] = dist
+        return self.flat[name]
+
+
+_DIST_CACHE: Dict[Any, Any] = {}
+_JSON_CACHE: Dict[int, str] = {}
 
 
 def params_and_distributions(config: Mapping[str, Any], space: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """A configuration as Optuna params and distributions, from the run's space."""
-    replay = _Distributions(space.flatten(config))
+    replay = _Distributions(space.flatten(config), _DIST_CACHE)
     space.suggest(replay)
     return replay.params, replay.distributions
 
@@ -175,13 +195,20 @@ def frozen_trial(trial: Trial, ctx: RunContext) -> Any:
 _CREATE_TRIAL = 4
 
 
+def _distribution_json(dist: Any) -> str:
+    from optuna.distributions import distribution_to_json
+
+    text = _JSON_CACHE.get(id(dist))
+    if text is None:  # the cached distributions live as long as the module: their ids are stable
+        text = _JSON_CACHE[id(dist)] = distribution_to_json(dist)
+    return text
+
+
 def trial_log(trial: Trial, ctx: RunContext, study_id: int, worker_id: str) -> Dict[str, Any]:
     """One hwaml trial as a journal record, the same record ``JournalStorage.create_new_trial``
     writes for ``study.add_trial``: records of a batch of trials are then appended in
     one locked write (one fsync) instead of one write and one re-read of the journal per trial."""
     from datetime import datetime, timedelta, timezone
-
-    from optuna.distributions import distribution_to_json
 
     f = trial_fields(trial, ctx)
     dists = f["distributions"]
@@ -197,7 +224,7 @@ def trial_log(trial: Trial, ctx: RunContext, study_id: int, worker_id: str) -> D
         "state": int(f["state"]),
         "value": values[0] if values is not None and len(values) == 1 else None,
         "values": values if values is not None and len(values) > 1 else None,
-        "distributions": {k: distribution_to_json(d) for k, d in dists.items()},
+        "distributions": {k: _distribution_json(d) for k, d in dists.items()},
         "params": {k: dists[k].to_internal_repr(v) for k, v in f["params"].items()},
         "user_attrs": f["user_attrs"],
         "system_attrs": f["system_attrs"],
