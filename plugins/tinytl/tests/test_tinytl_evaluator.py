@@ -144,3 +144,20 @@ def test_hwaml_run_searches_under_a_memory_constraint(fashion_root, tmp_path):
     assert ("infeasible", "ft_full") in status  # FT-Full (about 330 KB at batch 8 here) does not fit
     assert any(s == "complete" for s, _ in status)
     assert list((run / "deploy").glob("tinytl_trial*.pt"))
+
+
+def test_memory_backend_costs_another_evaluators_network(tmp_path):
+    """Any NN evaluator's model: an ofa-nas sub-network (all weights trainable: FT-Full)."""
+    from hwaml_ofa_nas.evaluator import OFAEvaluator
+    from hwaml_ofa_nas.supernet import OFAMobileNetV3
+
+    ev = OFAEvaluator(arch="test_tiny", progress=False, train_if_missing=False)
+    base = make_context(tmp_path)
+    ctx = replace(base, build_model=lambda c, trial=None: ev.build_model(candidate=c, trial=trial, ctx=base))
+    cand = Candidate(OFAMobileNetV3.space_for(ev.arch).sample(np.random.default_rng(0)))
+    report = TinyTLMemoryBackend(batch_size=2).cost(candidate=cand, ctx=ctx)
+    params = sum(p.numel() for p in ev.build_model(candidate=cand, trial=None, ctx=base).module.parameters())
+    assert report.metrics["train_weights_kb"] == pytest.approx(4 * params / 1024)
+    assert report.metrics["train_activation_kb"] > 0 and report.source == "tinytl_memory"
+    with pytest.raises(RuntimeError, match="build_model"):
+        TinyTLMemoryBackend().cost(candidate=cand, ctx=base)

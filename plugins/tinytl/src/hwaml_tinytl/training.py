@@ -59,9 +59,9 @@ class PretrainConfig:
     """
 
     source: str = "fashion_0_4"
-    n_train: Optional[int] = 1000
+    n_train: Optional[int] = 600
     n_val: int = 50
-    epochs: int = 4
+    epochs: int = 3
     lr: float = 2e-3
     batch_size: int = 64
     data_root: Optional[str] = None
