@@ -176,7 +176,9 @@ class BuiltModel:
     calibration); ``test_data`` an ``(inputs, labels)`` pair a deploy step can
     score the deployed model on. ``macs`` is the evaluator's own count of
     multiply-accumulates (what backends' counts are checked against), ``None``
-    if it has none.
+    if it has none. ``input_dtype`` is the torch dtype name of the input
+    (``"float32"`` for images; ``"int64"`` for a language model's token ids), so
+    a backend that costs only image networks refuses others with a clear error.
     """
 
     module: Any
@@ -187,6 +189,7 @@ class BuiltModel:
     macs: Optional[float] = None
     source: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
+    input_dtype: str = "float32"
 
 
 def _report_outside_a_trial(step: int, value: float) -> None:

@@ -181,3 +181,20 @@ def test_layered_macs_count_the_networks_own_arithmetic_too():
     net = _GlueNet().eval()
     assert [l.name for l in decompose(net, (3, 8, 8))] == ["conv", "fc"]
     assert module_macs(net, (3, 8, 8)) == module_macs(net, (3, 8, 8), whole=True) == 6 * 6 * 4 * 3 * 9 + 4 * 5 + 5 * 2
+
+
+def test_image_backends_refuse_a_token_model_by_its_input_type(tmp_path):
+    import torch.nn as nn
+
+    from hwaml import BuiltModel, Candidate
+    from hwaml.plugins import PluginError
+    from hwaml.testing import make_context
+    from hwaml_ofa_nas.backends import MacsBackend
+
+    ctx = make_context(tmp_path)
+    lm = BuiltModel(nn.Embedding(10, 4), (16,), input_dtype="int64", source="an_lm")
+    from dataclasses import replace
+
+    ctx = replace(ctx, build_model=lambda c, trial=None: lm)
+    with pytest.raises(PluginError, match=r"costs image networks.*an_lm.*int64 input of shape \(16,\)"):
+        MacsBackend().cost(candidate=Candidate({}), ctx=ctx)

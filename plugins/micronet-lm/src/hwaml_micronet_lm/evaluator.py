@@ -317,7 +317,7 @@ class MicroNetEvaluator:
             trained = True
             info["trained"] = meta
         model.eval()
-        return BuiltModel(module=model, input_shape=(cfg.seq_len,), trained=trained, source=SOURCE, info=info)
+        return BuiltModel(module=model, input_shape=(cfg.seq_len,), trained=trained, source=SOURCE, info=info, input_dtype="int64")
 
     @hookimpl
     def evaluate(self, candidate: Candidate, ctx: RunContext) -> EvalResult:

@@ -38,7 +38,13 @@ def evaluator_model(ctx: RunContext, candidate: Candidate, who: str) -> BuiltMod
             f"backend {who} costs the evaluator's network, but this run has no ctx.build_model: "
             f"compose it with an NN evaluator (one that implements build_model, e.g. evaluator=ofa_digits)"
         )
-    return ctx.build_model(candidate)
+    model = ctx.build_model(candidate)
+    if model.input_dtype not in ("float32", "float16", "bfloat16", "float64") or len(model.input_shape) != 3:
+        raise PluginError(
+            f"backend {who} costs image networks (a float input of shape (C, H, W)); the evaluator's network "
+            f"({model.source or 'build_model'}) takes {model.input_dtype} input of shape {tuple(model.input_shape)}"
+        )
+    return model
 
 
 class HostCpuLatencyBackend:

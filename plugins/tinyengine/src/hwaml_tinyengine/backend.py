@@ -94,8 +94,8 @@ class TinyEngineBackend:
         model = ctx.build_model(candidate) if trial is None else ctx.build_model(candidate, trial)
         if not isinstance(model, BuiltModel):
             raise TypeError(f"backend {self.name}: ctx.build_model returned {type(model).__name__}, expected hwaml.BuiltModel")
-        if len(tuple(model.input_shape)) != 3:
-            raise ValueError(f"backend {self.name}: TinyEngine compiles image networks; input_shape must be (C, H, W), got {tuple(model.input_shape)}")
+        if len(tuple(model.input_shape)) != 3 or not model.input_dtype.startswith(("float", "bfloat")):
+            raise ValueError(f"backend {self.name}: TinyEngine compiles image networks; input must be float (C, H, W), got {model.input_dtype} {tuple(model.input_shape)}")
         if not isinstance(model.module, torch.nn.Module):
             raise TypeError(f"backend {self.name}: BuiltModel.module is a {type(model.module).__name__}, expected a torch.nn.Module")
         return model
