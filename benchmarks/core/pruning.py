@@ -1,7 +1,7 @@
 """Pruning at equal wall time on an NN evaluator with an epoch fidelity.
 
-TinyNAS on Fashion-MNIST (Debian's dataset-fashion-mnist; 3,000 training and
-2,000 held-out validation images; hwaml-tinynas, the ``mcunet_test`` supernet,
+TinyNAS on Fashion-MNIST (Debian's dataset-fashion-mnist; 1,500 training and
+1,000 held-out validation images; hwaml-tinynas, the ``mcunet_test`` supernet,
 trained once and shared by every run): every trial extracts a sub-network and
 fine-tunes it for ``--epochs`` epochs, reporting validation accuracy after each
 epoch (``ctx.report``). Three searches per seed, each given the same wall-time
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 
-DATA = {"dataset": "fashion_mnist", "train_images": 3000, "val_images": 2000, "test_images": 1000}
+DATA = {"dataset": "fashion_mnist", "train_images": 1500, "val_images": 1000, "test_images": 500}
 
 
 def evaluator(epochs: int):
