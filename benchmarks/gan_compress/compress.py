@@ -11,8 +11,9 @@ beforehand with ``hwaml-gan-compress train <preset>``). The search runs through
 hwaml (``gan_evolution`` searcher, ``gan_macs`` backend, constraint
 ``macs_m <= teacher / ratio``) and scores candidates on the held-out slice of the
 training set; every figure in the table is on the test split, which the search
-never saw. Latency: onnxruntime, one thread, one image, median of 50 runs on this
-machine. FID spread: standard deviation of the FID over 5 bootstrap resamples of
+never saw. Latency: onnxruntime, one thread, one image, on this
+machine, teacher and student timed in 7 interleaved rounds of 30 runs (the smallest
+per-round median: the machine is shared, and load changes between rounds). FID spread: standard deviation of the FID over 5 bootstrap resamples of
 the test images; "FID real halves": FID between two halves of the real test
 images (the metric's floor at this sample size).
 """
@@ -33,7 +34,7 @@ from hwaml.testing import run_search
 from hwaml_gan_compress.backends import GanMacsBackend
 from hwaml_gan_compress.cli import load_preset
 from hwaml_gan_compress.evolution import GanEvolutionSearcher
-from hwaml_gan_compress.export import onnx_latency_ms
+from hwaml_gan_compress.export import compare_latency_ms
 from hwaml_gan_compress.generators import ChannelConfig, count_config_macs
 from hwaml_gan_compress.macs import count_module_macs
 from hwaml_gan_compress.metrics import extract_features, fid
@@ -52,7 +53,7 @@ def bootstrap_fid(ev, model, seeds=5):
     return float(np.std(vals))
 
 
-def row(ev, name, model, config_macs=None, latency=True):
+def row(ev, name, model, config_macs=None):
     shape = ev.data().image_shape
     macs = count_module_macs(model, shape)
     if config_macs is not None:
@@ -61,8 +62,6 @@ def row(ev, name, model, config_macs=None, latency=True):
     out = {"model": name, "macs_m": macs / 1e6, "fid": q["fid"], "fid_spread": bootstrap_fid(ev, model), "kid": q["kid"]}
     if "psnr" in q:
         out["psnr"] = q["psnr"]
-    if latency:
-        out["latency_ms"] = onnx_latency_ms(model, (1, *shape), threads=1, warmup=10, repeats=50)
     return out
 
 
@@ -73,6 +72,8 @@ def main(argv=None):
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--seed", type=int, default=1, help="the search's seed")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--baseline-epochs", type=int, nargs=2, default=None, metavar=("CONSTANT", "DECAY"),
+                    help="epochs of the from-scratch students (default: the once-for-all run's; give the total when it was continued with student.init)")
     ap.add_argument("overrides", nargs="*", help="evaluator overrides, key=value")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -87,6 +88,7 @@ def main(argv=None):
     print(f"# GAN Compression, {args.task}: {data.description}")
     print(f"# teacher {ev.teacher_cfg.arch} ngf {ev.teacher_cfg.ngf}, {ev.teacher_cfg.n_blocks} blocks; student ngf {ev.student_cfg.ngf}, choices {ev.choices[0]}")
     print(f"# MACs budget {budget:.3f} M (teacher / {args.ratio:g}); search: gan_evolution, {args.trials} trials, seed {args.seed}, scored on the held-out train slice")
+    print(f"# once-for-all epochs: {len(state.history)} (continued from {ev.student_cfg.init})" if ev.student_cfg.init else f"# once-for-all epochs: {len(state.history)}")
     print(f"# machine: {platform.processor() or platform.machine()}, {platform.python_version()}, torch {torch.__version__}, 1 thread")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,22 +106,23 @@ def main(argv=None):
     rows = [row(ev, "teacher (ResNet)", teacher)]
     searched = ev.subgenerator(best_cfg)
     rows.append(row(ev, f"searched OFA sub-generator {best_cfg.to_str()}", searched, ev.macs(best_cfg)))
+    rows[0]["latency_ms"], rows[1]["latency_ms"] = compare_latency_ms([teacher, searched], (1, *shape), threads=1, rounds=7, repeats=30)
     sup = state.supernet
-    rows.append(row(ev, f"OFA largest {sup.largest().to_str()}", ev.subgenerator(sup.largest()), latency=False))
+    rows.append(row(ev, f"OFA largest {sup.largest().to_str()}", ev.subgenerator(sup.largest())))
     uniform = max((c for c in sorted({v for ch in ev.choices for v in ch}) if all(c in ch for ch in ev.choices) and ev.macs(ChannelConfig.uniform(c)) / 1e6 <= budget), default=None)
     if uniform is not None:
         ucfg = ChannelConfig.uniform(uniform)
-        rows.append(row(ev, f"OFA uniform {ucfg.to_str()} (no retraining)", ev.subgenerator(ucfg), ev.macs(ucfg), latency=False))
+        rows.append(row(ev, f"OFA uniform {ucfg.to_str()} (no retraining)", ev.subgenerator(ucfg), ev.macs(ucfg)))
         if not args.no_baselines:
             tr = ev.training
             for distill in (True, False):
                 t1 = time.time()
                 model = train_student_from_scratch(
                     data, ev.subgenerator(ucfg), ev.teacher(), ev.teacher_cfg, ev.student_cfg, tr,
-                    tr.supernet_epochs, tr.supernet_decay_epochs, distill=distill, seed=ev.seed, progress_bar=False,
+                    *(args.baseline_epochs or (tr.supernet_epochs, tr.supernet_decay_epochs)), distill=distill, seed=ev.seed, progress_bar=False,
                 )  # fmt: skip
                 label = f"uniform {ucfg.to_str()} from scratch, {'with' if distill else 'no'} distillation ({time.time() - t1:.0f} s)"
-                rows.append(row(ev, label, model, ev.macs(ucfg), latency=False))
+                rows.append(row(ev, label, model, ev.macs(ucfg)))
     real_floor = ev._real("test")["fid_real_halves"]
     keys = ["macs_m", "latency_ms", "fid", "fid_spread", "kid"] + (["psnr"] if data.paired else [])
     print()

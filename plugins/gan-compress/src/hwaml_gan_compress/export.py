@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["onnx_bytes", "export_onnx", "onnx_latency_ms", "image_grid"]
+__all__ = ["onnx_bytes", "export_onnx", "onnx_latency_ms", "compare_latency_ms", "image_grid"]
 
 
 def onnx_bytes(model: nn.Module, input_shape: Tuple[int, ...], opset: int = 17) -> bytes:
@@ -83,6 +83,27 @@ def onnx_latency_ms(model: nn.Module | bytes, input_shape: Tuple[int, ...], thre
         sess.run(None, {"input": x})
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000.0)
+
+
+def compare_latency_ms(models: Sequence[nn.Module], input_shape: Tuple[int, ...], threads: int = 1, rounds: int = 5, repeats: int = 20) -> list:
+    """onnxruntime latency (ms) of several models timed in interleaved rounds (the
+    models take turns, so a change in the machine's load hits all of them); each
+    model's value is the smallest of its per-round medians."""
+    sessions = [_session(onnx_bytes(m, input_shape), threads) for m in models]
+    x = np.random.default_rng(0).uniform(-1, 1, size=input_shape).astype(np.float32)
+    for sess in sessions:
+        for _ in range(5):
+            sess.run(None, {"input": x})
+    best = [float("inf")] * len(sessions)
+    for _ in range(rounds):
+        for i, sess in enumerate(sessions):
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                sess.run(None, {"input": x})
+                times.append(time.perf_counter() - t0)
+            best[i] = min(best[i], float(np.median(times) * 1000.0))
+    return best
 
 
 def image_grid(rows: Sequence[torch.Tensor], path: str | Path, scale: int = 2) -> str:
