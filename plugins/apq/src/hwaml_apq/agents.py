@@ -193,6 +193,9 @@ class _AgentSearcher:
         self.agent: Optional[DDPG] = None
         self._started = 0
         self._observed = 0
+        #: ``config -> config`` applied to each episode's network before it is proposed
+        #: (the separate pipeline quantizes AMC's pruned networks to fit the budget)
+        self.postprocess: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
         self.rewards: List[float] = []
 
     # subclasses: layers(space, base) and episode(...)
@@ -254,6 +257,8 @@ class _AgentSearcher:
         out = []
         while len(out) < n and self._started < self.episodes:
             cfg, transitions = self.episode(space, base, ctx, bounds)
+            if self.postprocess is not None:
+                cfg = self.postprocess(cfg)
             ep = self._started
             self._started += 1
             steps = [[[round(float(x), 6) for x in s], round(float(a), 6)] for s, a, _, _ in transitions]

@@ -6,10 +6,17 @@ one handing its best trial to the next:
 1. **NAS** (OFA-style evolution with a full-precision accuracy predictor):
    kernels and depths only, every block at its widest and every layer at 8
    bits; the constraint's upper bounds are multiplied by ``nas_budget_scale``
-   (a full-precision architecture search does not see the later stages, so
-   it is given their head-room); ``nas_trials`` proposals are evaluated;
-2. **AMC** on the best NAS network, under ``amc_budget_scale`` times the budget;
-3. **HAQ** on the best AMC network, under the budget itself.
+   (an architecture search that does not see the later stages is given their
+   head-room); its best ``nas_trials`` architectures are evaluated;
+2. **AMC** on the best NAS network, pruning at 8 bits under
+   ``amc_budget_scale`` times the budget;
+3. **HAQ** on the best AMC network, mixed precision under the budget itself.
+
+The run's constraints are the final budget, and the loop evaluates only what
+meets them, so the NAS and AMC candidates are evaluated the way a pipeline
+without a precision search would ship them: with the highest *uniform*
+bit-width (8, 6 or 4 bits everywhere) that meets the budget. HAQ then
+replaces that uniform precision by a learned mixed one.
 
 The NAS predictor is ``fp_predictor_path`` (trained on full-precision
 samples, as for APQ), or fitted on the NAS stage's own trials after
@@ -46,6 +53,38 @@ def _fixed(space: SearchSpace, bits: int):
         return out
 
     return project
+
+
+def uniform_fit(space: SearchSpace, feasible) -> Any:
+    """``config -> config`` at the highest uniform bit-width that meets the budget
+    (the lowest when none does; the loop then records it infeasible)."""
+    meta = space.meta["apq"]
+    bits = sorted(meta["bit_choices"], reverse=True)
+
+    def fit(cfg: Dict[str, Any]) -> Dict[str, Any]:
+        out = cfg
+        for b in bits:
+            out = {}
+            for st in meta["stages"]:
+                s = cfg[st["name"]]
+
+                def setb(blk):
+                    nb = {**blk, **{k: b for k in BIT_KEYS}}
+                    if meta["forbid_k7_a4"] and nb["kernel"] == 7 and nb["dw_a_bits"] == 4:
+                        nb["dw_a_bits"] = min(x for x in meta["bit_choices"] if x != 4)
+                    return nb
+
+                out[st["name"]] = {"first": setb(s["first"]), "rest": [setb(x) for x in s["rest"]]}
+            if feasible is None or feasible(out):
+                return out
+        return out
+
+    return fit
+
+
+def _with_bits(space: SearchSpace, cfg: Dict[str, Any], bits: int) -> Dict[str, Any]:
+    """``cfg`` with every bit-width set to ``bits`` (widths kept)."""
+    return uniform_fit(SearchSpace(space.dims, meta={**space.meta, "apq": {**space.meta["apq"], "bit_choices": [bits]}}, name=space.name), None)(cfg)
 
 
 class SeparatePipelineSearcher:
@@ -109,6 +148,10 @@ class SeparatePipelineSearcher:
             X = encoder.matrix([t.config for t in mine])[:, : encoder.n_arch]
             model = fit_fp_predictor(X, np.asarray([t.value(self.metric) for t in mine]), PredictorTraining(epochs=200), seed=int(ctx.rng.integers(2**31)))
             predict = lambda cs: model.predict(encoder.matrix(cs)[:, : encoder.n_arch])
+        from hwaml.constraints import normalise_constraints
+
+        final = normalise_constraints(ctx.constraints)
+        fit = uniform_fit(space, (lambda c: bool(is_feasible(ctx.cost_fn(Candidate(dict(c))), final))) if (final and ctx.cost_fn) else None)
         out: List[Candidate] = []
         want = min(n, self.nas_trials - done)
         if predict is None:
@@ -118,7 +161,7 @@ class SeparatePipelineSearcher:
                 c = project(space.sample(ctx.rng))
                 if config_key(c) not in seen and (feasible is None or feasible(c)):
                     seen.add(config_key(c))
-                    out.append(Candidate(c, origin="nas_random", meta={"stage": "nas"}))
+                    out.append(Candidate(fit(c), origin="nas_random", meta={"stage": "nas", "architecture": c}))
             return out
         result = evolve(space, predict, ctx.rng, self.evolution, feasible, project=project)
         for score, c in result.population:
@@ -126,7 +169,7 @@ class SeparatePipelineSearcher:
                 break
             if config_key(c) not in seen:
                 seen.add(config_key(c))
-                out.append(Candidate(c, origin="nas_evolution", meta={"stage": "nas", "predicted_fp32": score}))
+                out.append(Candidate(fit(c), origin="nas_evolution", meta={"stage": "nas", "predicted_fp32": score, "architecture": c}))
         return out
 
     @hookimpl
@@ -142,14 +185,18 @@ class SeparatePipelineSearcher:
             return []
         amc_hist = [t for t in history if t.candidate.meta.get("stage") == "amc"]
         if self.amc.base_config is None:
-            self.amc.base_config = dict(best_nas.config)
+            self.amc.base_config = _fixed(space, 8)(dict(best_nas.config))  # AMC prunes the 8-bit network
+            from hwaml.constraints import is_feasible, normalise_constraints
+
+            final = normalise_constraints(ctx.constraints)
+            self.amc.postprocess = uniform_fit(space, (lambda c: bool(is_feasible(ctx.cost_fn(Candidate(dict(c))), final))) if (final and ctx.cost_fn) else None)
         if len(amc_hist) < self.amc.episodes:
             out = self.amc.propose(space, amc_hist, n, ctx)
             if out:
                 return [Candidate(c.config, origin="amc", meta={**c.meta, "stage": "amc"}) for c in out]
         best_amc = self._best(history, "amc") or best_nas
         if self.haq.base_config is None:
-            self.haq.base_config = dict(best_amc.config)
+            self.haq.base_config = _with_bits(space, dict(best_amc.config), 8)
         haq_hist = [t for t in history if t.candidate.meta.get("stage") == "haq"]
         out = self.haq.propose(space, haq_hist, n, ctx)
         return [Candidate(c.config, origin="haq", meta={**c.meta, "stage": "haq"}) for c in out]
