@@ -314,13 +314,12 @@ def run_params(ctx: RunContext) -> Dict[str, Any]:
     cfg = ctx.cfg
     out: Dict[str, Any] = {}
     if cfg is not None:
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
         try:
-            from omegaconf import OmegaConf
-
             container = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
-        except Exception:  # noqa: BLE001 -- an interpolation that only resolves inside Hydra: log the raw config
-            from omegaconf import OmegaConf
-
+        except OmegaConfBaseException:  # an interpolation that only resolves inside Hydra (${hydra:...}): the raw config
             container = OmegaConf.to_container(cfg, resolve=False)
         container.pop("hydra", None)
         out.update(flatten(container))
