@@ -114,6 +114,7 @@ def main() -> None:
                 "mlflow, trials=steps": lambda: MlflowObserver(tracking_uri=uri, experiment="bench", trials="steps", flush_timeout_s=600),
                 "optuna journal mirror": lambda: OptunaJournalObserver(flush_timeout_s=600),
                 "tensorboard": lambda: TensorBoardObserver(flush_timeout_s=600),
+                "tensorboard, trial_runs=false": lambda: TensorBoardObserver(trial_runs=False, flush_timeout_s=600),
             }
             run_once(50, tmp, "warmup", None)  # imports, SQLite, the server's first requests
             run_once(20, tmp, "warmup", variants["mlflow, nested run per trial"]())

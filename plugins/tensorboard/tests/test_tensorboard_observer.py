@@ -91,3 +91,17 @@ def test_an_unwritable_log_dir_is_a_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="hwaml"):
         obs.run_finished(RunSummary(str(tmp_path), 1, {}, None, (), "budget", {}), ctx)
     assert "tensorboard observer" in caplog.text and "not recorded" in caplog.text
+
+
+def test_without_trial_runs_only_the_root_scalars_are_written(tmp_path):
+    ctx = make_context(tmp_path, evaluator=AnalyticEvaluator(), objectives={"accuracy": "max"})
+    rng = np.random.default_rng(0)
+    obs = TensorBoardObserver(log_dir=str(tmp_path / "tb"), trial_runs=False)
+    for n, acc in enumerate([0.5, 0.4, 0.7]):
+        obs.trial_completed(Trial(n, Candidate(ctx.space.sample(rng), n), "complete", {"accuracy": acc}, {}, None, 0.1, {"intermediate": [[0, acc]]}), ctx)
+    obs.run_finished(RunSummary(str(tmp_path), 3, {}, None, (), "budget", {}), ctx)
+    assert [p.name for p in (tmp_path / "tb").iterdir() if p.is_dir()] == []
+    root = _load(tmp_path / "tb")
+    assert [s.value for s in root.Scalars("best/accuracy")] == pytest.approx([0.5, 0.5, 0.7])
+    with pytest.raises(KeyError):
+        root.PluginTagToContent("hparams")

@@ -122,13 +122,18 @@ class TensorBoardObserver:
 
     :param log_dir: where; relative paths are inside the run directory.
     :param hparams: write the HParams view (sessions per trial, experiment at the end).
+    :param trial_runs: write a run per trial (``trial_<number>/``: its metrics, its
+        intermediate curve, its HParams session). ``False``: only the root run's
+        scalars against the trial number (no folder and file per trial: the cheap
+        mode for searches of thousands of millisecond trials; no HParams view).
     :param queue_size: events held while the writer is behind; more are dropped (counted, warned).
     :param flush_timeout_s: how long the end of the run waits for the queue to drain.
     """
 
-    def __init__(self, log_dir: str = "tensorboard", hparams: bool = True, queue_size: int = 10000, flush_timeout_s: float = 30.0, retry_after_s: float = 5.0):
+    def __init__(self, log_dir: str = "tensorboard", hparams: bool = True, trial_runs: bool = True, queue_size: int = 10000, flush_timeout_s: float = 30.0, retry_after_s: float = 5.0):
         self.log_dir = str(log_dir)
-        self.hparams = bool(hparams)
+        self.trial_runs = bool(trial_runs)
+        self.hparams = bool(hparams) and self.trial_runs  # sessions live in the per-trial runs
         self.flush_timeout_s = float(flush_timeout_s)
         self.queue = BackgroundQueue("tensorboard observer", self._handle, maxsize=queue_size, retry_after_s=retry_after_s, logger=log)
         self._root = None
@@ -202,6 +207,8 @@ class TensorBoardObserver:
         for k, v in cost.items():
             root.write(_scalar_event(f"cost/{k}", v, t.number, now))
         root.write(_scalar_event("trial/duration_s", float(t.duration_s), t.number, now))
+        if not self.trial_runs:
+            return
 
         run = self._writer(self.resolved_log_dir(ctx) / f"trial_{t.number:05d}")
         try:
