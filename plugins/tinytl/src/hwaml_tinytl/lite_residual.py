@@ -118,9 +118,9 @@ class LiteResidualModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         main = self.main_branch(x)
         lite = self.lite_residual(x)
-        if lite.shape[2:] != main.shape[2:]:
+        if self.config["downsample"] is not None:
             lite = F.interpolate(lite, size=main.shape[2:], mode=self.config["upsample_mode"], align_corners=False)
-        return main + lite
+        return main + lite  # a globally pooled lite branch (1x1) broadcasts
 
 
 @dataclass(frozen=True)
