@@ -47,7 +47,8 @@ class BackgroundQueue:
         self.dropped_down = 0  # the tracker had just failed; events skipped until retry_after_s passed
         self.failed = 0  # events in batches whose handling raised
         self.abandoned = 0  # still queued when close() timed out
-        self.handle_s = 0.0  # time the background thread spent in handle()
+        self.handle_s = 0.0  # wall time the background thread spent in handle()
+        self.handle_cpu_s = 0.0  # CPU time of the background thread in handle() (what it takes from the search)
 
     # -- the search's side: never blocks -------------------------------------------------
 
@@ -126,7 +127,7 @@ class BackgroundQueue:
             batch = keep
             if not batch:
                 return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             self._handle(batch)
             self.handled += len(batch)
@@ -136,3 +137,4 @@ class BackgroundQueue:
             self._log.warning("%s: %s: %s (%d event(s) lost; next try in %.0f s)", self.name, type(exc).__name__, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "", len(batch), self._retry_after_s)
         finally:
             self.handle_s += time.perf_counter() - t0
+            self.handle_cpu_s += time.thread_time() - c0
