@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Mapping
-
-import torch
 
 from hwaml import Candidate
 from hwaml.testing import make_context

@@ -65,6 +65,13 @@ def test_gradients_equal_plain_mode(method):
         assert torch.allclose(g_plain[name], g_mem[name], rtol=1e-5, atol=1e-7), name
     # frozen conv weights really are 8-bit in memory-saving mode
     assert any(b.dtype == torch.uint8 for b in mem.buffers()) == (method != "ft_full")
+    # block recomputation: the same gradients again
+    again = to_memory_saving(net, books, recompute=True, input_shape=SHAPE)
+    _, g_again = _grads(again, x, y, 5)
+    g_again = {n.replace(".block.", ".", 1) if ".block." in n else n: g for n, g in g_again.items()}
+    assert g_again.keys() == g_plain.keys()
+    for name in g_plain:
+        assert torch.allclose(g_plain[name], g_again[name], rtol=1e-5, atol=1e-7), name
 
 
 def test_gradients_equal_on_an_ofa_subnet(tmp_path):
@@ -101,6 +108,10 @@ def test_exact_rule_predicts_the_measured_saved_bytes(method):
         # outside the network only the loss saves: its log-softmax (fp32, batch x 4 classes) and the int64 targets
         loss_bytes = 4 * batch * 4 + 8 * batch
         assert abs(measured - analytic - loss_bytes) <= 16, (method, batch, analytic, measured)
+    # with block recomputation: each block keeps its input only
+    analytic = profile_training_memory(net, SHAPE, 8, norm_rule="exact", recompute=True).saved_bytes
+    measured = measure_training_step(net, SHAPE, 8, memory_saving=True, books=books, recompute=True).saved_bytes
+    assert abs(measured - analytic - (4 * 8 * 4 + 8 * 8)) <= 16, (method, analytic, measured)
 
 
 def test_memory_saving_mode_saves_less_than_plain_pytorch():
@@ -133,3 +144,25 @@ def test_paper_rules():
     hs = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.Hardswish(), nn.Flatten(), nn.Linear(8 * 16 * 16, 2))
     p = profile_training_memory(hs, SHAPE, 2)
     assert p.layers[1].saved_fp == 8 * 16 * 16
+
+
+def test_training_with_recomputation_trains_the_same_weights():
+    import copy
+
+    from hwaml_tinytl.data import Split, TargetData
+    from hwaml_tinytl.training import TransferRecipe, transfer
+
+    net = _net("tinytl_lb")
+    books = quantize_frozen_weights(net)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, *SHAPE, generator=g), torch.randint(0, 4, (16,), generator=g)
+    data = TargetData("t", Split(x, y), Split(x[:8], y[:8]), Split(x[:8], y[:8]), 4, list("abcd"))
+    a, b, c = copy.deepcopy(net), copy.deepcopy(net), copy.deepcopy(net)
+    transfer(a, data, TransferRecipe(epochs=1, lr=1e-2, memory_saving=False), 0, books, show=False)
+    transfer(b, data, TransferRecipe(epochs=1, lr=1e-2), 0, books, show=False)
+    transfer(c, data, TransferRecipe(epochs=1, lr=1e-2, recompute=True), 0, books, show=False)
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6) and torch.allclose(pb, pc, atol=1e-6), name
+    assert any(not torch.equal(pa, pn) for pa, pn in zip(a.parameters(), net.parameters()))
+    with pytest.raises(ValueError, match="memory_saving"):
+        transfer(copy.deepcopy(net), data, TransferRecipe(epochs=1, memory_saving=False, recompute=True), 0, books, show=False)

@@ -38,9 +38,13 @@ class TinyTLMemoryBackend:
     :param mode: ``analytic`` or ``measured``.
     :param norm_rule: analytic rule for norms (``paper`` or ``exact``; see :mod:`hwaml_tinytl.memory`).
     :param frozen_bits: storage bits of frozen parameters (8: k-means codes).
+    :param recompute: cost the memory-saving mode with block recomputation (each mobile
+        block keeps only its input; analytic and measured alike).
     """
 
-    def __init__(self, batch_size: int = 8, mode: str = "analytic", norm_rule: str = "paper", frozen_bits: int = 8, name: str = "tinytl_memory"):
+    def __init__(
+        self, batch_size: int = 8, mode: str = "analytic", norm_rule: str = "paper", frozen_bits: int = 8, recompute: bool = False, name: str = "tinytl_memory"
+    ):
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {MODES}")
         if norm_rule not in NORM_RULES:
@@ -50,6 +54,7 @@ class TinyTLMemoryBackend:
         if mode == "measured" and frozen_bits != 8:
             raise ValueError("mode measured stores frozen weights as 8-bit k-means codes; frozen_bits must be 8")
         self.batch_size, self.mode, self.norm_rule, self.frozen_bits, self.name = int(batch_size), mode, norm_rule, int(frozen_bits), name
+        self.recompute = bool(recompute)
 
     @hookimpl
     def metric_names(self, ctx: RunContext) -> List[str]:
@@ -63,7 +68,7 @@ class TinyTLMemoryBackend:
         shape = tuple(built.input_shape)
         net = copy.deepcopy(built.module).train()
         if self.mode == "analytic":
-            prof = profile_training_memory(net, shape, self.batch_size, self.frozen_bits, self.norm_rule)
+            prof = profile_training_memory(net, shape, self.batch_size, self.frozen_bits, self.norm_rule, recompute=self.recompute)
             metrics = {
                 "train_memory_kb": prof.train_memory_bytes / 1024,
                 "train_activation_kb": prof.saved_bytes / 1024,
@@ -73,11 +78,11 @@ class TinyTLMemoryBackend:
             info["unmodelled"] = prof.unmodelled[:20]
         else:
             books = quantize_frozen_weights(net)
-            step = measure_training_step(net, shape, self.batch_size, memory_saving=True, books=books, seed=0)
+            step = measure_training_step(net, shape, self.batch_size, memory_saving=True, books=books, seed=0, recompute=self.recompute)
             metrics = {
                 "train_memory_kb": step.total_bytes / 1024,
                 "train_activation_kb": step.saved_bytes / 1024,
                 "train_weights_kb": step.param_bytes / 1024,
             }
             info = step.summary()
-        return CostReport(metrics, source=self.name, info={"mode": self.mode, "batch_size": self.batch_size, **info})
+        return CostReport(metrics, source=self.name, info={"mode": self.mode, "batch_size": self.batch_size, "recompute": self.recompute, **info})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import List, Optional
 
 from .backbone import MobileNetV2Backbone, backbone_config, replace_classifier

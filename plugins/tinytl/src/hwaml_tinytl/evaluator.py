@@ -24,7 +24,7 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ from torch import nn
 from hwaml import BuiltModel, Candidate, Categorical, DeployResult, EvalResult, Group, RunContext, SearchSpace, Trial, TrialPruned, hookimpl
 from hwaml.config import as_config
 
-from .backbone import BackboneConfig, MobileNetV2Backbone, backbone_config, replace_classifier
+from .backbone import MobileNetV2Backbone, backbone_config, replace_classifier
 from .data import TARGETS, TargetData, load_target
 from .lite_residual import LiteSpec, MobileBlock, find_mobile_blocks, insert_lite_residuals, published_kernel
 from .memory import profile_training_memory

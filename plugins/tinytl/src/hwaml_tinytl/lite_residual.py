@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +188,6 @@ def find_mobile_blocks(net: nn.Module, input_shape: Sequence[int]) -> List[Mobil
     docstring for why this is the same function).
     """
     shapes = _trace_shapes(net, input_shape)
-    modules = dict(net.named_modules())
     found: List[Tuple[int, MobileBlock]] = []
 
     def visit(prefix: str, module: nn.Module) -> None:
@@ -211,7 +210,6 @@ def find_mobile_blocks(net: nn.Module, input_shape: Sequence[int]) -> List[Mobil
 
     visit("", net)
     found.sort(key=lambda t: t[0])
-    del modules
     return [MobileBlock(i, b.path, b.in_channels, b.out_channels, b.stride, b.in_resolution, b.wraps) for i, (_, b) in enumerate(found)]
 
 

@@ -80,10 +80,14 @@ def measure_training_step(
     books: Optional[Dict[str, Codebook]] = None,
     seed: int = 0,
     lr: float = 1e-3,
+    recompute: bool = False,
 ) -> StepMemory:
     """One Adam step of ``net`` (a copy; trainable set from ``requires_grad``) on a
-    random batch, with its memory counted (see the module docstring)."""
-    model = to_memory_saving(net, books) if memory_saving else copy.deepcopy(net)
+    random batch, with its memory counted (see the module docstring). ``recompute``:
+    memory-saving mode with block recomputation (the blocks' inputs are what is saved)."""
+    if recompute and not memory_saving:
+        raise ValueError("recompute is a variant of the memory-saving mode; set memory_saving=True")
+    model = to_memory_saving(net, books, recompute=recompute, input_shape=input_shape) if memory_saving else copy.deepcopy(net)
     model.train()
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, *input_shape, generator=g)

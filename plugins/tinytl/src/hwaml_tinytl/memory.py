@@ -27,7 +27,7 @@ are not modelled and are listed in ``unmodelled`` when their modules are seen.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -149,10 +149,14 @@ def _param_bytes(net: nn.Module, frozen_bits: int) -> Tuple[int, int, int]:
 
 
 def profile_training_memory(
-    net: nn.Module, input_shape: Sequence[int], batch_size: int = 8, frozen_bits: int = 8, norm_rule: str = "paper"
+    net: nn.Module, input_shape: Sequence[int], batch_size: int = 8, frozen_bits: int = 8, norm_rule: str = "paper", recompute: bool = False
 ) -> MemoryProfile:
     """The analytic training memory of one step of ``net`` with its current
-    ``requires_grad`` flags (see the module docstring for the rules)."""
+    ``requires_grad`` flags (see the module docstring for the rules).
+
+    ``recompute``: the memory-saving mode's block recomputation. Each mobile block
+    keeps only its input (fp32) through the step, and its own saved tensors exist
+    only while its backward runs (they count in the peak, not in ``saved_bytes``)."""
     if norm_rule not in NORM_RULES:
         raise ValueError(f"norm_rule {norm_rule!r} is not one of {NORM_RULES}")
     if batch_size < 1:
@@ -179,6 +183,7 @@ def profile_training_memory(
         if why:
             unmodelled.append(why)
         records.append(rec)
+        owners.append(block_of.get(id(m), -1))
 
     def span_pre(m, args):
         x = args[0] if args else None
@@ -192,6 +197,28 @@ def profile_training_memory(
             span = spans.setdefault(ptr, [start, len(records) - 1, numel])
             span[0], span[1] = min(span[0], start), max(span[1], len(records) - 1)
 
+    block_of: Dict[int, int] = {}  # id(module) -> recomputed block index
+    block_inputs: Dict[int, Tuple[int, bool]] = {}
+    if recompute:
+        from .memsave import recompute_paths
+
+        for i, path in enumerate(recompute_paths(net, input_shape)):
+            block = net.get_submodule(path)
+            for m in block.modules():
+                block_of[id(m)] = i
+
+            def block_pre(m, args, i=i):
+                x = args[0]
+                block_inputs[i] = (_numel(x), bool(x.requires_grad))
+
+            def block_post(m, args, out, i=i):
+                numel, x_grad = block_inputs[i]
+                params = any(p.requires_grad for p in m.parameters())
+                block_inputs[i] = (numel if (x_grad or params) else 0, x_grad)
+
+            handles.append(block.register_forward_pre_hook(block_pre))
+            handles.append(block.register_forward_hook(block_post))
+    owners: List[int] = []
     inside_pool = {id(c) for m in net.modules() if type(m).__name__ == "MemAvgPool" for c in m.children()}
     for m in net.modules():
         is_leaf = (not list(m.children()) and id(m) not in inside_pool) or type(m).__name__ == "MemAvgPool"
@@ -209,6 +236,18 @@ def profile_training_memory(
 
     b = int(batch_size)
     saved = [r.saved_bytes(b) for r in records]
+    if recompute:
+        # inside a recomputed block nothing stays; the block's input does (counted at its first layer)
+        transient = {}
+        for i, o in enumerate(owners):
+            if o >= 0:
+                transient[o] = transient.get(o, 0) + saved[i]
+                saved[i] = 0
+        first = {}
+        for i, o in enumerate(owners):
+            if o >= 0 and o not in first:
+                first[o] = i
+                saved[i] = FP * block_inputs.get(o, (0, False))[0] * b
     total_saved = sum(saved)
     n = len(records)
     open_in = [0] * n
@@ -223,7 +262,8 @@ def profile_training_memory(
     for i in range(n - 1, -1, -1):  # backward: layer i's saved tensors are released after its step
         r = records[i]
         grads = FP * b * ((r.out_numel if r.out_requires_grad else 0) + (r.in_numel if r.in_requires_grad else 0))
-        peak = max(peak, cum + grads + (open_in[i] if r.out_requires_grad else 0))
+        again = transient.get(owners[i], 0) if recompute and owners[i] >= 0 else 0  # the block run again
+        peak = max(peak, cum + again + grads + (open_in[i] if r.out_requires_grad else 0))
         cum -= saved[i]
     trainable, frozen, weight_bytes = _param_bytes(net, frozen_bits)
     return MemoryProfile(b, frozen_bits, norm_rule, trainable, frozen, weight_bytes, total_saved, peak, records, unmodelled)

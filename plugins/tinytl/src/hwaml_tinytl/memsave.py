@@ -17,7 +17,11 @@ the gradient needs:
   frozen norm whose shift trains: the shift's gradient is a sum), else its input
   and the per-group statistics (the input gradient of a per-sample normalisation
   needs the normalised input; there is no exact way around it);
-- average pooling: nothing (only the shape).
+- average pooling: nothing (only the shape);
+- optionally (``recompute=True``) each mobile block keeps only its input and is
+  run again during backward (activation recomputation): what a training engine
+  does to get near the paper's bytes when its norms are GroupNorms (whose input
+  the exact backward needs). Costs one more forward of each block.
 
 Gradients equal plain autograd's (the same ATen backward kernels are called);
 ``tests/test_tinytl_memsave.py`` checks it for every method.
@@ -26,7 +30,7 @@ Gradients equal plain autograd's (the same ATen backward kernels are called);
 from __future__ import annotations
 
 import copy
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +39,7 @@ from torch import nn
 from .backbone import WSConv2d, standardise_weight
 from .quantize import Codebook
 
-__all__ = ["to_memory_saving", "pack_mask", "unpack_mask", "MemConv2d", "MemLinear", "MemGroupNorm", "MemReLU", "MemDropout", "MemAvgPool"]
+__all__ = ["to_memory_saving", "apply_recompute", "recompute_paths", "Recompute", "pack_mask", "unpack_mask", "MemConv2d", "MemLinear", "MemGroupNorm", "MemReLU", "MemDropout", "MemAvgPool"]
 
 _BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
@@ -299,6 +303,61 @@ class MemAvgPool(nn.Module):
 
 
 # ---------------------------------------------------------------------------
+# block recomputation
+# ---------------------------------------------------------------------------
+
+
+class _RecomputeFn(torch.autograd.Function):
+    """Run ``block`` without keeping anything but its input; run it again in backward.
+
+    The trainable parameters are passed as inputs only so that the output requires a
+    gradient when the input does not; their gradients are accumulated by the inner
+    backward (as reentrant checkpointing does), so ``None`` is returned for them."""
+
+    @staticmethod
+    def forward(ctx, x, block, *params):
+        ctx.block = block
+        ctx.x_grad = x.requires_grad
+        ctx.save_for_backward(x)
+        with torch.no_grad():
+            return block(x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(ctx.x_grad)
+            y = ctx.block(xr)
+            torch.autograd.backward(y, gy)
+        return (xr.grad if ctx.x_grad else None), None, *([None] * (len(ctx.needs_input_grad) - 2))
+
+
+class Recompute(nn.Module):
+    """A mobile block trained with recomputation (see :class:`_RecomputeFn`)."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = [p for p in self.block.parameters() if p.requires_grad]
+        if not torch.is_grad_enabled() or not (x.requires_grad or params):
+            return self.block(x)
+        return _RecomputeFn.apply(x, self.block, *params)
+
+
+def recompute_paths(net: nn.Module, input_shape) -> List[str]:
+    """The modules a recomputing run wraps: each mobile block together with its shortcut
+    (a lite residual module's owner block when the module wraps a main branch)."""
+    from .lite_residual import LiteResidualModule, find_mobile_blocks
+
+    paths = {b.path.rpartition(".")[0] if b.wraps == "main_branch" else b.path for b in find_mobile_blocks(net, input_shape)}
+    for name, m in net.named_modules():
+        if isinstance(m, LiteResidualModule):  # find_mobile_blocks skips adapted blocks
+            parent = name.rpartition(".")[0]
+            owner = net.get_submodule(parent) if parent else None
+            paths.add(parent if owner is not None and isinstance(getattr(owner, "residual", None), bool) else name)
+    return sorted(p for p in paths if not any(p != q and p.startswith(q + ".") for q in paths))
 
 
 def _convert(module: nn.Module, books: Dict[str, Codebook], prefix: str) -> None:
@@ -328,11 +387,28 @@ def _convert(module: nn.Module, books: Dict[str, Codebook], prefix: str) -> None
             _convert(child, books, path)
 
 
-def to_memory_saving(net: nn.Module, books: Optional[Dict[str, Codebook]] = None, inplace: bool = False) -> nn.Module:
+def to_memory_saving(
+    net: nn.Module, books: Optional[Dict[str, Codebook]] = None, inplace: bool = False, recompute: bool = False, input_shape=None
+) -> nn.Module:
     """``net`` with its layers replaced by the memory-saving ones (a deep copy unless
     ``inplace``). ``books``: the k-means codebooks of frozen weights by module name
     (:func:`~hwaml_tinytl.quantize.quantize_frozen_weights`): those weights are then
-    held as uint8 codes. Trainable parameters are shared with ``net`` when ``inplace``."""
+    held as uint8 codes. Trainable parameters are shared with ``net`` when ``inplace``.
+    ``recompute``: also wrap each mobile block in :class:`Recompute` (needs ``input_shape``)."""
     target = net if inplace else copy.deepcopy(net)
+    paths = []
+    if recompute:
+        if input_shape is None:
+            raise ValueError("recompute=True needs the input shape to find the mobile blocks")
+        paths = recompute_paths(target, input_shape)
     _convert(target, dict(books or {}), "")
-    return target
+    return apply_recompute(target, paths)
+
+
+def apply_recompute(model: nn.Module, paths: List[str]) -> nn.Module:
+    """Wrap the modules at ``paths`` (:func:`recompute_paths`) in :class:`Recompute`, in place."""
+    for path in paths:
+        parent, _, name = path.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, name, Recompute(getattr(owner, name)))
+    return model

@@ -26,7 +26,7 @@ from torch import nn
 
 from hwaml.progress import progress
 
-from .backbone import BackboneConfig, MobileNetV2Backbone, backbone_config
+from .backbone import BackboneConfig, MobileNetV2Backbone
 from .data import Split, TargetData
 
 __all__ = [
@@ -85,6 +85,7 @@ class TransferRecipe:
     :param weight_decay: 0 as published.
     :param dropout: before the classifier, 0.2 as published.
     :param memory_saving: train with the memory-saving layers (same gradients, less memory).
+    :param recompute: with ``memory_saving``, also recompute each mobile block in backward.
     :param eval_batch_size: images per batch when scoring.
     """
 
@@ -94,6 +95,7 @@ class TransferRecipe:
     weight_decay: float = 0.0
     dropout: float = 0.2
     memory_saving: bool = True
+    recompute: bool = False
     eval_batch_size: int = 256
 
 
@@ -183,6 +185,12 @@ def load_pretrained(path: Path, arch: BackboneConfig) -> MobileNetV2Backbone:
     return net.eval()
 
 
+def recompute_blocks(recipe: "TransferRecipe") -> bool:
+    if recipe.recompute and not recipe.memory_saving:
+        raise ValueError("training.recompute needs training.memory_saving: true")
+    return recipe.recompute
+
+
 def transfer(
     net: nn.Module,
     data: TargetData,
@@ -199,8 +207,9 @@ def transfer(
     ``on_epoch(epoch, val_accuracy)`` is called after each epoch (it may raise to
     stop). Returns the per-epoch validation accuracies and the final ones.
     """
-    from .memsave import to_memory_saving
+    from .memsave import apply_recompute, recompute_paths, to_memory_saving
 
+    recompute_blocks(recipe)  # an impossible combination fails before any work
     for m in net.modules():
         if isinstance(m, nn.Dropout):
             m.p = recipe.dropout
@@ -213,6 +222,8 @@ def transfer(
             if p.requires_grad:
                 parent, _, attr = name.rpartition(".")
                 setattr(runner.get_submodule(parent) if parent else runner, attr, src[name])
+        if recipe.recompute:
+            apply_recompute(runner, recompute_paths(net, tuple(data.train.x.shape[1:])))
     else:
         runner = net
     history: List[float] = []
