@@ -18,9 +18,10 @@ apt_install() {
 # library + the -dev link that PySpice/InSpice dlopen) simulates circuits;
 # dataset-fashion-mnist: the Fashion-MNIST files under /usr/share/datasets (tinynas,
 # tinytl); python3.11-doc: English reStructuredText under
-# /usr/share/doc/python3.11/html/_sources, the language-model corpus (micronet-lm).
+# /usr/share/doc/python3.11/html/_sources, the language-model corpus (micronet-lm);
+# chromium: the headless browser the live-dashboard test drives (optuna-dashboard).
 need_apt=()
-for pkg in gcc make ngspice libngspice0 libngspice0-dev dataset-fashion-mnist python3.11-doc; do
+for pkg in gcc make ngspice libngspice0 libngspice0-dev dataset-fashion-mnist python3.11-doc chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then apt_install "${need_apt[@]}"; fi

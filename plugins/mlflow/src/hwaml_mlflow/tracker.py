@@ -2,7 +2,7 @@
 step of the parent run) per trial, the report's files and deploy artifacts at the end.
 
 Every hook call only queues an event; a background thread talks to MLflow
-(:class:`hwaml_mlflow.background.BackgroundQueue`), so an MLflow server that is
+(:class:`hwaml.background.BackgroundQueue`), so an MLflow server that is
 down or slow costs the search nothing but warnings.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 
-from .background import BackgroundQueue
+from hwaml.background import BackgroundQueue
 
 log = logging.getLogger("hwaml.mlflow")
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 from hwaml.constraints import normalise_constraints
 
-from .background import BackgroundQueue
+from hwaml.background import BackgroundQueue
 
 log = logging.getLogger("hwaml.optuna_journal")
 

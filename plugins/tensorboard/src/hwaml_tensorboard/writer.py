@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 
-from .background import BackgroundQueue
+from hwaml.background import BackgroundQueue
 from .events import EventFile
 
 log = logging.getLogger("hwaml.tensorboard")

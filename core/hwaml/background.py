@@ -7,8 +7,8 @@ after a failure the sink is left alone for ``retry_after_s`` (its events are
 dropped and counted) instead of being retried on every event; ``close`` waits
 for the queue to drain for at most ``timeout_s``.
 
-(The same small class lives in each hwaml tracker plugin so that every
-distribution installs alone.)
+Every hwaml tracker (hwaml-mlflow, hwaml-tensorboard, hwaml-optuna-dashboard) writes
+through one; a third-party observer should too.
 """
 
 from __future__ import annotations
