@@ -99,10 +99,16 @@ def main() -> None:
     print(f"fp32 accuracy range {fp[1].min():.3f}..{fp[1].max():.3f}; quantized {qd[1].min():.3f}..{qd[1].max():.3f}")
     counts = [int(c) for c in args.counts.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = sample_efficiency(enc, fp, qd, counts, seeds, args.test, epochs=300)
+    eff = out / "efficiency.json"
+    key = {"counts": counts, "seeds": seeds, "test": args.test, "fp": len(fp[1]), "quant": len(qd[1])}
+    cached = json.loads(eff.read_text()) if eff.is_file() else {}
+    if isinstance(cached, dict) and cached.get("key") == key:
+        rows = cached["rows"]
+    else:
+        rows = sample_efficiency(enc, fp, qd, counts, seeds, args.test, epochs=300)
+        eff.write_text(json.dumps({"key": key, "rows": rows}))
     print()
     print(format_efficiency(rows, len(fp[1]), args.test))
-    (out / "efficiency.json").write_text(json.dumps(rows))
     if args.skip_search:
         return
     # predictors for the searches: fp32 on all fp samples; quantization-aware transferred, on all quantized ones
@@ -129,6 +135,10 @@ def main() -> None:
                 ),
             ):
                 run_dir = out / f"{name.split()[0]}_{metric}_{bound:.6f}_s{seed}"
+                if run_dir.exists():
+                    import shutil
+
+                    shutil.rmtree(run_dir)  # a fresh search each time (its wall time is measured)
                 t0 = time.perf_counter()
                 res = run_search({"searcher": searcher, "evaluator": ev, "backend.bitfusion": BitFusionBackend()}, run_dir, trials=trials, constraints={metric: bound}, seed=seed)
                 wall = time.perf_counter() - t0
