@@ -25,7 +25,7 @@ def _one_thread():
 def fashion_root(tmp_path_factory):
     """A Fashion-MNIST-shaped IDX folder (28x28 uint8, 10 classes) with class-dependent
     blobs so that a network can learn it in a few steps."""
-    from hwaml_tinytl.idx import write_idx
+    from hwaml_ofa_nas.idx import write_idx
 
     root = tmp_path_factory.mktemp("fashion")
     rng = np.random.default_rng(0)

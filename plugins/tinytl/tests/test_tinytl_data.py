@@ -55,16 +55,3 @@ def test_imagefolder_loader(tmp_path):
     with pytest.raises(ValueError, match="data.root"):
         load_target("imagefolder", 8, 1)
 
-
-def test_idx_reader_names_the_problem(tmp_path):
-    from hwaml_tinytl.idx import IDXError, read_idx, write_idx
-
-    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    assert np.array_equal(read_idx(write_idx(tmp_path / "a.gz", a)), a)
-    assert np.array_equal(read_idx(write_idx(tmp_path / "a", a)), a)
-    (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01" + b"\x00" * 8)
-    with pytest.raises(IDXError, match="magic"):
-        read_idx(tmp_path / "bad")
-    (tmp_path / "short").write_bytes((tmp_path / "a").read_bytes()[:-3])
-    with pytest.raises(IDXError, match="expected 24"):
-        read_idx(tmp_path / "short")

@@ -102,9 +102,9 @@ def _fashion_arrays(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
         else:
             raise FileNotFoundError(f"Fashion-MNIST file {gz} not found (install Debian's dataset-fashion-mnist or set data.root)")
     images, labels = paths
-    from .idx import read_pair
+    from hwaml_ofa_nas.idx import read_labelled_pair
 
-    x, y = read_pair(images, labels)
+    x, y = read_labelled_pair(images, labels)
     return np.asarray(x), np.asarray(y).astype(np.int64)
 
 
