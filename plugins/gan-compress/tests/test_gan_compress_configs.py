@@ -40,7 +40,8 @@ def test_hwaml_run_searches_under_a_macs_budget_and_deploys(tmp_path, tiny_overr
     overrides, cache = tiny_overrides  # the session's trained tiny evaluator: the run loads it
     run_dir = tmp_path / "run"
     env = {**os.environ, "HWAML_CACHE_DIR": cache, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "hwaml.cli", "run", "experiment=gan_paired_fashion", "searcher=random", "budget.trials=5", "constraints.macs_m=0.4",
+    cmd = [sys.executable, "-m", "hwaml.cli", "run", "experiment=gan_paired_fashion", "searcher.population_size=3", "searcher.parents=2",
+           "searcher.mutations=1", "searcher.crossovers=1", "budget.trials=5", "constraints.macs_m=0.4",
            "enqueue=[{stem:1,down1:1,down2:1,blocks1:1,blocks2:1,blocks3:1,up1:1,up2:1}]",
            "plots=false", "progress=false", f"hydra.run.dir={run_dir}", *overrides, "evaluator.train_if_missing=false"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
