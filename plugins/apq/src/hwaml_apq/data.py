@@ -53,7 +53,7 @@ def _tensors(images: np.ndarray, labels: np.ndarray, size: int, channels: int, l
 def load_idx_folder(root: str | Path, image_size: int, channels: int = 1, train_limit: Optional[int] = None, val_limit: Optional[int] = None, seed: int = 0) -> DataSplits:
     """An MNIST-like IDX folder (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte``,
     ``t10k-...``); ``*_limit`` keep a seeded random subset of each split."""
-    from hwaml_tinynas.idx import read_labelled_pair
+    from hwaml_ofa_nas.idx import read_labelled_pair
 
     root = Path(root)
     if not root.is_dir():
