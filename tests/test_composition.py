@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "composition.md"
 
-#: NN evaluators (they answer build_model) and the overrides that shrink them for tests
+#: image NN evaluators (they answer build_model) and the overrides that shrink them for tests
 NN_EVALUATORS: Dict[str, List[str]] = {
     "ofa_digits": ["evaluator.arch=test_tiny", "evaluator.training.epochs={full:2,kernel:1,depth:1,expand:1}", "evaluator.calibration_size=100", "evaluator.progress=false"],
     "tinynas_digits": [
@@ -39,14 +39,25 @@ NN_EVALUATORS: Dict[str, List[str]] = {
         "evaluator.progress=false",
     ],
     "tinyengine_digits": ["evaluator.epochs=1", "evaluator.resolutions=[16]", "evaluator.widths=[0.5]", "evaluator.depths=[4]", "evaluator.calib_samples=32"],
+    "tinytl_fashion": [
+        "evaluator.arch=test", "evaluator.data.n_train=4", "evaluator.data.n_val=2", "evaluator.data.n_test=2",
+        "evaluator.pretrain.n_train=10", "evaluator.pretrain.n_val=5", "evaluator.pretrain.epochs=1", "evaluator.training.epochs=1", "evaluator.progress=false",
+    ],
+    "apq_digits": [
+        "evaluator.arch=test_tiny", "evaluator.data.train_limit=64", "evaluator.data.val_limit=32", "evaluator.qat.max_steps_per_epoch=1",
+        "evaluator.qat.calibration_images=16", "evaluator.qat.kl_bins=32", "evaluator.calibration_size=16", "evaluator.progress=false",
+        "evaluator.training.epochs={full:1,kernel:1,depth:[1,1],expand:[1,1]}",
+    ],
 }
 #: NN evaluators' epoch fidelity for pruning: the overrides that make them report per epoch, and how many epochs
 PRUNING: Dict[str, tuple] = {
     "ofa_digits": (["evaluator.finetune_epochs=2"], 2),
     "tinynas_digits": (["evaluator.finetune.epochs=2"], 2),
     "tinyengine_digits": (["evaluator.epochs=2"], 2),
+    "tinytl_fashion": (["evaluator.training.epochs=2"], 2),
+    "apq_digits": (["evaluator.qat.epochs=2"], 2),
 }
-#: NN cost backends (they cost ctx.build_model's network) and their test overrides
+#: NN cost backends (they cost ctx.build_model's network, whichever evaluator built it) and their test overrides
 NN_BACKENDS: Dict[str, List[str]] = {
     "mcu64k": [],
     "stm32f412": [],
@@ -54,37 +65,98 @@ NN_BACKENDS: Dict[str, List[str]] = {
     "stm32h743": [],
     "macs": [],
     "host_cpu_lut": ["backend.host_cpu_lut.measure.repeats=3", "backend.host_cpu_lut.measure.warmup=1", "backend.host_cpu_lut.measure.calibrate=2", "backend.host_cpu_lut.progress=false"],
+    "tinytl_memory": [],
+    "bitfusion": [],
+}
+MCU_BACKENDS = ("mcu64k", "stm32f412", "stm32f746", "stm32h743")
+#: cells of NN evaluator x NN backend that are refused, with the clear error the run must name
+REFUSED: Dict[tuple, str] = {
+    # TinyEngine compiles conv/linear modules; a weight-standardised conv (tinytl) and a
+    # trainable activation clip (apq) use a parameter directly in the forward pass
+    **{("tinytl_fashion", b): "used directly in the forward pass" for b in MCU_BACKENDS},
+    **{("apq_digits", b): "used directly in the forward pass" for b in MCU_BACKENDS},
 }
 #: backends whose macs_m must equal the evaluator's own count
 MACS_BACKENDS = ("mcu64k", "macs")
+#: evaluators that build networks the image backends do not take (token ids, point clouds):
+#: their test overrides and what every image backend says when given one
+MODEL_EVALUATORS: Dict[str, List[str]] = {
+    "micronet_pydocs": [
+        "evaluator.data.kind=pydoc_topics", "evaluator.data.min_count=2", "evaluator.space.n_layers=[1]", "evaluator.space.d_model=[32]",
+        "evaluator.space.cutoffs=[\"300,1200\"]", "evaluator.space.sparsity=[0.5]", "evaluator.space.bits=[9]", "evaluator.model.seq_len=16",
+        "evaluator.model.mem_len=16", "evaluator.model.n_cache=32", "evaluator.stages.train.max_train_tokens=3000", "evaluator.stages.prune.max_train_tokens=1500",
+        "evaluator.stages.quantize.max_train_tokens=1000", "evaluator.stages.train.warmup_steps=2", "evaluator.stages.max_eval_tokens=500",
+        "evaluator.stages.max_test_tokens=500", "evaluator.progress=false", "evaluator.threads=1",
+    ],
+    "spvnas_lidar": [
+        "evaluator.data={train_scans:2,val_scans:1,columns:96,voxel_size:0.8,seed:0}", "evaluator.space={width_multiplier:0.125,granularity:4}",
+        "evaluator.supernet_training={epochs:1,batch_size:2,lr:0.05,warmup_epochs:0.0,bn_calibration_scans:1}",
+        "evaluator.training.bn_calibration_scans=1", "evaluator.cost_scans=1", "evaluator.progress=false",
+    ],
+}
+#: what an image backend says when given a model evaluator's network
+IMAGE_BACKEND_REFUSAL = {"macs": "costs image networks", "host_cpu_lut": "costs image networks", "mcu64k": "compiles image networks"}
+#: the same evaluator class as a tested one, on other data (files the tests do not have, or another data set)
+VARIANTS: Dict[str, str] = {
+    "ofa_fashion": "ofa_digits",
+    "tinytl_digits": "tinytl_fashion",
+    "tinytl_letters": "tinytl_fashion",
+    "tinytl_imagefolder": "tinytl_fashion",
+    "apq_fashion": "apq_digits",
+    "micronet_wikitext": "micronet_pydocs",
+}
 #: searchers that work with every evaluator
 GENERIC_SEARCHERS = ["random", "evolution", "optuna_tpe", "optuna_cmaes", "optuna_nsga2", "optuna_gp", "optuna_qmc"]
+#: evaluators whose trials train for seconds: the searcher matrix runs these searchers on them
+#: (the others share their propose code paths with these on the same space types)
+HEAVY_SEARCHERS = {"micronet_pydocs": ["random", "optuna_tpe"], "spvnas_lidar": ["random", "evolution"], "tinytl_fashion": ["random", "optuna_tpe"], "apq_digits": ["random", "evolution"]}
 #: every evaluator, with test overrides (the NN ones above included)
 EVALUATORS: Dict[str, List[str]] = {
     "analytic": [],
     **NN_EVALUATORS,
+    **MODEL_EVALUATORS,
     "circuit_two_stage_amp": [],
     "circuit_two_stage_tia": [],
     "circuit_three_stage_tia": [],
     "circuit_ldo": [],
     "sparch_design": ["evaluator.workload=[{kind:rmat,scale:7,edge_factor:4,seed:0}]"],
 }
-#: other backends: not NN, each with the evaluators it costs
-OTHER_BACKENDS = {"analytic_cost": ["analytic"], "sparch": ["sparch_design"], "sparch_area": ["sparch_design"]}
-#: specialised searchers: the evaluators they work with, and one they refuse at start
+#: other backends: each with the evaluators it costs (those marked * cost ctx.build_model's network of that evaluator only)
+OTHER_BACKENDS = {
+    "analytic_cost": ["analytic"],
+    "sparch": ["sparch_design"],
+    "sparch_area": ["sparch_design"],
+    "micronet_score": ["micronet_pydocs*"],
+    "spvnas_macs": ["spvnas_lidar*"],
+    "spvnas_latency": ["spvnas_lidar*"],
+}
+#: specialised searchers: the evaluators they run with here ("works_with"; "plugin_tests": run
+#: in the plugin's own tests, with the cost backend and constraints they need), one they refuse at start
 SPECIALISED = {
     "ofa_evolution": {"works_with": ["ofa_digits", "tinynas_digits"], "refuses": "analytic", "needs": "an OFA space"},
     "gcn_rl": {"works_with": ["circuit_two_stage_amp", "circuit_two_stage_tia", "circuit_three_stage_tia", "circuit_ldo"], "refuses": "analytic", "needs": "a circuit graph"},
+    "apq_evolution": {"works_with": [], "plugin_tests": ["apq_digits"], "refuses": "analytic", "needs": "the APQ joint space"},
+    "amc": {"works_with": [], "plugin_tests": ["apq_digits", "ofa_digits"], "refuses": "analytic", "needs": "channel widths and a latency/energy budget"},
+    "haq": {"works_with": [], "plugin_tests": ["apq_digits"], "refuses": "analytic", "needs": "per-layer bit-widths"},
+    "nas_amc_haq": {"works_with": [], "plugin_tests": ["apq_digits"], "refuses": "analytic", "needs": "the APQ joint space"},
 }
 
 
 def shipped(group: str) -> Dict[str, str]:
     """Every shipped option of a config group -> its _target_."""
-    out = {}
+    out, inherits = {}, {}
     for yaml in list(ROOT.glob(f"hydra_conf/{group}/*.yaml")) + list(ROOT.glob(f"plugins/*/src/*/conf/{group}/*.yaml")):
-        m = re.search(r"^_target_:\s*(\S+)", yaml.read_text(), flags=re.M)
+        text = yaml.read_text()
+        m = re.search(r"^_target_:\s*(\S+)", text, flags=re.M)
         if m:
             out[yaml.stem] = m.group(1)
+        else:  # an option that extends another of its group (defaults: [- other, - _self_])
+            d = re.search(r"^defaults:\s*\n\s*-\s*([A-Za-z0-9_]+)\s*$", text, flags=re.M)
+            if d:
+                inherits[yaml.stem] = d.group(1)
+    for name, base in inherits.items():
+        if base in out:
+            out[name] = out[base]
     return out
 
 
@@ -116,25 +188,44 @@ def render() -> str:
         "| --- | " + " | ".join("---" for _ in NN_BACKENDS) + " |",
     ]
     for e in NN_EVALUATORS:
-        cells = ["runs, MACs =" if b in MACS_BACKENDS else "runs" for b in NN_BACKENDS]
+        cells = ["refused (named)" if (e, b) in REFUSED else ("runs, MACs =" if b in MACS_BACKENDS else "runs") for b in NN_BACKENDS]
         lines.append(f"| `{e}` | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "*Refused (named)*: every trial fails with the backend's reason and the run exits 1 naming it: "
+        + "; ".join(sorted({f"`{e}` on TinyEngine: {why}" for (e, b), why in REFUSED.items()})) + ".",
+        "",
         "Test overrides: " + "; ".join(f"`{e}`: {' '.join(f'`{o}`' for o in ov)}" for e, ov in NN_EVALUATORS.items()) + ".",
+        "",
+        "## Evaluators whose networks are not images",
+        "",
+        "They answer `build_model` for their own backends; the image backends refuse their networks naming the",
+        "input (" + ", ".join(f"`{b}`: *{w}*" for b, w in IMAGE_BACKEND_REFUSAL.items()) + "):",
+        "",
+        *[f"- `{e}`" for e in MODEL_EVALUATORS],
+        "",
+        "## Variants",
+        "",
+        "The same evaluator class as a tested one on other data: "
+        + ", ".join(f"`{v}` (as `{of}`)" for v, of in VARIANTS.items()) + ".",
         "",
         "## Searchers x evaluators",
         "",
         "Each *runs* cell: two trials of that searcher on that evaluator through the real loop and store.",
         "A specialised searcher composed with an evaluator that lacks what it needs stops at start with",
-        "an error naming both (*refused at start*).",
+        "an error naming both (*refused at start*). *(same code path)*: evaluators whose trials train for",
+        "seconds run two searchers here; the others propose through the same space operations.",
         "",
         "| searcher \\ evaluator | " + " | ".join(f"`{e}`" for e in EVALUATORS) + " |",
         "| --- | " + " | ".join("---" for _ in EVALUATORS) + " |",
     ]
     for s in GENERIC_SEARCHERS:
-        lines.append(f"| `{s}` | " + " | ".join("runs" for _ in EVALUATORS) + " |")
+        lines.append(f"| `{s}` | " + " | ".join("runs" if s in HEAVY_SEARCHERS.get(e, GENERIC_SEARCHERS) else "(same code path)" for e in EVALUATORS) + " |")
     for s, spec in SPECIALISED.items():
-        cells = ["runs" if e in spec["works_with"] else ("refused at start" if e == spec["refuses"] else "-") for e in EVALUATORS]
+        cells = [
+            "runs" if e in spec["works_with"] else "runs (plugin tests)" if e in spec.get("plugin_tests", []) else ("refused at start" if e == spec["refuses"] else "-")
+            for e in EVALUATORS
+        ]
         lines.append(f"| `{s}` | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -154,15 +245,22 @@ def test_the_docs_table_is_current():
 
 def test_every_shipped_component_is_in_the_matrix():
     evaluators, backends, searchers = shipped("evaluator"), shipped("backend"), shipped("searcher")
-    assert set(evaluators) == set(EVALUATORS), f"evaluators not in the matrix: {set(evaluators) ^ set(EVALUATORS)}"
-    assert set(searchers) == set(GENERIC_SEARCHERS) | set(SPECIALISED)
-    assert set(backends) == set(NN_BACKENDS) | set(OTHER_BACKENDS)
+    assert set(evaluators) == set(EVALUATORS) | set(VARIANTS), f"evaluators not in the matrix: {set(evaluators) ^ (set(EVALUATORS) | set(VARIANTS))}"
+    assert set(searchers) == set(GENERIC_SEARCHERS) | set(SPECIALISED), f"searchers not in the matrix: {set(searchers) ^ (set(GENERIC_SEARCHERS) | set(SPECIALISED))}"
+    assert set(backends) == set(NN_BACKENDS) | set(OTHER_BACKENDS), f"backends not in the matrix: {set(backends) ^ (set(NN_BACKENDS) | set(OTHER_BACKENDS))}"
     for name, target in evaluators.items():
         is_nn = hasattr(_cls(target), "build_model")
-        assert is_nn == (name in NN_EVALUATORS), f"evaluator {name}: build_model={is_nn} but NN_EVALUATORS says otherwise"
+        assert is_nn == (name in NN_EVALUATORS or name in MODEL_EVALUATORS or VARIANTS.get(name) in NN_EVALUATORS or VARIANTS.get(name) in MODEL_EVALUATORS), f"evaluator {name}: build_model={is_nn} but the matrix says otherwise"
+    for name, of in VARIANTS.items():
+        assert evaluators[name] == evaluators[of], f"variant {name} ({evaluators[name]}) is not the class of {of} ({evaluators[of]})"
     for name, target in backends.items():
-        uses_model = "ctx.build_model" in inspect.getsource(sys.modules[_cls(target).__module__])
-        assert uses_model == (name in NN_BACKENDS), f"backend {name}: costs ctx.build_model={uses_model} but NN_BACKENDS says otherwise"
+        uses_model = "ctx.build_model" in inspect.getsource(sys.modules[_cls(target).__module__]) or "build_model" in inspect.getsource(_cls(target))
+        if name in NN_BACKENDS:
+            assert uses_model, f"backend {name} is an NN backend but does not cost ctx.build_model's network"
+        else:
+            assert uses_model == any(e.endswith("*") for e in OTHER_BACKENDS[name]), f"backend {name}: costs ctx.build_model={uses_model} but OTHER_BACKENDS says otherwise"
+    assert set(PRUNING) == set(NN_EVALUATORS)
+    assert all(e in NN_EVALUATORS and b in NN_BACKENDS for e, b in REFUSED)
 
 
 # ---------------------------------------------------------------------------
@@ -192,7 +290,7 @@ def _check_runs(sweep: Path, want: int) -> List[dict]:
 @pytest.mark.parametrize("evaluator", list(NN_EVALUATORS))
 def test_nn_evaluator_with_every_nn_backend(evaluator, cli, tmp_path, cache_dir):
     env = {"HWAML_CACHE_DIR": str(cache_dir)}
-    plain = [b for b in NN_BACKENDS if not NN_BACKENDS[b]]
+    plain = [b for b in NN_BACKENDS if not NN_BACKENDS[b] and (evaluator, b) not in REFUSED]
     sweep = tmp_path / "sweep"
     out = cli(
         "run",
@@ -209,12 +307,37 @@ def test_nn_evaluator_with_every_nn_backend(evaluator, cli, tmp_path, cache_dir)
     )
     assert out.returncode == 0, out.stderr[-3000:]
     costs = _check_runs(sweep, len(plain))
-    assert all("macs_m" in c or "latency_ms" in c for c in costs)
-    for b in (b for b in NN_BACKENDS if NN_BACKENDS[b]):
+    assert all(c for c in costs)
+    for b in (b for b in NN_BACKENDS if NN_BACKENDS[b] and (evaluator, b) not in REFUSED):
         run = tmp_path / b
         out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=2", "plots=false", f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *NN_BACKENDS[b], env=env, timeout=900)
         assert out.returncode == 0, out.stderr[-3000:]
         assert all(c.get("latency_ms", 0) > 0 for c in _check_runs(run, 1))
+    # a refused cell: every trial fails with the backend's clear reason, and the run says so
+    refused = [b for b in NN_BACKENDS if (evaluator, b) in REFUSED][:1]  # the MCU profiles share one code path
+    for b in refused:
+        run = tmp_path / f"refused_{b}"
+        out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=1", "plots=false", f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], env=env, timeout=900)
+        assert out.returncode == 1, out.stdout + out.stderr[-3000:]
+        assert re.search(REFUSED[(evaluator, b)], out.stderr), out.stderr[-3000:]
+
+
+@pytest.mark.parametrize("evaluator", list(MODEL_EVALUATORS))
+def test_image_backends_refuse_a_model_evaluators_network_naming_it(evaluator, tmp_path, cache_dir, monkeypatch):
+    from hydra.utils import instantiate
+
+    from hwaml import Candidate
+    from hwaml.testing import compose_config, make_context
+
+    monkeypatch.setenv("HWAML_CACHE_DIR", str(cache_dir))
+    cfg = compose_config([f"evaluator={evaluator}", "backend=[" + ",".join(IMAGE_BACKEND_REFUSAL) + "]", *MODEL_EVALUATORS[evaluator], f"+evaluator.checkpoint={tmp_path / 'supernet.pt'}" if evaluator == "spvnas_lidar" else "seed=0"])
+    ev = instantiate(cfg.evaluator, _convert_="all")
+    backends = {b: instantiate(cfg.backend[b], _convert_="all") for b in IMAGE_BACKEND_REFUSAL}
+    ctx = make_context(tmp_path / "run", evaluator=ev, cfg=cfg)
+    cand = Candidate(ctx.space.sample(np.random.default_rng(0)))
+    for b, why in IMAGE_BACKEND_REFUSAL.items():
+        with pytest.raises(Exception, match=why):
+            backends[b].cost(candidate=cand, ctx=ctx)
 
 
 def test_every_nn_evaluator_reports_for_pruning():
@@ -297,7 +420,7 @@ def test_every_searcher_runs_with_the_evaluator(evaluator, tmp_path, cache_dir, 
 
     monkeypatch.setenv("HWAML_CACHE_DIR", str(cache_dir))
     ev = _evaluator(evaluator, tmp_path / "state")
-    searchers = GENERIC_SEARCHERS + [s for s, spec in SPECIALISED.items() if evaluator in spec["works_with"]]
+    searchers = HEAVY_SEARCHERS.get(evaluator, GENERIC_SEARCHERS) + [s for s, spec in SPECIALISED.items() if evaluator in spec["works_with"]]
     for s in searchers:
         res = run_search({"searcher": _searcher(s), "evaluator": ev}, tmp_path / s, trials=2)
         assert len(res.trials) == 2 and all(t.status != "failed" for t in res.trials), f"{s} x {evaluator}: {[t.error for t in res.trials if t.error]}"
