@@ -94,6 +94,18 @@ MODEL_EVALUATORS: Dict[str, List[str]] = {
         "evaluator.training.bn_calibration_scans=1", "evaluator.cost_scans=1", "evaluator.progress=false",
     ],
 }
+#: evaluators whose networks (image-to-image generators) their own backends cost: the
+#: image classifiers' backends are not claimed for them (tested in the plugin's tests)
+GENERATOR_EVALUATORS: Dict[str, List[str]] = {
+    "gan_paired": [
+        "evaluator.data.n_train=48", "evaluator.data.n_val=40", "evaluator.data.n_test=16", "evaluator.teacher.ngf=4", "evaluator.teacher.n_blocks=3",
+        "evaluator.student.ngf=4", "evaluator.student.n_blocks=3", "evaluator.teacher.layers=[model.9,model.12]", "evaluator.student.layers=[model.9,model.12]",
+        "evaluator.training.teacher_epochs=1", "evaluator.training.teacher_decay_epochs=0", "evaluator.training.supernet_epochs=1",
+        "evaluator.training.supernet_decay_epochs=0", "evaluator.training.ndf=8",
+        "evaluator.metric.training={epochs: 1, n_train: 1000, n_eval: 500, width: 8, feature_dim: 8, batch_size: 100}",
+        "evaluator.metric.kid_subsets=3", "evaluator.latency_repeats=3", "evaluator.progress=false",
+    ],
+}
 #: what an image backend says when given a model evaluator's network
 IMAGE_BACKEND_REFUSAL = {"macs": "costs image networks", "host_cpu_lut": "costs image networks", "mcu64k": "compiles image networks"}
 #: the same evaluator class as a tested one, on other data (files the tests do not have, or another data set)
@@ -104,17 +116,19 @@ VARIANTS: Dict[str, str] = {
     "tinytl_imagefolder": "tinytl_fashion",
     "apq_fashion": "apq_digits",
     "micronet_wikitext": "micronet_pydocs",
+    "gan_unpaired": "gan_paired",
 }
 #: searchers that work with every evaluator
 GENERIC_SEARCHERS = ["random", "evolution", "optuna_tpe", "optuna_cmaes", "optuna_nsga2", "optuna_gp", "optuna_qmc"]
 #: evaluators whose trials train for seconds: the searcher matrix runs these searchers on them
 #: (the others share their propose code paths with these on the same space types)
-HEAVY_SEARCHERS = {"micronet_pydocs": ["random", "optuna_tpe"], "spvnas_lidar": ["random", "evolution"], "tinytl_fashion": ["random", "optuna_tpe"], "apq_digits": ["random", "evolution"]}
+HEAVY_SEARCHERS = {"gan_paired": ["random", "optuna_tpe"], "micronet_pydocs": ["random", "optuna_tpe"], "spvnas_lidar": ["random", "evolution"], "tinytl_fashion": ["random", "optuna_tpe"], "apq_digits": ["random", "evolution"]}
 #: every evaluator, with test overrides (the NN ones above included)
 EVALUATORS: Dict[str, List[str]] = {
     "analytic": [],
     **NN_EVALUATORS,
     **MODEL_EVALUATORS,
+    **GENERATOR_EVALUATORS,
     "circuit_two_stage_amp": [],
     "circuit_two_stage_tia": [],
     "circuit_three_stage_tia": [],
@@ -129,6 +143,8 @@ OTHER_BACKENDS = {
     "micronet_score": ["micronet_pydocs*"],
     "spvnas_macs": ["spvnas_lidar*"],
     "spvnas_latency": ["spvnas_lidar*"],
+    "gan_macs": ["gan_paired*", "gan_unpaired*"],
+    "gan_latency": ["gan_paired*", "gan_unpaired*"],
 }
 #: specialised searchers: the evaluators they run with here ("works_with"; "plugin_tests": run
 #: in the plugin's own tests, with the cost backend and constraints they need), one they refuse at start
@@ -139,6 +155,7 @@ SPECIALISED = {
     "amc": {"works_with": [], "plugin_tests": ["apq_digits", "ofa_digits"], "refuses": "analytic", "needs": "channel widths and a latency/energy budget"},
     "haq": {"works_with": [], "plugin_tests": ["apq_digits"], "refuses": "analytic", "needs": "per-layer bit-widths"},
     "nas_amc_haq": {"works_with": [], "plugin_tests": ["apq_digits"], "refuses": "analytic", "needs": "the APQ joint space"},
+    "gan_evolution": {"works_with": ["gan_paired"], "refuses": "analytic", "needs": "a GAN Compression channel space"},
 }
 
 
@@ -204,6 +221,11 @@ def render() -> str:
         "",
         *[f"- `{e}`" for e in MODEL_EVALUATORS],
         "",
+        "## Generators",
+        "",
+        "Image-to-image generators, costed by their own backends (`gan_macs`, `gan_latency`; the plugin's tests",
+        "also run `host_cpu_lut`): " + ", ".join(f"`{e}`" for e in GENERATOR_EVALUATORS) + ".",
+        "",
         "## Variants",
         "",
         "The same evaluator class as a tested one on other data: "
@@ -250,7 +272,8 @@ def test_every_shipped_component_is_in_the_matrix():
     assert set(backends) == set(NN_BACKENDS) | set(OTHER_BACKENDS), f"backends not in the matrix: {set(backends) ^ (set(NN_BACKENDS) | set(OTHER_BACKENDS))}"
     for name, target in evaluators.items():
         is_nn = hasattr(_cls(target), "build_model")
-        assert is_nn == (name in NN_EVALUATORS or name in MODEL_EVALUATORS or VARIANTS.get(name) in NN_EVALUATORS or VARIANTS.get(name) in MODEL_EVALUATORS), f"evaluator {name}: build_model={is_nn} but the matrix says otherwise"
+        models = set(NN_EVALUATORS) | set(MODEL_EVALUATORS) | set(GENERATOR_EVALUATORS)
+        assert is_nn == (name in models or VARIANTS.get(name) in models), f"evaluator {name}: build_model={is_nn} but the matrix says otherwise"
     for name, of in VARIANTS.items():
         assert evaluators[name] == evaluators[of], f"variant {name} ({evaluators[name]}) is not the class of {of} ({evaluators[of]})"
     for name, target in backends.items():
