@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["core", "ofa-nas", "tinyengine", "tinynas", "gcn-rl-circuit", "sparch-sim"]
+ORDER = ["core", "observers", "ofa-nas", "tinyengine", "tinynas", "tinytl", "apq", "gan-compress", "spvnas", "micronet-lm", "gcn-rl-circuit", "sparch-sim"]
 
 
 def _relink(line: str) -> str:
