@@ -14,10 +14,11 @@ through one; a third-party observer should too.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List, Mapping
 
 _STOP = object()
 
@@ -138,3 +139,17 @@ class BackgroundQueue:
         finally:
             self.handle_s += time.perf_counter() - t0
             self.handle_cpu_s += time.thread_time() - c0
+
+
+def finite_metrics(values: Mapping[str, Any]) -> Dict[str, float]:
+    """The entries of ``values`` that are finite numbers, as floats (what a tracker
+    can log: a failed trial's NaN or a non-numeric entry is left out)."""
+    out: Dict[str, float] = {}
+    for k, v in (values or {}).items():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[str(k)] = f
+    return out

@@ -38,8 +38,8 @@ import torch
 from hwaml import BuiltModel, Candidate, DeployResult, EvalResult, RunContext, SearchSpace, Trial, TrialPruned, hookimpl
 from hwaml.config import as_config
 from hwaml_ofa_nas.data import DataSplits, resize_batch
-from hwaml_ofa_nas.evaluator import TrainingConfig, default_checkpoint_path
-from hwaml_ofa_nas.progressive_shrinking import calibration_images, evaluate_accuracy, load_supernet, recalibrate_batchnorm, train_supernet
+from hwaml_ofa_nas.evaluator import TrainingConfig, default_checkpoint_path, load_or_train_supernet
+from hwaml_ofa_nas.progressive_shrinking import calibration_images, evaluate_accuracy, recalibrate_batchnorm
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config
 
 from .data import DATASETS, load_data
@@ -191,28 +191,7 @@ class APQEvaluator:
         """The trained supernet: loaded from :attr:`checkpoint` or trained (and cached) when missing."""
         with self._lock:
             if self._net is None:
-                if self.checkpoint.is_file():
-                    net = load_supernet(self.checkpoint, expect_arch=self.arch)
-                elif self.train_if_missing:
-                    log.info("%s: no supernet at %s, training one with progressive shrinking", self.name, self.checkpoint)
-                    t = self.training
-                    net, _ = train_supernet(
-                        self.arch,
-                        data=self.data(),
-                        epochs=t.resolved_epochs(),
-                        lrs=t.resolved_lrs(),
-                        checkpoint=str(self.checkpoint),
-                        seed=self.seed,
-                        progress=self.progress,
-                        batch_size=t.batch_size,
-                        subnets_per_step=t.subnets_per_step,
-                        kd_ratio=t.kd_ratio,
-                        calibration_size=self.calibration_size,
-                    )
-                else:
-                    raise FileNotFoundError(f"supernet checkpoint {self.checkpoint} does not exist and train_if_missing is false")
-                net.eval()
-                self._net = net
+                self._net = load_or_train_supernet(self.arch, self.checkpoint, self.train_if_missing, self.data, self.training, self.seed, self.progress, self.calibration_size, self.name)
             return self._net
 
     def calibration(self) -> torch.Tensor:

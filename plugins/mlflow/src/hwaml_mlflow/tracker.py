@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 
 from hwaml.background import BackgroundQueue
+from hwaml.background import finite_metrics as _finite
 
 log = logging.getLogger("hwaml.mlflow")
 
@@ -73,18 +74,6 @@ def trial_params(trial: Trial, ctx: RunContext) -> Dict[str, Any]:
         except (KeyError, TypeError, ValueError, IndexError):  # a config the space cannot flatten (enqueued by hand): plain flattening
             pass
     return flatten(dict(trial.config))
-
-
-def _finite(values: Mapping[str, Any]) -> Dict[str, float]:
-    out = {}
-    for k, v in (values or {}).items():
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            out[str(k)] = f
-    return out
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:

@@ -90,6 +90,38 @@ class TrainingConfig:
         return dict(self.lrs or DIGITS_LRS)
 
 
+def load_or_train_supernet(arch: SupernetConfig, checkpoint: Path, train_if_missing: bool, data: Any, training: "TrainingConfig", seed: int, progress: bool, calibration_size: int, name: str) -> OFAMobileNetV3:
+    """The supernet at ``checkpoint``, or one trained with progressive shrinking on
+    ``data()`` (and saved there) when it is missing and ``train_if_missing``; in eval
+    mode. Shared by every evaluator that scores sub-networks of an OFA supernet."""
+    if checkpoint.is_file():
+        net = load_supernet(checkpoint, expect_arch=arch)
+        log.info("%s: loaded supernet %s", name, checkpoint)
+    elif train_if_missing:
+        log.info("%s: no supernet at %s, training one with progressive shrinking", name, checkpoint)
+        t = training
+        net, _ = train_supernet(
+            arch,
+            data=data(),
+            epochs=t.resolved_epochs(),
+            lrs=t.resolved_lrs(),
+            checkpoint=str(checkpoint),
+            seed=seed,
+            progress=progress,
+            batch_size=t.batch_size,
+            subnets_per_step=t.subnets_per_step,
+            kd_ratio=t.kd_ratio,
+            calibration_size=calibration_size,
+        )
+    else:
+        raise FileNotFoundError(
+            f"supernet checkpoint {checkpoint} does not exist and train_if_missing is false; "
+            f"train one with `hwaml-ofa-nas train --out {checkpoint}`"
+        )
+    net.eval()
+    return net
+
+
 class OFAEvaluator:
     """Evaluate sub-networks of a once-for-all supernet on an image dataset.
 
@@ -199,32 +231,7 @@ class OFAEvaluator:
         """The trained supernet: loaded from :attr:`checkpoint`, or trained (and saved there) when missing."""
         with self._lock:
             if self._net is None:
-                if self.checkpoint.is_file():
-                    net = load_supernet(self.checkpoint, expect_arch=self.arch)
-                    log.info("%s: loaded supernet %s", self.name, self.checkpoint)
-                elif self.train_if_missing:
-                    log.info("%s: no supernet at %s, training one with progressive shrinking", self.name, self.checkpoint)
-                    t = self.training
-                    net, _ = train_supernet(
-                        self.arch,
-                        data=self.data(),
-                        epochs=t.resolved_epochs(),
-                        lrs=t.resolved_lrs(),
-                        checkpoint=str(self.checkpoint),
-                        seed=self.seed,
-                        progress=self.progress,
-                        batch_size=t.batch_size,
-                        subnets_per_step=t.subnets_per_step,
-                        kd_ratio=t.kd_ratio,
-                        calibration_size=self.calibration_size,
-                    )
-                else:
-                    raise FileNotFoundError(
-                        f"supernet checkpoint {self.checkpoint} does not exist and train_if_missing is false; "
-                        f"train one with `hwaml-ofa-nas train --out {self.checkpoint}`"
-                    )
-                net.eval()
-                self._net = net
+                self._net = load_or_train_supernet(self.arch, self.checkpoint, self.train_if_missing, self.data, self.training, self.seed, self.progress, self.calibration_size, self.name)
             return self._net
 
     def calibration(self) -> torch.Tensor:

@@ -27,6 +27,7 @@ from hwaml import RunContext, RunSummary, Trial, hookimpl
 from hwaml.constraints import normalise_constraints
 
 from hwaml.background import BackgroundQueue
+from hwaml.background import finite_metrics as _finite
 
 log = logging.getLogger("hwaml.optuna_journal")
 
@@ -125,18 +126,6 @@ def constraint_values(values: Mapping[str, float], constraints: Mapping[str, Any
             out.append(v - bound["max"])
         if "min" in bound:
             out.append(bound["min"] - v)
-    return out
-
-
-def _finite(values: Mapping[str, Any]) -> Dict[str, float]:
-    out = {}
-    for k, v in (values or {}).items():
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            out[str(k)] = f
     return out
 
 

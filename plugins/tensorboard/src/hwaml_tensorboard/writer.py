@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 
 from hwaml.background import BackgroundQueue
+from hwaml.background import finite_metrics as _finite
 from .events import EventFile
 
 log = logging.getLogger("hwaml.tensorboard")
@@ -87,18 +88,6 @@ def _hparam_value(v: Any) -> Any:
     if hasattr(v, "item"):  # numpy scalars
         return v.item()
     return repr(v)
-
-
-def _finite(values: Mapping[str, Any]) -> Dict[str, float]:
-    out = {}
-    for k, v in (values or {}).items():
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            out[str(k)] = f
-    return out
 
 
 def _scalar_event(tag: str, value: float, step: int, wall_time: float) -> Any:
