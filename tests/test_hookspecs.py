@@ -6,7 +6,7 @@ import pytest
 
 from hwaml import hookspecs
 
-HOOKS = ["search_space", "propose", "cost", "evaluate", "deploy", "config_search_path", "trial_completed", "metric_names", "build_model"]
+HOOKS = ["search_space", "propose", "cost", "evaluate", "deploy", "config_search_path", "trial_completed", "metric_names", "build_model", "run_finished"]
 
 
 def spec(name):

@@ -152,6 +152,7 @@ def run_finished(summary: "RunSummary", ctx: "RunContext") -> None:
     :param summary: A :class:`hwaml.RunSummary` (counts, best trial, Pareto
         front, the files written, why the run stopped).
     :param ctx: The run context.
+    :return: nothing (the return value is ignored).
 
     Implemented by: observers (trackers, loggers), any plugin.
     """

@@ -227,10 +227,17 @@ def profile_training_memory(
         elif _residual_owner(m):
             handles.append(m.register_forward_pre_hook(span_pre))
             handles.append(m.register_forward_hook(span_post))
+    # batch norm cannot normalise one sample of a 1x1 map in training mode; the trace
+    # needs shapes only, so batch-norm layers run on their running statistics here
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     try:
+        for m in bns:
+            m.eval()
         with torch.enable_grad():
             net(torch.zeros(1, *input_shape))
     finally:
+        for m in bns:
+            m.train()
         for h in handles:
             h.remove()
 
