@@ -69,7 +69,7 @@ def test_dashboard_in_chromium_shows_a_running_search(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     search = subprocess.Popen(
         [sys.executable, "-m", "hwaml.cli", "run", "evaluator=analytic", "evaluator.sleep_s=0.25", "evaluator.fidelity_steps=3",
-         "searcher=optuna_tpe", "budget.trials=400", "+observer=optuna_journal", "name=live", f"hydra.run.dir={run_dir}", "plots=false"],
+         "searcher=optuna_tpe", "budget.trials=5000", "+observer=optuna_journal", "name=live", f"hydra.run.dir={run_dir}", "plots=false"],
         # output to files, not pipes nobody reads while the test waits: a full pipe would block the process
         cwd=tmp_path, env=env, stdout=open(tmp_path / "search.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -105,6 +105,7 @@ def test_dashboard_in_chromium_shows_a_running_search(tmp_path):
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
         # the search, interrupted, closes the mirror with its reason
+        assert search.poll() is None, "the search ended before it could be interrupted"
         os.killpg(search.pid, signal.SIGINT)
         # the interrupted run still writes its report and flushes the mirror (flush_timeout_s=30);
         # on a loaded CI machine with the dashboard reading the same journal that took over 60 s once
