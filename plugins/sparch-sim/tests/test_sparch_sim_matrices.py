@@ -171,3 +171,47 @@ def test_workload_must_be_a_list():
         load_workload({"kind": "poisson2d", "n": 3})
     with pytest.raises(WorkloadSpecError, match="empty"):
         load_workload([])
+
+
+# ---------------------------------------------------------------------------
+# input guards: memory, non-finite values, header message
+# ---------------------------------------------------------------------------
+
+
+def test_huge_header_is_refused_before_allocating(tmp_path):
+    import resource
+
+    path = _write(tmp_path, "huge.mtx", HEADER + "3000000000 3000000000 2\n1 1 1.0\n2 2 2.0\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(MatrixFileError) as err:
+        read_matrix_market(path)
+    assert err.value.line == 2 and "GiB" in str(err.value) and "3000000000 x 3000000000" in str(err.value)
+    # nothing near the CSR row pointer (24 GB) was allocated
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+def test_entry_count_is_checked_against_a_memory_budget(tmp_path):
+    path = _write(tmp_path, "m.mtx", HEADER + "10 10 3\n1 1 1.0\n2 2 2.0\n3 3 3.0\n")
+    assert read_matrix_market(path).nnz == 3
+    with pytest.raises(MatrixFileError, match="more than the"):
+        read_matrix_market(path, memory_budget=100)
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Inf"])
+def test_non_finite_values_are_refused_naming_the_line(tmp_path, value):
+    path = _write(tmp_path, "n.mtx", HEADER + f"% c\n3 3 3\n1 1 1.0\n2 2 {value}\n3 3 1.0\n")
+    with pytest.raises(MatrixFileError) as err:
+        read_matrix_market(path)
+    assert err.value.line == 5 and "not finite" in str(err.value)
+
+
+def test_non_finite_edge_weight_is_refused(tmp_path):
+    with pytest.raises(MatrixFileError) as err:
+        read_edge_list(_write(tmp_path, "w.txt", "0 1 2.5\n1 0 nan\n"))
+    assert err.value.line == 2 and "not finite" in str(err.value)
+
+
+def test_header_message_names_the_banner_literally(tmp_path):
+    with pytest.raises(MatrixFileError) as err:
+        read_matrix_market(_write(tmp_path, "h.mtx", "%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1\n"))
+    assert "'%%MatrixMarket'" in str(err.value) and "(got '%MatrixMarket matrix" in str(err.value)

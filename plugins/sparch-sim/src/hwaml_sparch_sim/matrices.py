@@ -25,6 +25,7 @@ matrices).
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,7 @@ def _scan_matrix_market(path: Path) -> Tuple[Optional[int], str]:
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
         header = fh.readline()
         if not header.startswith("%%MatrixMarket"):
-            return 1, "the first line must start with '%%MatrixMarket' (got %r)" % header.strip()[:60]
+            return 1, f"the first line must start with '%%MatrixMarket' (got {header.strip()[:60]!r})"
         parts = header.lower().split()
         if len(parts) != 5 or parts[1] != "matrix" or parts[2] not in ("coordinate", "array"):
             return 1, "header must read '%%MatrixMarket matrix coordinate|array <field> <symmetry>'"
@@ -128,9 +129,11 @@ def _scan_matrix_market(path: Path) -> Tuple[Optional[int], str]:
                 return lineno, f"entry ({r}, {c}) is outside the {size[0]} x {size[1]} matrix (indices are 1-based)"
             for t in tokens[2:]:
                 try:
-                    float(t)
+                    v = float(t)
                 except ValueError:
                     return lineno, f"value {t!r} is not a number"
+                if not np.isfinite(v):
+                    return lineno, f"value {t!r} is not finite (NaN and Inf are refused)"
             entries += 1
         if size is None:
             return lineno, "the file has no size line"
@@ -140,11 +143,102 @@ def _scan_matrix_market(path: Path) -> Tuple[Optional[int], str]:
     return None, ""
 
 
-def read_matrix_market(path: str | Path) -> sp.csr_matrix:
-    """Read a Matrix Market file as CSR (symmetric files are expanded by scipy)."""
+def available_memory_bytes() -> int:
+    """Memory the process may still allocate: ``MemAvailable`` of /proc/meminfo, else physical pages."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 62
+
+
+def sparse_bytes_needed(rows: int, cols: int, entries: int) -> int:
+    """Peak bytes to read ``entries`` coordinates into CSR: COO (int64 row, col, float64 value),
+    the CSR copy (int32/64 indices, values) and the row pointer, with scipy's temporaries."""
+    return int(2 * (rows + 1) * 8 + entries * (8 + 8 + 8) * 2 + entries * (8 + 8))
+
+
+def check_matrix_fits(path: str | Path, rows: int, cols: int, entries: int, line: Optional[int], what: str = "matrix", budget: Optional[int] = None) -> None:
+    """Refuse, before anything is allocated, a matrix whose CSR form does not fit in memory."""
+    budget = available_memory_bytes() if budget is None else int(budget)
+    need = sparse_bytes_needed(rows, cols, entries)
+    if need > budget:
+        raise MatrixFileError(
+            path,
+            line,
+            f"the {what} is {rows} x {cols} with {entries} entries, which needs about {need / 2**30:.1f} GiB "
+            f"to hold in CSR form, more than the {budget / 2**30:.1f} GiB of memory available; refusing to allocate it",
+        )
+
+
+def _read_header(path: Path) -> Tuple[List[str], int, List[int]]:
+    """The banner tokens, the size line's number and its integers (no entries read)."""
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+        if not header.startswith("%%MatrixMarket"):
+            raise MatrixFileError(path, 1, f"the first line must start with '%%MatrixMarket' (got {header.strip()[:60]!r})")
+        parts = header.lower().split()
+        if len(parts) != 5 or parts[1] != "matrix" or parts[2] not in ("coordinate", "array"):
+            raise MatrixFileError(path, 1, "header must read '%%MatrixMarket matrix coordinate|array <field> <symmetry>'")
+        lineno = 1
+        for raw in fh:
+            lineno += 1
+            line = raw.strip()
+            if not line or line.startswith("%"):
+                continue
+            tokens = line.split()
+            want = 3 if parts[2] == "coordinate" else 2
+            if len(tokens) != want or not all(t.isdigit() for t in tokens):
+                raise MatrixFileError(path, lineno, f"size line must hold {want} non-negative integers, got {line[:60]!r}")
+            return parts, lineno, [int(t) for t in tokens]
+    raise MatrixFileError(path, lineno, "the file has no size line")
+
+
+def _first_nonfinite_line(path: Path) -> Optional[int]:
+    """The 1-based line of the first entry whose value is NaN or infinite."""
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        seen_size = False
+        for lineno, raw in enumerate(fh, start=1):
+            line = raw.strip()
+            if lineno == 1 or not line or line.startswith("%"):
+                continue
+            if not seen_size:
+                seen_size = True
+                continue
+            for t in line.split()[2:] or line.split()[:1]:
+                try:
+                    if not np.isfinite(float(t)):
+                        return lineno
+                except ValueError:
+                    continue
+    return None
+
+
+def read_matrix_market(path: str | Path, memory_budget: Optional[int] = None) -> sp.csr_matrix:
+    """Read a Matrix Market file as CSR (symmetric files are expanded by scipy).
+
+    Before anything is allocated the banner and the size line are checked and the
+    CSR form's size is compared with the available memory (``memory_budget`` bytes
+    if given); NaN or infinite values are refused with the line that holds them.
+    """
     path = Path(path)
     if not path.is_file():
         raise MatrixFileError(path, None, "no such file")
+    parts, size_line, size = _read_header(path)
+    if parts[2] == "coordinate":
+        rows, cols, entries = size
+        if parts[4] != "general":
+            entries *= 2  # the mirrored half is added on reading
+        check_matrix_fits(path, rows, cols, entries, size_line, budget=memory_budget)
+    else:
+        rows, cols = size
+        check_matrix_fits(path, rows, cols, rows * cols * 2, size_line, what="dense array", budget=memory_budget)
     # scipy's reader (fast_matrix_market) raises ValueError for malformed content,
     # OverflowError for integers out of range, RuntimeError from its C++ core and
     # OSError for an unreadable file, each with its own wording
@@ -159,7 +253,13 @@ def read_matrix_market(path: str | Path) -> sp.csr_matrix:
         raise MatrixFileError(path, line, msg) from exc
     if not sp.issparse(mat):
         mat = sp.csr_matrix(np.asarray(mat))
-    return sp.csr_matrix(mat)
+    mat = sp.csr_matrix(mat)
+    if mat.dtype.kind == "c":
+        raise MatrixFileError(path, 1, "complex matrices are not supported (the simulator charges real values)")
+    if mat.nnz and not np.all(np.isfinite(mat.data)):
+        line = _first_nonfinite_line(path)
+        raise MatrixFileError(path, line, "value is not finite (NaN and Inf are refused)")
+    return mat
 
 
 # ---------------------------------------------------------------------------
@@ -207,9 +307,12 @@ def read_edge_list(
                 raise MatrixFileError(path, lineno, f"node ids must be non-negative, got {u} {v}")
             if width == 3:
                 try:
-                    weights.append(float(tokens[2]))
+                    w = float(tokens[2])
                 except ValueError:
                     raise MatrixFileError(path, lineno, f"weight {tokens[2]!r} is not a number") from None
+                if not np.isfinite(w):
+                    raise MatrixFileError(path, lineno, f"weight {tokens[2]!r} is not finite (NaN and Inf are refused)")
+                weights.append(w)
             src.append(u)
             dst.append(v)
     if not src:
@@ -223,6 +326,7 @@ def read_edge_list(
         n = len(ids)
     else:
         n = int(max(rows.max(), cols.max())) + 1
+    check_matrix_fits(path, n, n, len(rows) * (2 if symmetric else 1), None, what="graph")
     if symmetric:
         off = rows != cols
         rows, cols, vals = np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]]), np.concatenate([vals, vals[off]])
