@@ -89,7 +89,7 @@ def test_kernels_and_host_programs_are_the_packaged_c_files(branchy, tmp_path):
     assert set(used) <= set(TEMPLATES.values()) and "te_conv.h" in used and "te_concat.h" in used
     for name in (*STATIC_FILES, *used):
         assert (tmp_path / name).read_text() == c_source(name), name
-    assert set(proj.files) == {*STATIC_FILES, *used, "model.c", "model_config.h", "weights.h", "test_data.h"}
+    assert set(proj.files) == {*STATIC_FILES, *used, "model.c", "model_config.h", "weights.h", "test_data.h", "te_harness.h", "firmware.mk", "firmware.ld", "qemu.ld"}
     model_c = (tmp_path / "model.c").read_text()
     for t in used:
         assert f'#include "{t}"' in model_c

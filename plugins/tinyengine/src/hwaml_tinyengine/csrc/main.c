@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "model.h"
+#include "te_harness.h"
 
 int main(int argc, char **argv) {
     FILE *fi, *fo;

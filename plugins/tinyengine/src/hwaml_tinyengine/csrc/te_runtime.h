@@ -5,6 +5,31 @@
 #define TE_RUNTIME_H
 #include <stdint.h>
 
+/* Placement of the arena and of the constants: define TE_ARENA_ATTR /
+ * TE_WEIGHTS_ATTR (any attribute), or TE_ARENA_SECTION / TE_WEIGHTS_SECTION (a
+ * section name, GCC/Clang), e.g. -DTE_ARENA_SECTION='".bss.te_arena"'. */
+#ifndef TE_ARENA_ATTR
+#ifdef TE_ARENA_SECTION
+#define TE_ARENA_ATTR __attribute__((section(TE_ARENA_SECTION), aligned(8)))
+#else
+#define TE_ARENA_ATTR
+#endif
+#endif
+#ifndef TE_WEIGHTS_ATTR
+#ifdef TE_WEIGHTS_SECTION
+#define TE_WEIGHTS_ATTR __attribute__((section(TE_WEIGHTS_SECTION)))
+#else
+#define TE_WEIGHTS_ATTR
+#endif
+#endif
+/* per-layer profiling marks of the firmware harness (-DTE_PROFILE) */
+#ifdef TE_PROFILE
+void te_profile_mark(int layer);
+#define TE_MARK(layer) te_profile_mark(layer)
+#else
+#define TE_MARK(layer) ((void)0)
+#endif
+
 /* saturating rounding doubling high multiply */
 static inline int32_t te_srdhm(int32_t a, int32_t b) {
     int64_t ab = (int64_t)a * (int64_t)b;

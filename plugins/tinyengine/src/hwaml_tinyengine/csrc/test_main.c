@@ -2,7 +2,7 @@
  * with the Python int8 reference. Exit status 0 iff all match. */
 #include <stdio.h>
 #include <string.h>
-#include "model.h"
+#include "te_harness.h"
 #include "test_data.h"
 
 int main(void) {
