@@ -181,12 +181,23 @@ def test_deploy_without_a_checkpoint_fails_and_allow_untrained_reports_not_ok(tm
     assert (tmp_path / "deploy" / "tinyengine_trial_3" / "model_test").exists()
 
 
-def test_deploy_compiles_the_trained_trial_bit_exactly(tmp_path):
+def test_deploy_from_a_relative_run_dir_compiles_bit_exactly_host_and_firmware_in_qemu(tmp_path, monkeypatch):
+    # a relative run directory (as `hwaml deploy runs/...` gives) used to crash: the
+    # harness was started by a relative path with its cwd set to the project
+    monkeypatch.chdir(tmp_path)
     ev = small_evaluator(epochs=2)
-    ctx = make_context(tmp_path, evaluator=ev)
+    ctx = make_context("runs/r1", evaluator=ev)
+    assert not ctx.run_dir.is_absolute()
     trial = finished_trial(ev, ctx, 0)
     res = TinyEngineBackend(profile="stm32f746", deploy_vectors=4).deploy(trial=trial, ctx=ctx)
     assert res.ok, res.message
+    # the firmware (Cortex-M7 flags, QEMU mps2-an500) ran the vectors bit-exactly
+    m = res.metrics
+    assert m["fw_outputs_matched"] == 1.0 and "firmware (cortex-m7, QEMU mps2-an500): matched 4/4" in res.message
+    assert m["fw_arena_bytes"] >= m["arena_bytes"] and m["fw_arena_bytes"] - m["arena_bytes"] < 8  # the planned arena, aligned
+    assert m["fw_rodata_bytes"] > 0 and m["fw_text_bytes"] > 0 and 0 < m["stack_bytes"] < 1024
+    assert m["instructions_per_inference"] > m["macs_m"] * 1e6 * 0.3  # counted, not a constant
+    assert (tmp_path / "runs/r1/deploy/tinyengine_trial_0/firmware.elf").is_file()
     assert res.source == "tinyengine_stm32f746"
     assert res.metrics["outputs_matched"] == 1.0 and "match the Python int8 reference" in res.message
     # the C binary runs the whole test split bit-exactly: its accuracy is the evaluator's int8 accuracy

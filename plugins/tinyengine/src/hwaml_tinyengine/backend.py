@@ -30,7 +30,8 @@ import torch
 
 from hwaml import BuiltModel, Candidate, CostReport, DeployResult, RunContext, Trial, hookimpl
 
-from .codegen import build_and_run, run_test_harness
+from .codegen import build_and_run, check_prefix, run_test_harness
+from .firmware import build_firmware, check_toolchain, firmware_target, run_qemu, section_sizes
 from .device import DeviceProfile, load_profile
 from .engine import COST_METRICS, compile_model, cost_of, plan_model
 from .memory_planner import MemoryPlan
@@ -57,6 +58,12 @@ class TinyEngineBackend:
     :param deploy_vectors: calibration images embedded in the C test harness.
     :param allow_untrained: deploy a trial without trained weights anyway
         (reported ``ok=False`` with the reason) instead of failing.
+    :param firmware: deploy also cross-compiles the bare-metal firmware for the
+        profile's core (``make arm``: the device's linker script, so a model that
+        does not fit fails the link), runs it in QEMU (``-icount shift=0``) on the
+        test vectors and reports bit-exactness, the real section sizes and the
+        instructions per inference (needs arm-none-eabi-gcc and qemu-system-arm).
+    :param prefix: the C API's prefix (``<prefix>_run`` ...).
     :param name: the backend's name (``CostReport.source``, ``DeployResult.source``);
         default ``tinyengine_<device>``.
     """
@@ -70,6 +77,8 @@ class TinyEngineBackend:
         deploy_vectors: int = 8,
         allow_untrained: bool = False,
         name: Optional[str] = None,
+        firmware: bool = True,
+        prefix: str = "model",
     ):
         if float(max_overhead) < 0:
             raise ValueError(f"max_overhead must be >= 0, got {max_overhead}")
@@ -80,6 +89,8 @@ class TinyEngineBackend:
         self.max_overhead = float(max_overhead)
         self.deploy_vectors = int(deploy_vectors)
         self.allow_untrained = bool(allow_untrained)
+        self.firmware = bool(firmware)
+        self.prefix = check_prefix(prefix)
         self.name = name or f"tinyengine_{self.profile.device}"
         self._plans: "OrderedDict[str, MemoryPlan]" = OrderedDict()
 
@@ -99,6 +110,37 @@ class TinyEngineBackend:
         if not isinstance(model.module, torch.nn.Module):
             raise TypeError(f"backend {self.name}: BuiltModel.module is a {type(model.module).__name__}, expected a torch.nn.Module")
         return model
+
+    def firmware_check(self, compiled: Any) -> Dict[str, Any]:
+        """Build the project's firmware for the profile (device linker script) and
+        for QEMU, run it on the embedded vectors; the metrics of :meth:`deploy`."""
+        path = compiled.project.path
+        target = firmware_target(self.profile)
+        build_firmware(path, "arm")  # the device's memories: fails at the link when the model does not fit
+        build_firmware(path, "firmware_qemu.elf")
+        sizes = section_sizes(path / "firmware.elf")
+        run = run_qemu(path, target.qemu_machine)
+        macs = float(compiled.plan.base_macs)
+        insns = float(np.mean(run["instructions"]))
+        m = {
+            "fw_outputs_matched": run["matched"] / max(1, run["total"]),
+            "fw_text_bytes": float(sizes.get(".text", 0) + sizes.get(".isr_vector", 0)),
+            "fw_rodata_bytes": float(sizes.get(".rodata", 0)),
+            "fw_data_bytes": float(sizes.get(".data", 0)),
+            "fw_bss_bytes": float(sizes.get(".bss", 0) + sizes.get(".te_arena", 0)),
+            "fw_arena_bytes": float(sizes.get(".te_arena", 0)),
+            "fw_flash_bytes": float(sizes.get(".isr_vector", 0) + sizes.get(".text", 0) + sizes.get(".rodata", 0) + sizes.get(".ARM.exidx", 0) + sizes.get(".data", 0)),
+            "instructions_per_inference": insns,
+            "instructions_per_mac": insns / macs if macs else float("nan"),
+            "stack_bytes": float(max(v["stack"] for v in run["vectors"])),
+        }
+        ok = run["matched"] == run["total"] and run["returncode"] == 0
+        note = (
+            f"firmware ({target.core}, QEMU {target.qemu_machine}): matched {run['matched']}/{run['total']}, "
+            f"{insns:.0f} instructions per inference ({m['instructions_per_mac']:.2f} per MAC), stack {m['stack_bytes']:.0f} B, "
+            f".text {m['fw_text_bytes']:.0f} B .rodata {m['fw_rodata_bytes']:.0f} B .bss {m['fw_bss_bytes']:.0f} B"
+        )
+        return {"ok": ok, "metrics": m, "note": note}
 
     @staticmethod
     def _key(candidate: Candidate, model: BuiltModel) -> str:
@@ -159,10 +201,12 @@ class TinyEngineBackend:
             calib = torch.randn(32, *shape, generator=torch.Generator().manual_seed(int(ctx.seed)))
             problems.append(f"no calibration data: calibrated on 32 random images (run seed {int(ctx.seed)})")
         calib = torch.as_tensor(calib, dtype=torch.float32)
+        if self.firmware:
+            check_toolchain()
         out_dir = Path(ctx.run_dir) / "deploy" / f"tinyengine_trial_{trial.number}"
         module = model.module.eval()
         compiled = compile_model(
-            module, calib, out_dir, self.profile, shape, patch=self.patch, max_overhead=self.max_overhead, test_inputs=calib[: self.deploy_vectors]
+            module, calib, out_dir, self.profile, shape, patch=self.patch, max_overhead=self.max_overhead, test_inputs=calib[: self.deploy_vectors], prefix=self.prefix
         )
         harness = run_test_harness(compiled.project)
         metrics: Dict[str, float] = dict(compiled.cost)
@@ -192,6 +236,11 @@ class TinyEngineBackend:
         else:
             notes.append("the evaluator gave no test data: C accuracy not measured")
         last = harness["stdout"].strip().splitlines()[-1] if harness["stdout"].strip() else "harness produced no output"
+        if self.firmware:
+            fw = self.firmware_check(compiled)
+            metrics.update(fw["metrics"])
+            ok = ok and fw["ok"]
+            notes.append(fw["note"])
         msg = "; ".join([last, *problems, *notes])
         artifacts = {name: str(out_dir / name) for name in compiled.project.files}
         artifacts["project"] = str(out_dir)

@@ -122,6 +122,7 @@ def compile_model(
     max_overhead: float = 0.3,
     test_inputs: Any = None,
     build: bool = True,
+    prefix: str = "model",
     **plan_kwargs: Any,
 ) -> CompiledModel:
     """Quantise ``model`` with ``calib_data`` (float NCHW), plan its memory and
@@ -138,10 +139,10 @@ def compile_model(
     if test_inputs is None and calib is not None:
         test_inputs = calib[:8]
     xq = quantize_input(qg, test_inputs) if test_inputs is not None else None
-    project = generate_project(qg, plan, Path(out_dir), xq)
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    project = generate_project(qg, plan, Path(out_dir), xq, profile=prof, prefix=prefix)
     if build:
         build_project(project)
-    prof = load_profile(profile) if isinstance(profile, str) else profile
     cost = cost_of(plan, prof) if prof is not None else {"peak_sram_kb": plan.peak_sram_kb, "flash_kb": plan.flash_kb}
     log.info("compiled %s: %s", out_dir, plan.summary())
     return CompiledModel(qg, plan, project, cost)

@@ -13,6 +13,9 @@
 #define MODEL_H_
 #include <stdint.h>
 #include "model_config.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Write one int8 input (H x W x C, quantised with the scale and zero point
  * above) here before model_run(); it is overwritten by the run. */
@@ -21,4 +24,7 @@ int8_t *model_input(void);
 const int8_t *model_output(void);
 void model_run(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
