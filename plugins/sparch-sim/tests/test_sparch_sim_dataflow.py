@@ -37,7 +37,8 @@ def rmat_ops():
 
 @pytest.mark.parametrize("condensed, huffman, prefetcher", SWITCHES)
 def test_product_is_exact_for_integer_matrices(condensed, huffman, prefetcher):
-    sim = SparchSimulator()
+    # numeric=True recomputes every pass with values and checks each symbolic count
+    sim = SparchSimulator(numeric=True)
     for spec in ({"kind": "rmat", "scale": 8, "edge_factor": 6, "seed": 1}, {"kind": "poisson2d", "n": 9}):
         ops = _ops(spec)
         # few merge ways force several passes with spilled intermediate results
@@ -54,7 +55,7 @@ def test_product_float_and_rectangular(tmp_path):
     A = sp.random(40, 25, density=0.15, random_state=3, format="csr")
     A.data = rng.normal(size=A.nnz)
     ops = Operands("rect", A, sp.csr_matrix(A.T))
-    res = simulate_sparch(ops, SparchConfig(merge_ways=2))
+    res = simulate_sparch(ops, SparchConfig(merge_ways=2), numeric=True)
     assert res.product.shape == (40, 40)
     assert np.allclose(res.product.toarray(), (A @ A.T).toarray(), rtol=1e-12, atol=1e-12)
 
@@ -67,7 +68,7 @@ def test_mismatched_shapes_are_rejected():
 
 def test_empty_matrix():
     A = sp.csr_matrix((5, 5))
-    res = simulate_sparch(Operands("empty", A, A))
+    res = simulate_sparch(Operands("empty", A, A), numeric=True)
     assert res.product.nnz == 0 and res.dram_bytes == 0 and res.cycles == 0
 
 
@@ -235,10 +236,17 @@ def test_prefetcher_reads_b_once_when_it_fits(rmat_ops):
     ops = rmat_ops[0]
     b_len = np.diff(ops.B.indptr)
     used = b_len[np.unique(ops.A.indices)].sum()
-    res = simulate_sparch(ops, SparchConfig(buffer_lines=100000, line_elems=8))
+    res = simulate_sparch(ops, SparchConfig(buffer_lines=100000, line_elems=8, burst_bytes=1))
     assert res.dram["b_read"] == used * 12  # compulsory misses only
-    nobuf = simulate_sparch(ops, SparchConfig(prefetcher=False, buffer_without_prefetcher="none"))
+    nobuf = simulate_sparch(ops, SparchConfig(prefetcher=False, buffer_without_prefetcher="none", burst_bytes=1))
     assert nobuf.dram["b_read"] == nobuf.multiplies * 12  # every use re-reads its row
+    # with 64-byte bursts every fetched line is rounded up, and each fetched row's pointer costs a burst
+    burst = simulate_sparch(ops, SparchConfig(buffer_lines=100000, line_elems=8))
+    rows = np.unique(ops.A.indices)
+    lines = -(-b_len[rows] // 8)
+    last = b_len[rows] - (lines - 1) * 8
+    expect = ((lines - 1) * 128 + np.ceil(last * 12 / 64) * 64).sum()
+    assert burst.dram["b_read"] == expect > used * 12
 
 
 # ---------------------------------------------------------------------------
@@ -280,7 +288,7 @@ def test_merge_tree_matches_scipy_on_a_simulated_pass():
         streams.append(((P.row * n_cols + P.col)[order].astype(np.int64), P.data[order]))
     ways = 1 << int(np.ceil(np.log2(max(2, len(streams)))))
     (keys, vals), cycles = merge_tree(streams, ways, root_width=16)
-    C = simulate_sparch(ops, SparchConfig(merge_ways=max(2, ways))).product.tocoo()
+    C = simulate_sparch(ops, SparchConfig(merge_ways=max(2, ways)), numeric=True).product.tocoo()
     order = np.lexsort((C.col, C.row))
     assert keys.tolist() == (C.row * n_cols + C.col)[order].tolist()
     assert np.array_equal(vals, C.data[order])
@@ -297,9 +305,16 @@ def test_outerspace_traffic_by_hand():
     ops = Operands("hand", A, A)
     # column nnz (2, 2, 1) times row nnz (2, 1, 2)
     assert count_multiplies(ops) == 2 * 2 + 2 * 1 + 1 * 2
-    res = simulate_outerspace(ops, SparchConfig(element_bytes=10))
+    res = simulate_outerspace(ops, SparchConfig(element_bytes=10, burst_bytes=1))
     nnz_c = (A @ A).nnz
-    assert res.dram == {"a_read": 50.0, "b_read": 50.0, "partial_write": 80.0, "partial_read": 80.0, "c_write": nnz_c * 10.0}
+    assert res.nnz_c == nnz_c  # counted symbolically
+    # one linked-list chunk per A element: 10 B per product + an 8 B header; B rows of the
+    # A elements' columns have (2, 1, 1, 2, 2) entries
+    chunks = sum(10 * n + 8 for n in (2, 1, 1, 2, 2))
+    meta = 2 * 4 * 4 + 4 * 4  # CSC pointers of A, CSR pointers of B, CSR pointers of C
+    assert res.dram == {"a_read": 50.0, "b_read": 50.0, "partial_write": chunks, "partial_read": chunks, "c_write": nnz_c * 10.0, "metadata": meta}
+    # 64-byte bursts: every chunk is one burst
+    assert simulate_outerspace(ops, SparchConfig(element_bytes=10)).dram["partial_write"] == 5 * 64
 
 
 def test_ablation_never_increases_dram_on_rmat(rmat_ops):

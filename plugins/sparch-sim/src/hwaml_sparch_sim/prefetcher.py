@@ -21,12 +21,12 @@ classical policy to compare with.
 
 from __future__ import annotations
 
-import heapq
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
+
+from . import kernels
 
 __all__ = ["LineLayout", "line_layout", "expand_to_lines", "next_use", "simulate_buffer", "BufferStats"]
 
@@ -69,18 +69,22 @@ def expand_to_lines(rows: np.ndarray, layout: LineLayout) -> Tuple[np.ndarray, n
     return starts + offsets, owner
 
 
+def _dense_ids(trace: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Line ids as dense 0..n-1 (the compiled loops index arrays by line id)."""
+    trace = np.ascontiguousarray(trace, dtype=np.int64)
+    if len(trace) == 0:
+        return trace, 0
+    lo, hi = int(trace.min()), int(trace.max())
+    if lo >= 0 and hi < 4 * len(trace) + (1 << 16):
+        return trace, hi + 1
+    ids, inv = np.unique(trace, return_inverse=True)
+    return inv.astype(np.int64), len(ids)
+
+
 def next_use(trace: np.ndarray) -> np.ndarray:
     """For each access, the index of the next access to the same line (``len(trace)`` if none)."""
-    trace = np.asarray(trace)
-    n = len(trace)
-    out = np.full(n, n, dtype=np.int64)
-    if n < 2:
-        return out
-    order = np.argsort(trace, kind="stable")
-    ts = trace[order]
-    same = ts[1:] == ts[:-1]
-    out[order[:-1][same]] = order[1:][same]
-    return out
+    dense, n_lines = _dense_ids(trace)
+    return kernels.next_use_of(dense, n_lines)
 
 
 @dataclass(frozen=True)
@@ -98,83 +102,15 @@ def simulate_buffer(trace: np.ndarray, capacity: int, policy: str = "belady", lo
 
     ``policy``: ``belady`` (evict the furthest next use within ``lookahead``
     accesses, LRU among lines not seen in the window; ``lookahead=0`` sees the
-    whole trace) or ``lru``.
+    whole trace) or ``lru``. Both run as compiled loops (:mod:`.kernels`).
     """
-    trace = np.asarray(trace, dtype=np.int64)
     if capacity < 1:
         raise ValueError(f"buffer capacity must be >= 1 line, got {capacity}")
+    if policy not in ("belady", "lru"):
+        raise ValueError(f"unknown replacement policy {policy!r}; choose 'belady' or 'lru'")
+    dense, n_lines = _dense_ids(trace)
+    if len(dense) == 0:
+        return np.zeros(0, dtype=bool)
     if policy == "lru":
-        return _lru(trace, capacity)
-    if policy == "belady":
-        return _belady(trace, capacity, lookahead)
-    raise ValueError(f"unknown replacement policy {policy!r}; choose 'belady' or 'lru'")
-
-
-def _lru(trace: np.ndarray, capacity: int) -> np.ndarray:
-    miss = np.zeros(len(trace), dtype=bool)
-    cache: "OrderedDict[int, None]" = OrderedDict()
-    move = cache.move_to_end
-    for i, line in enumerate(trace.tolist()):
-        if line in cache:
-            move(line)
-            continue
-        miss[i] = True
-        if len(cache) >= capacity:
-            cache.popitem(last=False)
-        cache[line] = None
-    return miss
-
-
-def _belady(trace: np.ndarray, capacity: int, lookahead: int) -> np.ndarray:
-    n = len(trace)
-    miss = np.zeros(n, dtype=bool)
-    nxt_arr = next_use(trace)
-    window = lookahead if lookahead > 0 else n + 1
-    # Accesses whose next use lies beyond the window, ordered by the time that use
-    # enters the window: until then the hardware cannot rank the line.
-    far = np.flatnonzero(nxt_arr - np.arange(n) > window)
-    enter_at = nxt_arr[far] - window
-    by_time = np.argsort(enter_at, kind="stable")
-    ev_time = enter_at[by_time].tolist()
-    ev_line = trace[far][by_time].tolist()
-    ev_nu = nxt_arr[far][by_time].tolist()
-    n_events = len(ev_time)
-    nxt = nxt_arr.tolist()
-    lines = trace.tolist()
-    nu_of: dict = {}  # cached line -> its next use
-    heap: list = []  # (-next use, line) of cached lines with a visible next use; stale entries skipped lazily
-    # cached lines with no visible next use, least recently used first (a line joins
-    # when it is used, so appending keeps recency order)
-    unseen: "OrderedDict[int, int]" = OrderedDict()
-    push, pop = heapq.heappush, heapq.heappop
-    ev = 0
-    for i in range(n):
-        while ev < n_events and ev_time[ev] <= i:
-            gone = ev_line[ev]
-            if unseen.get(gone) == ev_nu[ev]:
-                del unseen[gone]
-                push(heap, (-ev_nu[ev], gone))
-            ev += 1
-        line = lines[i]
-        nu = nxt[i]
-        if line not in nu_of:
-            miss[i] = True
-            if len(nu_of) >= capacity:
-                if unseen:
-                    # lines not used within the window cannot be ranked: evict the LRU one
-                    victim, _ = unseen.popitem(last=False)
-                else:
-                    while True:  # the furthest visible next use (dropping stale entries)
-                        neg, victim = pop(heap)
-                        if nu_of.get(victim) == -neg:
-                            break
-                del nu_of[victim]
-        nu_of[line] = nu
-        if nu - i > window:
-            unseen[line] = nu
-        else:
-            push(heap, (-nu, line))
-            if len(heap) > 8 * capacity + 64:
-                heap = [(-v, k) for k, v in nu_of.items() if k not in unseen]
-                heapq.heapify(heap)
-    return miss
+        return kernels.lru_misses(dense, n_lines, int(capacity))
+    return kernels.belady_misses(dense, n_lines, int(capacity), int(lookahead))
