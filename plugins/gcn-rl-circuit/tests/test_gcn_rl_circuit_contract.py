@@ -10,7 +10,7 @@ from hwaml_gcn_rl_circuit.searcher import GCNRLSearcher
 class TestCircuitEvaluatorContract(EvaluatorContract):
     @pytest.fixture(params=["two_stage_amp", "ldo"])
     def evaluator(self, request):
-        return CircuitEvaluator(request.param, "n90")
+        return CircuitEvaluator(request.param, "sky130")
 
 
 class TestGCNRLSearcherContract(SearcherContract):
@@ -22,4 +22,4 @@ class TestGCNRLSearcherContract(SearcherContract):
 
     @pytest.fixture
     def contract_evaluator(self):
-        return CircuitEvaluator("two_stage_tia", "n130")
+        return CircuitEvaluator("two_stage_tia", "gf180mcu")

@@ -1,21 +1,24 @@
 """Circuit graph: vertices, shared parameters, adjacency, features, action mapping."""
 
+import networkx as nx
 import numpy as np
 import pytest
 
 from hwaml_gcn_rl_circuit.circuits import CIRCUITS, get_circuit
 from hwaml_gcn_rl_circuit.evaluator import circuit_space, nominal_config
 from hwaml_gcn_rl_circuit.graph import ACTION_DIM, FEATURE_DIM, CircuitGraph
-from hwaml_gcn_rl_circuit.technology import NODES
+from hwaml_gcn_rl_circuit.technology import TECHNOLOGIES
 
 
-def amp_graph(node="n180"):
-    return CircuitGraph.from_circuit(get_circuit("two_stage_amp"), NODES[node])
+def amp_graph(node="gf180mcu"):
+    return CircuitGraph.from_circuit(get_circuit("two_stage_amp"), TECHNOLOGIES[node])
 
 
-def test_vertices_are_the_sized_components():
+def test_vertices_are_the_components_that_shape_the_loop():
     g = amp_graph()
-    assert g.vertices == ["Ib", "M1", "M2", "M3", "M4", "M5", "M8", "M6", "M7", "Cc"]
+    assert g.vertices == ["Ib", "M1", "M2", "M3", "M4", "M5", "M8", "M6", "M7", "Cc", "CL"]
+    # the fixed load capacitance is a vertex without actions; the test bench's DC-feedback cap is none
+    assert g.action_mask[g.vertices.index("CL")].sum() == 0 and "Cdc" not in g.vertices
     assert g.types[g.vertices.index("Ib")] == "current_source"
     assert g.types[g.vertices.index("M3")] == "pmos"
     # the matched pair shares W and L
@@ -38,9 +41,9 @@ def test_edges_follow_signal_nets_not_supplies():
 
 
 def test_features_carry_type_technology_and_sizes():
-    g180, g45 = amp_graph("n180"), amp_graph("n45")
+    g180, g45 = amp_graph("gf180mcu"), amp_graph("sky130")
     circuit = get_circuit("two_stage_amp")
-    x = g180.features(nominal_config(circuit, NODES["n180"]))
+    x = g180.features(nominal_config(circuit, TECHNOLOGIES["gf180mcu"]))
     assert x.shape == (g180.n, FEATURE_DIM)
     assert (x[:, :5].sum(1) == 1).all()
     assert not np.allclose(g180.features(), g45.features())  # technology features differ
@@ -50,7 +53,7 @@ def test_features_carry_type_technology_and_sizes():
 @pytest.mark.parametrize("name", sorted(CIRCUITS))
 def test_actions_and_configs_round_trip(name):
     circuit = get_circuit(name)
-    space = circuit_space(circuit, NODES["n90"])
+    space = circuit_space(circuit, TECHNOLOGIES["sky130"])
     g = space.meta["graph"]
     assert set(g.ranges) == {d.name for d in space.dims}
     cfg = space.sample(np.random.default_rng(1))
@@ -71,3 +74,22 @@ def test_shared_parameters_take_the_mean_action():
     cfg = g.config_from_actions(a)
     r = g.ranges["w1"]
     assert cfg["w1"] == pytest.approx(r.from_unit(0.5))
+
+
+def test_the_ldo_feedback_loop_is_in_the_graph():
+    """The divider closes the loop through the test bench's loop-break inductor: R1/R2 reach M1."""
+    g = CircuitGraph.from_circuit(get_circuit("ldo"), TECHNOLOGIES["sky130"])
+    nxg = g.nx_graph
+    assert {"R1", "R2", "Cc", "CL", "Mp"} <= set(g.vertices) and "Cinj" not in g.vertices and "Lbrk" not in g.vertices
+    assert nxg.has_edge("R1", "M1") and nxg.has_edge("R2", "M1")
+    assert nx.has_path(nxg, "M1", "Mp") and nxg.has_edge("Mp", "R1")
+    # R1 and R2 share rfb: two vertices, one parameter
+    assert g.vertex_params[g.vertices.index("R1")] == g.vertex_params[g.vertices.index("R2")] == ("rfb",)
+
+
+def test_technology_features_come_from_the_models():
+    from hwaml_gcn_rl_circuit.technology import characterize
+
+    g = amp_graph("sky130")
+    c = characterize("sky130")
+    assert g.tech_features[0] == pytest.approx(c["vth_n"] / 0.5) and g.tech_features[2] == pytest.approx(c["gm_id_n"] / 20.0)

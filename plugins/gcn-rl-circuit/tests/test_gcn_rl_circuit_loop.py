@@ -16,7 +16,7 @@ from hwaml_gcn_rl_circuit.evaluator import CircuitEvaluator
     ids=["random", "evolution", "optuna_tpe"],
 )
 def test_generic_searchers_size_a_circuit(tmp_path, searcher):
-    loop = SearchLoop({"searcher": searcher, "evaluator": CircuitEvaluator("two_stage_amp", "n90")}, tmp_path, {"fom": "max"}, budget_trials=6, seed=1)
+    loop = SearchLoop({"searcher": searcher, "evaluator": CircuitEvaluator("two_stage_amp", "sky130")}, tmp_path, {"fom": "max"}, budget_trials=6, seed=1)
     res = loop.run()
     assert len(res.trials) == 6
     assert all(t.status == "complete" for t in res.trials)

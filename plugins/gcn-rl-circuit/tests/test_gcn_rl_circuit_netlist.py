@@ -75,4 +75,4 @@ def test_user_template_file_is_checked(tmp_path):
     bad = tmp_path / "mine.cir"
     bad.write_text(GOOD.replace("${rf}", "${rq}"))
     with pytest.raises(TemplateError, match="mine.cir, line 5: unknown placeholder"):
-        CircuitEvaluator("two_stage_tia", "n180", template=str(bad))
+        CircuitEvaluator("two_stage_tia", "gf180mcu", template=str(bad))

@@ -1,19 +1,22 @@
-"""The four benchmark circuits of GCN-RL Circuit Designer.
+"""The four benchmark circuits of GCN-RL Circuit Designer, on real PDKs.
 
-Each :class:`Circuit` couples a netlist template (``netlists/<name>.cir``) with
+Each :class:`Circuit` couples a netlist template (``netlists/<name>.cir``, the circuit and the
+test-bench elements, no analyses) with
 
-* its sizing parameters and their bounds (transistor W and L scale with the
-  node's minimum length, so the same normalised action means the same relative
-  size on every node -- which is what makes node-to-node transfer meaningful);
-* its test benches (one deck per excitation, e.g. the LDO's line, load and
-  loop-gain benches), simulated with ngspice;
-* the measurements taken from the simulated vectors;
-* the figure of merit of the paper: a weighted sum of metrics normalised to
-  [0, 1] between a worst and a best value (log scale for quantities spanning
-  decades; better-than-best is capped, as the paper's ``min(m, m_bound)``),
-  minus a penalty for each violated hard spec (graded by how far it is
-  violated, at most 1 per spec). A simulation that fails gets ``failure_fom``,
-  below anything a simulated design can score.
+* its sizing parameters and their bounds (transistor W and L are multiples of the
+  technology's minimum length, clipped to its minimum width, so one normalised action means
+  the same relative size on both PDKs -- what makes transfer between them meaningful);
+* per-PDK operating conditions (supply, load, photodiode capacitance, references; see
+  :data:`CONDITIONS`) and per-PDK hard specs (:data:`SPECS`), both overridable from config;
+* a measurement procedure run on the *loaded* circuit (:class:`~.bench.CircuitBench`): it alters
+  the bench elements and runs the analyses a designer signs off with -- the operating point
+  with every transistor's saturation margin and the output DC level, the AC response at 50
+  points per decade, noise, and for the LDO three loads, dropout and a load-step transient;
+* the figure of merit of the paper: a weighted sum of metrics normalised to [0, 1] between a
+  worst and a best value (log scale for quantities spanning decades; better-than-best is
+  capped, as the paper's ``min(m, m_bound)``), minus a penalty for each violated hard spec
+  (graded by how far it is violated, at most 1 per spec). A simulation that fails gets
+  ``failure_fom``, below anything a simulated design can score.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ UNITS = {"w": ("um", 1e-6), "l": ("um", 1e-6), "r": ("kohm", 1e3), "c": ("pF", 1
 
 @dataclass(frozen=True)
 class Param:
-    """One sizing parameter. ``w``/``l`` bounds are multiples of the node's Lmin."""
+    """One sizing parameter. ``w``/``l`` bounds are multiples of the technology's Lmin."""
 
     name: str
     kind: str  # w, l, r, c, i
@@ -47,7 +50,9 @@ class Param:
         """(low, high, nominal) in the space's units (um, kohm, pF, uA) on ``tech``."""
         if self.kind in ("w", "l"):
             lmin_um = tech.lmin * 1e6
-            return self.low * lmin_um, self.high * lmin_um, self.nominal * lmin_um
+            floor = (tech.wmin if self.kind == "w" else tech.lmin) * 1e6
+            lo = max(floor, self.low * lmin_um)
+            return lo, max(lo * 1.01, self.high * lmin_um), max(lo, self.nominal * lmin_um)
         return self.low, self.high, self.nominal
 
     def to_si(self, value: float) -> float:
@@ -90,24 +95,28 @@ class Spec:
         return f"{self.metric} {self.op} {self.bound:g}"
 
 
-Measure = Callable[[Dict[str, Dict[str, Dict[str, np.ndarray]]], Technology, Mapping[str, float]], Dict[str, float]]
+#: measure(bench, tech, conditions) -> measurements
+Measure = Callable[["object", Technology, Mapping[str, float]], Dict[str, float]]
 
 
 @dataclass
 class Circuit:
-    """A parameterised circuit: template, sizing, test benches, measurements, FoM."""
+    """A parameterised circuit: template, sizing, conditions, procedure, specs, FoM."""
 
     name: str
     title: str
     template_file: str
     params: List[Param]
     metrics: List[Metric]
-    specs: List[Spec]
-    benches: Dict[str, Dict[str, float]]  # bench name -> extra placeholder values
-    fixed: Callable[[Technology], Dict[str, float]]  # technology-derived placeholder values
     measure: Measure
     measurements: Tuple[str, ...]  # the names ``measure`` returns
+    #: elements that are test bench only: not vertices of the graph (their nets are joined
+    #: when ``wire`` is true: a loop-break inductor is a wire in the closed loop)
+    bench_elements: Dict[str, bool] = field(default_factory=dict)
     penalty: float = 1.0
+    technology: Optional[str] = None  # set by :meth:`configure`
+    conditions: Dict[str, float] = field(default_factory=dict)
+    specs: List[Spec] = field(default_factory=list)
     _template: Optional[Template] = field(default=None, repr=False)
 
     @property
@@ -120,10 +129,41 @@ class Circuit:
                 return p
         raise KeyError(name)
 
+    def configure(self, tech: Technology, conditions: Optional[Mapping[str, float]] = None, specs: Optional[Mapping[str, Sequence]] = None) -> "Circuit":
+        """Set the per-PDK conditions and specs (defaults from :data:`CONDITIONS` / :data:`SPECS`),
+        with overrides; an unknown key is an error naming the known ones."""
+        base = dict(CONDITIONS[self.name][tech.name])
+        for k, v in dict(conditions or {}).items():
+            if k not in base:
+                raise ValueError(f"{self.name} on {tech.name}: unknown condition {k!r}; known: {sorted(base)}")
+            base[k] = float(v)
+        self.technology, self.conditions = tech.name, base
+        table = {m: list(v) for m, v in SPECS[self.name][tech.name].items()}
+        names = set(self.measurements) | {"area_um2"}
+        for metric, v in dict(specs or {}).items():
+            if metric not in names:
+                raise ValueError(f"{self.name}: spec on unknown metric {metric!r}; known: {sorted(names)}")
+            if v is None:
+                table.pop(metric, None)
+                continue
+            v = list(v)
+            if len(v) == 2 and isinstance(v[0], str):  # [op, bound]: keep the default scale
+                v = [v[0], v[1], table.get(metric, [None, None, abs(float(v[1])) or 1.0])[2]]
+            if len(v) != 3 or v[0] not in (">=", "<=", "range"):
+                raise ValueError(f"{self.name}: spec {metric} must be [op, bound] or [op, bound, scale] with op '>=' or '<=', got {v}")
+            table[metric] = v
+        out: List[Spec] = []
+        for metric, (op, bound, scale) in table.items():
+            if op == "range":  # [lo, hi] window, e.g. an output DC level
+                lo, hi = bound
+                out += [Spec(metric, ">=", float(lo), float(scale)), Spec(metric, "<=", float(hi), float(scale))]
+            else:
+                out.append(Spec(metric, op, float(bound), float(scale)))
+        self.specs = out
+        return self
+
     def variables(self) -> List[str]:
-        names = {"models", "vdd"} | set(self.fixed(_ANY_TECH))
-        for bench in self.benches.values():
-            names |= set(bench)
+        names = {"models", "vdd"} | set(CONDITIONS[self.name]["sky130"])
         return sorted(names)
 
     def template(self) -> Template:
@@ -137,14 +177,9 @@ class Circuit:
         """Replace the shipped template (a user's variant); checked immediately."""
         self._template = parse_template(text, source, self.param_names, self.variables())
 
-    def decks(self, sizes_si: Mapping[str, float], tech: Technology) -> Dict[str, str]:
-        """One rendered deck per test bench."""
-        base = {"models": tech.model_cards(), "vdd": tech.vdd, **self.fixed(tech), **sizes_si}
-        return {bench: self.template().render({**base, **extra}) for bench, extra in self.benches.items()}
-
     @property
     def failure_fom(self) -> float:
-        return -self.penalty * len(self.specs) - 1.0
+        return -self.penalty * max(1, len(self.specs)) - 1.0
 
     def metric_names(self) -> List[str]:
         """Every metric an evaluation of this circuit can report: the figure of merit and
@@ -164,43 +199,21 @@ class Circuit:
             score -= self.penalty * v
         return float(score), violated
 
-    def area_um2(self, sizes_si: Mapping[str, float]) -> float:
-        """Active + passive area: sum of W*L, MIM caps at 2 fF/um^2, poly resistors at 1 kohm/sq, 0.5 um wide."""
-        area = 0.0
-        for e in self.template().sized_elements(self.param_names):
-            vals = [sizes_si[p] for p in e.params]
-            if e.kind in ("nmos", "pmos"):
-                area += vals[0] * vals[1] * 1e12
-            elif e.kind == "capacitor":
-                area += vals[0] / 2e-15
-            elif e.kind == "resistor":
-                area += vals[0] / 1e3 * 0.25
-        return float(area)
-
 
 # ---------------------------------------------------------------------------
 # measurements
 # ---------------------------------------------------------------------------
 
 
-def _plot(results: Mapping[str, Mapping[str, np.ndarray]], prefix: str, index: int = 1) -> Mapping[str, np.ndarray]:
-    name = f"{prefix}{index}"
-    if name not in results:
-        from .simulator import SimulationError
-
-        raise SimulationError(f"analysis {name} missing from ngspice output (plots: {sorted(results)})")
-    return results[name]
-
-
 def _vec(plot: Mapping[str, np.ndarray], name: str) -> np.ndarray:
     if name not in plot:
         from .simulator import SimulationError
 
-        raise SimulationError(f"vector {name!r} missing (have {sorted(plot)})")
+        raise SimulationError(f"vector {name!r} missing (have {sorted(plot)[:20]})")
     return plot[name]
 
 
-def _crossing(f: np.ndarray, mag: np.ndarray, level: float) -> Optional[float]:
+def crossing(f: np.ndarray, mag: np.ndarray, level: float) -> Optional[float]:
     """First frequency where ``mag`` falls below ``level`` (log-log interpolation)."""
     below = np.flatnonzero(mag < level)
     if below.size == 0:
@@ -214,140 +227,253 @@ def _crossing(f: np.ndarray, mag: np.ndarray, level: float) -> Optional[float]:
     return float(10 ** (x0 + t * (x1 - x0)))
 
 
-def _supply_power(op: Mapping[str, np.ndarray], source: str, vdd: float) -> float:
-    return float(abs(_vec(op, f"{source}#branch")[0]) * vdd)
+def phase_margin(f: np.ndarray, t: np.ndarray) -> Tuple[float, float, float]:
+    """(unity-gain frequency, phase margin in degrees, DC gain in dB) of a loop/open-loop gain
+    ``t`` whose DC phase is 0 (the inversion already taken out); PM 0 when |t| never exceeds 1."""
+    mag = np.abs(t)
+    phase = np.degrees(np.unwrap(np.angle(t)))
+    phase = phase - 360.0 * round(phase[0] / 360.0)
+    dc = float(20 * math.log10(max(float(mag[0]), 1e-12)))
+    fu = crossing(f, mag, 1.0) if mag[0] > 1.0 else None
+    if fu is None:
+        return float(f[0]), 0.0, dc
+    pm = float(180.0 + np.interp(math.log10(fu), np.log10(f), phase))
+    return float(fu), float(max(-180.0, min(180.0, pm))), dc
 
 
-_TIA_MEASUREMENTS = ("zt_ohm", "bandwidth_hz", "peaking_db", "power_mw", "noise_na", "vout_dc")
+def saturation(op: Mapping[str, np.ndarray], devices: Sequence[str]) -> Dict[str, float]:
+    """Per transistor ``|Vds| - |Vdsat|`` (V) from an operating point (BSIM4's own Vdsat)."""
+    out = {}
+    for d in devices:
+        d = d.lower()
+        vds = abs(float(_vec(op, f"@{d}[vds]")[0]))
+        vdsat = abs(float(_vec(op, f"@{d}[vdsat]")[0]))
+        out[d] = vds - vdsat
+    return out
 
 
-def _tia_measure(results, tech, sizes_si):
-    r = results["main"]
-    ac = _plot(r, "ac")
+def op_value(op: Mapping[str, np.ndarray], name: str) -> float:
+    return float(np.real(_vec(op, name))[0])
+
+
+_SAT = ("sat_margin_mv", "triode_devices")
+
+
+def _sat_metrics(margins: Mapping[str, float], bench) -> Dict[str, float]:
+    worst = min(margins, key=margins.get)
+    bench.info["saturation_margin_mv"] = {k: round(v * 1e3, 1) for k, v in margins.items()}
+    bench.info["worst_device"] = worst
+    return {"sat_margin_mv": margins[worst] * 1e3, "triode_devices": float(sum(1 for v in margins.values() if v < 0))}
+
+
+_TIA_MEASUREMENTS = ("zt_ohm", "bandwidth_hz", "peaking_db", "power_mw", "noise_na", "vout_dc", "swing_v", *_SAT)
+
+
+def _tia_measure(bench, tech, cond, three_stage: bool):
+    op = bench.op()
+    devices = bench.mos_devices
+    margins = saturation(op, devices)
+    vdd = cond["vdd"]
+    if three_stage:
+        hi = vdd - abs(op_value(op, "@m6[vdsat]"))
+        lo = abs(op_value(op, "@m5[vdsat]"))
+    else:  # source follower: out <= x1_max - Vgs3, x1_max = vdd - |Vdsat2|
+        hi = vdd - abs(op_value(op, "@m2[vdsat]")) - abs(op_value(op, "@m3[vgs]"))
+        lo = abs(op_value(op, "@m4[vdsat]"))
+    ac = bench.analysis(f"ac dec {bench.points_per_decade} 1e3 1e11")
     f = np.real(_vec(ac, "frequency"))
     z = np.abs(_vec(ac, "out"))
     zt = float(z[0])
-    bw = _crossing(f, z, zt / math.sqrt(2.0)) or float(f[-1])
+    bw = crossing(f, z, zt / math.sqrt(2.0)) or float(f[-1])
     peaking = float(20 * math.log10(max(float(z.max()), zt) / zt))
-    noise_tot = _plot(r, "noise", 2)
-    onoise = float(_vec(noise_tot, "onoise_total")[0])
-    op = _plot(r, "op")
+    noise = bench.analysis("noise v(out) iin dec 20 1e3 1e11")
+    onoise = float(np.real(_vec(noise, "onoise_total"))[0])
     return {
         "zt_ohm": zt,
         "bandwidth_hz": bw,
         "peaking_db": peaking,
-        "power_mw": _supply_power(op, "vdd", tech.vdd) * 1e3,
+        "power_mw": abs(op_value(op, "vdd#branch")) * vdd * 1e3,
         "noise_na": onoise / zt * 1e9,  # integrated output noise referred to the input by the DC transimpedance, nA rms
-        "vout_dc": float(_vec(op, "out")[0]),
+        "vout_dc": op_value(op, "out"),
+        "swing_v": hi - lo,
+        **_sat_metrics(margins, bench),
     }
 
 
-_AMP_MEASUREMENTS = ("gain_db", "ugbw_hz", "phase_margin_deg", "power_mw", "vout_dc")
+_AMP_MEASUREMENTS = ("gain_db", "ugbw_hz", "phase_margin_deg", "power_mw", "vout_dc", "offset_mv", "swing_v", *_SAT)
 
 
-def _amp_measure(results, tech, sizes_si):
-    r = results["main"]
-    ac = _plot(r, "ac")
+def _amp_measure(bench, tech, cond):
+    op = bench.op()
+    margins = saturation(op, bench.mos_devices)
+    vdd = cond["vdd"]
+    ac = bench.analysis(f"ac dec {bench.points_per_decade} 1 1e11")
     f = np.real(_vec(ac, "frequency"))
-    a = _vec(ac, "out")
-    mag = np.abs(a)
-    gain = float(mag[0])
-    phase = np.degrees(np.unwrap(np.angle(a)))
-    phase = phase - 360.0 * round(phase[0] / 360.0)
-    ugbw = _crossing(f, mag, 1.0) if gain > 1.0 else None
-    if ugbw is None:
-        ugbw, pm = float(f[0]), 0.0
-    else:
-        ph = float(np.interp(math.log10(ugbw), np.log10(f), phase))
-        pm = float(180.0 + ph)
-    op = _plot(r, "op")
+    ugbw, pm, gain = phase_margin(f, _vec(ac, "out"))
+    vout = op_value(op, "out")
     return {
-        "gain_db": float(20 * math.log10(max(gain, 1e-12))),
-        "ugbw_hz": float(ugbw),
-        "phase_margin_deg": float(max(-180.0, min(180.0, pm))),
-        "power_mw": _supply_power(op, "vdd", tech.vdd) * 1e3,
-        "vout_dc": float(_vec(op, "out")[0]),
+        "gain_db": gain,
+        "ugbw_hz": ugbw,
+        "phase_margin_deg": pm,
+        "power_mw": abs(op_value(op, "vdd#branch")) * vdd * 1e3,
+        "vout_dc": vout,
+        "offset_mv": abs(vout - cond["vcm"]) * 1e3,  # systematic offset under unity DC feedback
+        "swing_v": vdd - abs(op_value(op, "@m6[vdsat]")) - abs(op_value(op, "@m7[vdsat]")),
+        **_sat_metrics(margins, bench),
     }
 
 
 _LDO_MEASUREMENTS = (
-    "vout_dc", "vout_error_pct", "quiescent_ua", "line_reg", "load_reg_ohm", "loop_gain_db", "phase_margin_deg", "ugf_hz", "power_mw",
+    "vout_dc", "vout_error_pct", "quiescent_ua", "line_reg", "load_reg_ohm", "loop_gain_db", "phase_margin_deg", "pm_light_deg",
+    "pm_mid_deg", "pm_full_deg", "ugf_hz", "dropout_mv", "undershoot_mv", "overshoot_mv", "power_mw", *_SAT,
 )
 
 
-def _ldo_measure(results, tech, sizes_si):
-    fixed = _ldo_fixed(tech)
-    line = results["line"]
-    op = _plot(line, "op")
-    vout = float(_vec(op, "vout")[0])
-    target = 2.0 * fixed["vref"]
-    i_in = abs(float(_vec(op, "vsup#branch")[0]))
-    ac_line = _plot(line, "ac")
-    line_reg = float(np.abs(_vec(ac_line, "vout"))[0])  # |dVout/dVin| at 1 Hz
-    ac_load = _plot(results["load"], "ac")
-    load_reg = float(np.abs(_vec(ac_load, "vout"))[0])  # |dVout/dIload| at 1 Hz, ohm
-    loop = _plot(results["loop"], "ac")
-    f = np.real(_vec(loop, "frequency"))
-    t = -_vec(loop, "fb") / _vec(loop, "fba")
-    mag = np.abs(t)
-    phase = np.degrees(np.unwrap(np.angle(t)))
-    phase = phase - 360.0 * round(phase[0] / 360.0)
-    fu = _crossing(f, mag, 1.0) if mag[0] > 1.0 else None
-    if fu is None:
-        fu, pm = float(f[0]), 0.0  # loop gain below one: no regulation to speak of
+def _ldo_measure(bench, tech, cond):
+    vdd = cond["vdd"]
+    target = 2.0 * cond["vref"]
+    loads = {"light": cond["iload_light"], "mid": cond["iload_mid"], "full": cond["iload_full"]}
+    margins: Dict[str, float] = {}
+    vout: Dict[str, float] = {}
+    pm: Dict[str, float] = {}
+    mid: Dict[str, float] = {}
+    bench.alter("vsup", "dc", vdd)
+    for tag, iload in loads.items():
+        bench.alter("iload", "dc", iload)
+        op = bench.op()
+        for d, v in saturation(op, bench.mos_devices).items():
+            margins[d] = min(margins.get(d, math.inf), v)
+        vout[tag] = op_value(op, "vout")
+        # loop gain with the loop broken at the OTA input (Lbrk open and Cinj a short in AC)
+        ac = bench.analysis("ac dec 20 1 1e9")
+        f = np.real(_vec(ac, "frequency"))
+        fu, pm[tag], dc = phase_margin(f, -_vec(ac, "fb") / _vec(ac, "fba"))
+        if tag == "mid":
+            mid = {"i_in": abs(op_value(op, "vsup#branch")), "fu": fu, "dc": dc}
+    # line regulation at the mid load: supply +10 %
+    bench.alter("iload", "dc", loads["mid"])
+    bench.alter("vsup", "dc", 1.1 * vdd)
+    vout_hi = op_value(bench.op(), "vout")
+    line_reg = abs(vout_hi - vout["mid"]) / (0.1 * vdd)
+    # dropout at full load: the supply at which Vout has fallen 1 % below its value at Vdd
+    bench.alter("iload", "dc", loads["full"])
+    step = 0.01
+    dc = bench.analysis(f"dc vsup {vdd:.6g} {max(step, target - 0.2):.6g} {-step:.6g}")
+    vs = np.real(_vec(dc, "v-sweep"))
+    vo = np.real(_vec(dc, "vout"))
+    drop = np.flatnonzero(vo < 0.99 * vo[0])
+    if drop.size == 0:
+        dropout = float(vs[-1] - vo[-1])
     else:
-        pm = float(180.0 + np.interp(math.log10(fu), np.log10(f), phase))
+        i = int(drop[0])
+        dropout = float(vs[i] - vo[i]) if i == 0 else float(np.interp(0.99 * vo[0], [vo[i], vo[i - 1]], [vs[i], vs[i - 1]]) - 0.99 * vo[0])
+    bench.alter("vsup", "dc", vdd)
+    # load step light -> full -> light (Istep adds full - light for 4 us); loop closed
+    bench.alter("iload", "dc", loads["light"])
+    bench.alter("lbrk", "inductance", 1e-9)
+    bench.alter("cinj", "capacitance", 1e-18)
+    tr = bench.analysis("tran 20n 8u")
+    bench.alter("lbrk", "inductance", 1e9)
+    bench.alter("cinj", "capacitance", 1.0)
+    t = np.real(_vec(tr, "time"))
+    v = np.real(_vec(tr, "vout"))
+    v0 = float(np.interp(1.9e-6, t, v))
+    during = (t > 2e-6) & (t < 6e-6)
+    after = t > 6e-6
+    undershoot = max(0.0, v0 - float(v[during].min())) if during.any() else 0.0
+    overshoot = max(0.0, float(v[after].max()) - v0) if after.any() else 0.0
+    bench.alter("iload", "dc", loads["mid"])
     return {
-        "vout_dc": vout,
-        "vout_error_pct": abs(vout - target) / target * 100.0,
-        "quiescent_ua": max(1e-6, (i_in - fixed["iload"]) * 1e6),
+        "vout_dc": vout["mid"],
+        "vout_error_pct": abs(vout["mid"] - target) / target * 100.0,
+        "quiescent_ua": max(1e-3, (mid["i_in"] - loads["mid"]) * 1e6),
         "line_reg": max(line_reg, 1e-9),
-        "load_reg_ohm": max(load_reg, 1e-6),
-        "loop_gain_db": float(20 * math.log10(max(float(mag[0]), 1e-12))),
-        "phase_margin_deg": float(max(-180.0, min(180.0, pm))),
-        "ugf_hz": float(fu),
-        "power_mw": i_in * tech.vdd * 1e3,
+        "load_reg_ohm": max(abs(vout["light"] - vout["full"]) / (loads["full"] - loads["light"]), 1e-6),
+        "loop_gain_db": mid["dc"],
+        "phase_margin_deg": min(pm.values()),
+        "pm_light_deg": pm["light"],
+        "pm_mid_deg": pm["mid"],
+        "pm_full_deg": pm["full"],
+        "ugf_hz": mid["fu"],
+        "dropout_mv": dropout * 1e3,
+        "undershoot_mv": undershoot * 1e3,
+        "overshoot_mv": overshoot * 1e3,
+        "power_mw": mid["i_in"] * vdd * 1e3,
+        **_sat_metrics(margins, bench),
     }
+
+
+# ---------------------------------------------------------------------------
+# per-PDK conditions and specs (restated in conf/evaluator/circuit_*.yaml)
+# ---------------------------------------------------------------------------
+
+#: operating conditions per circuit and technology (SI units)
+CONDITIONS: Dict[str, Dict[str, Dict[str, float]]] = {
+    "two_stage_tia": {
+        "sky130": {"vdd": 1.8, "cpd": 100e-15, "cl": 50e-15, "vbn": 0.7},
+        "gf180mcu": {"vdd": 3.3, "cpd": 100e-15, "cl": 50e-15, "vbn": 0.95},
+    },
+    "three_stage_tia": {
+        "sky130": {"vdd": 1.8, "cpd": 100e-15, "cl": 50e-15},
+        "gf180mcu": {"vdd": 3.3, "cpd": 100e-15, "cl": 50e-15},
+    },
+    "two_stage_amp": {
+        "sky130": {"vdd": 1.8, "vcm": 0.9, "cl": 1e-12},
+        "gf180mcu": {"vdd": 3.3, "vcm": 1.65, "cl": 1e-12},
+    },
+    "ldo": {
+        "sky130": {"vdd": 1.8, "vref": 0.6, "cl": 1e-9, "iload_light": 10e-6, "iload_mid": 1e-3, "iload_full": 10e-3, "istep": 10e-3 - 10e-6},
+        "gf180mcu": {"vdd": 3.3, "vref": 1.25, "cl": 1e-9, "iload_light": 10e-6, "iload_mid": 1e-3, "iload_full": 10e-3, "istep": 10e-3 - 10e-6},
+    },
+}
+
+#: hard specs per circuit and technology: metric -> [op, bound, penalty scale]; op "range" takes [lo, hi]
+SPECS: Dict[str, Dict[str, Dict[str, list]]] = {
+    "two_stage_tia": {
+        "sky130": {"peaking_db": ["<=", 1.0, 3.0], "zt_ohm": [">=", 1e3, 1e3], "bandwidth_hz": [">=", 1e8, 1e8],
+                   "sat_margin_mv": [">=", 50.0, 200.0], "vout_dc": ["range", [0.2, 1.6], 0.5], "swing_v": [">=", 0.2, 0.5]},
+        "gf180mcu": {"peaking_db": ["<=", 1.0, 3.0], "zt_ohm": [">=", 1e3, 1e3], "bandwidth_hz": [">=", 5e7, 5e7],
+                     "sat_margin_mv": [">=", 50.0, 200.0], "vout_dc": ["range", [0.3, 3.0], 0.5], "swing_v": [">=", 0.4, 0.5]},
+    },
+    "three_stage_tia": {
+        "sky130": {"peaking_db": ["<=", 1.0, 3.0], "zt_ohm": [">=", 1e3, 1e3], "bandwidth_hz": [">=", 1e8, 1e8],
+                   "sat_margin_mv": [">=", 50.0, 200.0], "vout_dc": ["range", [0.3, 1.5], 0.5], "swing_v": [">=", 0.4, 0.5]},
+        "gf180mcu": {"peaking_db": ["<=", 1.0, 3.0], "zt_ohm": [">=", 1e3, 1e3], "bandwidth_hz": [">=", 5e7, 5e7],
+                     "sat_margin_mv": [">=", 50.0, 200.0], "vout_dc": ["range", [0.5, 2.8], 0.5], "swing_v": [">=", 0.8, 0.5]},
+    },
+    "two_stage_amp": {
+        "sky130": {"phase_margin_deg": [">=", 60.0, 30.0], "gain_db": [">=", 40.0, 20.0], "sat_margin_mv": [">=", 50.0, 200.0],
+                   "offset_mv": ["<=", 20.0, 100.0], "swing_v": [">=", 0.8, 0.5]},
+        "gf180mcu": {"phase_margin_deg": [">=", 60.0, 30.0], "gain_db": [">=", 50.0, 20.0], "sat_margin_mv": [">=", 50.0, 200.0],
+                     "offset_mv": ["<=", 20.0, 100.0], "swing_v": [">=", 1.5, 0.5]},
+    },
+    "ldo": {
+        "sky130": {"vout_error_pct": ["<=", 2.0, 10.0], "phase_margin_deg": [">=", 45.0, 30.0], "sat_margin_mv": [">=", 0.0, 200.0],
+                   "dropout_mv": ["<=", 400.0, 400.0]},
+        "gf180mcu": {"vout_error_pct": ["<=", 2.0, 10.0], "phase_margin_deg": [">=", 45.0, 30.0], "sat_margin_mv": [">=", 0.0, 200.0],
+                     "dropout_mv": ["<=", 600.0, 400.0]},
+    },
+}
 
 
 # ---------------------------------------------------------------------------
 # the circuits
 # ---------------------------------------------------------------------------
 
-_ANY_TECH = Technology("any", 180e-9, 1.8, 4e-9, 0.4, -0.4, 400, 120, 2e17, 1e-7, 8e4, 3e-10, 1e-3)
-
-_W = dict(kind="w", low=2.0, high=400.0)
-_L = dict(kind="l", low=1.0, high=8.0)
-
 
 def _wl(prefix: str, w_nom: float, l_nom: float, w_high: float = 400.0) -> List[Param]:
     return [Param(f"w{prefix}", "w", 2.0, w_high, w_nom), Param(f"l{prefix}", "l", 1.0, 8.0, l_nom)]
 
 
-def _tia_fixed(tech: Technology) -> Dict[str, float]:
-    return {"cpd": 100e-15, "cl": 50e-15, "vbn": tech.vth_n + 0.15}
-
-
-def _amp_fixed(tech: Technology) -> Dict[str, float]:
-    return {"vcm": 0.5 * tech.vdd, "cl": 1e-12}
-
-
-def _ldo_fixed(tech: Technology) -> Dict[str, float]:
-    return {"vref": 0.4 * tech.vdd, "iload": 1e-3, "cl": 1e-9}
-
-
-_LDO_CLOSED = {"ac_loop": 0.0, "lbreak": 1e-12, "cinj": 1e-21}
-
-
 # Both TIAs are scored alike, so a transferred agent optimises the same FoM.
-_TIA_METRICS = (
-    Metric("zt_ohm", "max", 300.0, 3e4, 1.0),
-    Metric("bandwidth_hz", "max", 1e7, 1e10, 1.0),
-    Metric("power_mw", "min", 10.0, 1e-2, 1.0),
-    Metric("noise_na", "min", 1e4, 100.0, 1.0),
-    Metric("area_scaled_um2", "min", 1e3, 1.0, 0.5),
-)
-_TIA_SPECS = (Spec("peaking_db", "<=", 1.0, 3.0), Spec("zt_ohm", ">=", 1e3, 1e3), Spec("bandwidth_hz", ">=", 1e8, 1e8))
+def _tia_metrics() -> List[Metric]:
+    return [
+        Metric("zt_ohm", "max", 1e3, 3e4, 1.0),
+        Metric("bandwidth_hz", "max", 5e7, 2e9, 1.0),
+        Metric("power_mw", "min", 3.0, 0.03, 1.0),
+        Metric("noise_na", "min", 3e3, 100.0, 1.0),
+        Metric("area_scaled_um2", "min", 300.0, 3.0, 0.5),
+    ]
 
 
 def _two_stage_tia() -> Circuit:
@@ -356,11 +482,8 @@ def _two_stage_tia() -> Circuit:
         title="Two-stage transimpedance amplifier",
         template_file="two_stage_tia.cir",
         params=_wl("1", 20, 2) + _wl("2", 40, 2) + _wl("3", 40, 2) + _wl("4", 20, 4) + [Param("rf", "r", 0.5, 50.0, 5.0)],
-        metrics=list(_TIA_METRICS),
-        specs=list(_TIA_SPECS),
-        benches={"main": {}},
-        fixed=_tia_fixed,
-        measure=_tia_measure,
+        metrics=_tia_metrics(),
+        measure=lambda b, t, c: _tia_measure(b, t, c, three_stage=False),
         measurements=_TIA_MEASUREMENTS,
     )
 
@@ -372,11 +495,8 @@ def _three_stage_tia() -> Circuit:
         template_file="three_stage_tia.cir",
         params=_wl("1", 20, 2) + _wl("2", 40, 2) + _wl("3", 10, 1) + _wl("4", 20, 1) + _wl("5", 10, 1) + _wl("6", 20, 1)
         + [Param("rf", "r", 0.5, 50.0, 5.0), Param("cc", "c", 1e-3, 1.0, 0.02)],
-        metrics=list(_TIA_METRICS),
-        specs=list(_TIA_SPECS),
-        benches={"main": {}},
-        fixed=_tia_fixed,
-        measure=_tia_measure,
+        metrics=_tia_metrics(),
+        measure=lambda b, t, c: _tia_measure(b, t, c, three_stage=True),
         measurements=_TIA_MEASUREMENTS,
     )
 
@@ -389,17 +509,15 @@ def _two_stage_amp() -> Circuit:
         params=_wl("1", 20, 4) + _wl("3", 20, 4) + _wl("5", 20, 4) + _wl("6", 80, 2) + _wl("7", 40, 4)
         + [Param("cc", "c", 0.05, 10.0, 0.5), Param("ibias", "i", 1.0, 200.0, 20.0)],
         metrics=[
-            Metric("gain_db", "max", 20.0, 80.0, 1.0, log=False),
-            Metric("ugbw_hz", "max", 1e6, 1e9, 1.0),
+            Metric("gain_db", "max", 30.0, 80.0, 1.0, log=False),
+            Metric("ugbw_hz", "max", 1e6, 3e8, 1.0),
             Metric("phase_margin_deg", "max", 45.0, 90.0, 0.5, log=False),
-            Metric("power_mw", "min", 10.0, 1e-2, 1.0),
-            Metric("area_scaled_um2", "min", 1e4, 10.0, 0.5),
+            Metric("power_mw", "min", 3.0, 0.01, 1.0),
+            Metric("area_scaled_um2", "min", 3e3, 30.0, 0.5),
         ],
-        specs=[Spec("phase_margin_deg", ">=", 60.0, 30.0), Spec("gain_db", ">=", 40.0, 20.0)],
-        benches={"main": {}},
-        fixed=_amp_fixed,
         measure=_amp_measure,
         measurements=_AMP_MEASUREMENTS,
+        bench_elements={"rdc": True, "cdc": False},
     )
 
 
@@ -409,24 +527,19 @@ def _ldo() -> Circuit:
         title="Low-dropout regulator",
         template_file="ldo.cir",
         params=_wl("1", 20, 4) + _wl("3", 20, 4) + _wl("5", 20, 4)
-        + [Param("wp", "w", 100.0, 2e5, 1e4), Param("lp", "l", 1.0, 4.0, 1.0)]
+        + [Param("wp", "w", 100.0, 2e4, 3e3), Param("lp", "l", 1.0, 4.0, 1.0)]
         + [Param("rfb", "r", 1.0, 1000.0, 50.0), Param("cc", "c", 0.01, 10.0, 0.5), Param("ibias", "i", 1.0, 200.0, 20.0)],
         metrics=[
-            Metric("line_reg", "min", 1.0, 1e-3, 1.0),
-            Metric("load_reg_ohm", "min", 10.0, 1e-2, 1.0),
-            Metric("quiescent_ua", "min", 1e3, 1.0, 1.0),
+            Metric("line_reg", "min", 0.1, 1e-3, 1.0),
+            Metric("load_reg_ohm", "min", 3.0, 0.03, 1.0),
+            Metric("quiescent_ua", "min", 1e3, 10.0, 1.0),
             Metric("phase_margin_deg", "max", 45.0, 90.0, 0.5, log=False),
-            Metric("area_scaled_um2", "min", 1e5, 1e2, 0.5),
+            Metric("undershoot_mv", "min", 500.0, 20.0, 0.5),
+            Metric("area_scaled_um2", "min", 1e5, 1e3, 0.5),
         ],
-        specs=[Spec("vout_error_pct", "<=", 2.0, 10.0), Spec("phase_margin_deg", ">=", 45.0, 30.0)],
-        benches={
-            "line": {"ac_line": 1.0, "ac_load": 0.0, **_LDO_CLOSED},
-            "load": {"ac_line": 0.0, "ac_load": 1.0, **_LDO_CLOSED},
-            "loop": {"ac_line": 0.0, "ac_load": 0.0, "ac_loop": 1.0, "lbreak": 1e9, "cinj": 1.0},
-        },
-        fixed=_ldo_fixed,
         measure=_ldo_measure,
         measurements=_LDO_MEASUREMENTS,
+        bench_elements={"lbrk": True, "cinj": False},
     )
 
 

@@ -1,10 +1,13 @@
 """Circuit -> graph -> GCN inputs.
 
-The GCN-RL state is the circuit graph: one vertex per sized component
-(transistor, resistor, capacitor, bias current source), an edge wherever two
-components share a net (a wire). Supply and ground nets are left out -- every
-device touches them, so they would connect everything to everything and carry
-no topology.
+The GCN-RL state is the circuit graph: one vertex per transistor, resistor and
+capacitor -- sized or fixed (a load or photodiode capacitance, the LDO's feedback
+divider) -- and per sized bias source, an edge wherever two components share a net
+(a wire). Test-bench elements are no vertices; a loop-break inductor is a wire, so
+the nets it joins are one net and a feedback path closed through the bench stays an
+edge (the LDO's divider R1/R2 to the OTA input M1). Supply and ground nets are left
+out -- every device touches them, so they would connect everything to everything and
+carry no topology. Fixed components have their action slots masked.
 
 Each vertex has a feature vector
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import networkx as nx
 import numpy as np
@@ -79,39 +82,63 @@ class CircuitGraph:
     # -- construction --------------------------------------------------------
 
     @classmethod
-    def from_elements(cls, name: str, elements: Sequence[Element], ranges: Mapping[str, ParamRange], tech: Technology) -> "CircuitGraph":
-        sized = [e for e in elements if any(p in ranges for p in e.params)]
-        for e in sized:
+    def from_elements(cls, name: str, elements: Sequence[Element], ranges: Mapping[str, ParamRange], tech: Technology,
+                      bench: Optional[Mapping[str, bool]] = None) -> "CircuitGraph":
+        """Vertices: every transistor, resistor and capacitor (sized or fixed) and every sized
+        bias source; edges: every signal net two of them share. ``bench`` names test-bench
+        elements that are not vertices; those marked ``True`` are wires (a loop-break
+        inductor), so the nets they join are one net and the feedback loop stays closed."""
+        bench = {k.lower(): v for k, v in dict(bench or {}).items()}
+        parent: Dict[str, str] = {}
+
+        def find(n: str) -> str:
+            while parent.get(n, n) != n:
+                n = parent[n]
+            return n
+
+        for e in elements:
+            if bench.get(e.name.lower()):
+                a, b = find(e.nets[0]), find(e.nets[1])
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        verts = []
+        for e in elements:
+            if e.name.lower() in bench:
+                continue
+            sized = any(p in ranges for p in e.params)
+            if e.kind in ("nmos", "pmos", "resistor", "capacitor") or (e.kind == "current_source" and sized):
+                verts.append(e)
+        for e in verts:
             if e.kind not in COMPONENT_TYPES:
                 raise ValueError(f"{name}: element {e.name} (line {e.line}) is a {e.kind}; sized components must be one of {COMPONENT_TYPES}")
             want = 2 if e.kind in ("nmos", "pmos") else 1
-            if len(e.params) != want:
-                raise ValueError(f"{name}: element {e.name} (line {e.line}) uses {len(e.params)} sizing parameters {e.params}; a {e.kind} takes {want}")
+            n_sized = len([p for p in e.params if p in ranges])
+            if n_sized not in (0, want) or (e.kind in ("nmos", "pmos") and n_sized != 2):
+                raise ValueError(f"{name}: element {e.name} (line {e.line}) uses {n_sized} sizing parameters {e.params}; a {e.kind} takes {want}")
         # bipartite component--net graph, projected onto components over signal nets
-        bip = nx.Graph()
-        for e in sized:
-            bip.add_node(e.name, bipartite=0)
-            for net in set(e.nets):
-                if net not in SUPPLY_NETS:
-                    bip.add_node(("net", net), bipartite=1)
-                    bip.add_edge(e.name, ("net", net))
+        nets_of = {e.name: {find(n) for n in e.nets if n not in SUPPLY_NETS} for e in verts}
         g = nx.Graph()
-        for e in sized:
-            g.add_node(e.name, type=e.kind, params=e.params)
-        for node in [n for n in bip.nodes if isinstance(n, tuple)]:
-            members = sorted(bip.neighbors(node))
-            for i, a in enumerate(members):
-                for b in members[i + 1 :]:
+        for e in verts:
+            g.add_node(e.name, type=e.kind, params=tuple(p for p in e.params if p in ranges))
+        members: Dict[str, List[str]] = {}
+        for e in verts:
+            for net in nets_of[e.name]:
+                if net not in SUPPLY_NETS:
+                    members.setdefault(net, []).append(e.name)
+        for net, ms in members.items():
+            ms = sorted(set(ms))
+            for i, a in enumerate(ms):
+                for b in ms[i + 1 :]:
                     if g.has_edge(a, b):
-                        g.edges[a, b]["nets"].append(node[1])
+                        g.edges[a, b]["nets"].append(net)
                     else:
-                        g.add_edge(a, b, nets=[node[1]])
+                        g.add_edge(a, b, nets=[net])
         return cls(
             name=name,
             technology=tech.name,
-            vertices=[e.name for e in sized],
-            types=[e.kind for e in sized],
-            vertex_params=[tuple(e.params) for e in sized],
+            vertices=[e.name for e in verts],
+            types=[e.kind for e in verts],
+            vertex_params=[tuple(p for p in e.params if p in ranges) for e in verts],
             ranges=dict(ranges),
             tech_features=list(tech.features()),
             nx_graph=g,
@@ -123,7 +150,7 @@ class CircuitGraph:
         for p in circuit.params:
             lo, hi, _ = p.bounds(tech)
             ranges[p.name] = ParamRange(lo, hi, p.log)
-        return cls.from_elements(circuit.name, circuit.template().elements, ranges, tech)
+        return cls.from_elements(circuit.name, circuit.template().elements, ranges, tech, circuit.bench_elements)
 
     # -- GCN inputs ----------------------------------------------------------
 

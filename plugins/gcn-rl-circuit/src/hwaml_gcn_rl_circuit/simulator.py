@@ -40,6 +40,12 @@ class SimulationError(RuntimeError):
 
 
 def _shared():
+    # Debian's libngspice is built with OpenMP; on circuits of ten transistors its worker
+    # threads only spin (and compete with the search on a small machine): one thread,
+    # unless the user asked otherwise before the library loads.
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Quiet InSpice's logger: it logs every BSIM check as an error.
     logging.getLogger("InSpice").setLevel(logging.CRITICAL)
     from InSpice.Spice.NgSpice.Shared import NgSpiceShared
@@ -79,6 +85,9 @@ class SpiceSimulator:
                 ng.destroy("all")
             except (NgSpiceCommandError, NameError):  # nothing to destroy on a fresh library
                 pass
+            if getattr(self, "_loaded_key", None) is not None:
+                ng._ngspice_shared.ngSpice_Command(b"remcirc")
+                self._loaded_key = None
             try:
                 ng.load_circuit(deck)
             except (NgSpiceCircuitError, NameError) as exc:
@@ -117,6 +126,89 @@ class SpiceSimulator:
             for k, v in vecs.items():
                 if v.size and not np.all(np.isfinite(v)):
                     raise SimulationError(f"ngspice returned non-finite values in {plot_name}.{k}")
+        return out
+
+
+    # -- a circuit kept loaded, resized with ``alter`` ---------------------------------
+
+    def load(self, deck: str, key: object) -> None:
+        """Make ``deck`` the loaded circuit (removing the previous one); ``key`` names it."""
+        from InSpice.Spice.NgSpice.Shared import NgSpiceCircuitError
+
+        ng = self.ng
+        with _LOCK:
+            self._clear_plots()
+            if getattr(self, "_loaded_key", None) is not None:
+                ng._ngspice_shared.ngSpice_Command(b"remcirc")
+            self._loaded_key = None
+            ng._stdout, ng._stderr = [], []
+            try:
+                ng.load_circuit(deck)
+            except (NgSpiceCircuitError, NameError) as exc:
+                raise SimulationError(f"ngspice rejected the deck: {ng.stdout.strip() or exc}") from None
+            circuit_err = self._fatal_lines(ng._stdout) + self._fatal_lines(ng._stderr)
+            if circuit_err:
+                raise SimulationError(f"ngspice rejected the deck: {circuit_err[0]}")
+            self._loaded_key = key
+
+    @property
+    def loaded_key(self) -> object:
+        return getattr(self, "_loaded_key", None)
+
+    def _clear_plots(self) -> None:
+        self.ng._ngspice_shared.ngSpice_Command(b"destroy all")
+
+    def command(self, cmd: str) -> None:
+        """A non-analysis command on the loaded circuit (``alter``, ``option``); errors raise."""
+        ng = self.ng
+        with _LOCK:
+            ng._stderr = []
+            ng._ngspice_shared.ngSpice_Command(cmd.encode())
+            bad = [l for l in ng._stderr if l.strip() and not l.strip().lower().startswith(_BENIGN)]
+            if bad:
+                raise SimulationError(f"ngspice: {cmd!r}: {bad[0].strip()}")
+
+    def analysis(self, cmd: str) -> Dict[str, np.ndarray]:
+        """Run one analysis (``op``, ``ac dec 50 1 1g``, ``tran ...``) on the loaded circuit in
+        ngspice's background thread (halted after ``timeout_s``); return its plot's vectors."""
+        ng = self.ng
+        with _LOCK:
+            if self.loaded_key is None:
+                raise SimulationError("no circuit loaded")
+            ng._stdout, ng._stderr = [], []
+            ng._is_running = None
+            ng._ngspice_shared.ngSpice_Command(("bg_" + cmd).encode())
+            t0 = time.perf_counter()
+            while ng._is_running is not True:
+                if time.perf_counter() - t0 > self.timeout_s:
+                    ng._ngspice_shared.ngSpice_Command(b"bg_halt")
+                    while ng._is_running is not True and time.perf_counter() - t0 < self.timeout_s + 5.0:
+                        time.sleep(self.poll_s)
+                    self._clear_plots()
+                    raise SimulationError(f"ngspice timed out after {self.timeout_s:g} s in {cmd.split()[0]}")
+                time.sleep(self.poll_s)
+            bad = self._fatal_lines(list(ng._stderr)) + [l for l in self._fatal_lines(list(ng._stdout)) if "error" in l.lower()]
+            if bad:
+                self._clear_plots()
+                raise SimulationError(f"ngspice ({cmd.split()[0]}): " + "; ".join(bad[:3]))
+            name = ng.last_plot
+            if not name or name == "const":
+                raise SimulationError(f"ngspice produced no results for {cmd!r}")
+            plot = ng.plot(None, name)
+            out = {k: np.array(v._data) for k, v in plot.items()}
+            extra = {}
+            if cmd.split()[0].lower() == "noise":
+                # noise writes two plots: the spectrum (last but one) and the integrated totals (last)
+                names = [n for n in ng.plot_names if n.startswith("noise")]
+                for n in names:
+                    if n != name:
+                        extra = {k: np.array(v._data) for k, v in ng.plot(None, n).items()}
+            self._clear_plots()
+        for k, v in {**out, **extra}.items():
+            if v.size and not np.all(np.isfinite(v)):
+                raise SimulationError(f"ngspice returned non-finite values in {cmd.split()[0]}: {k}")
+        if extra:
+            return {**extra, **out}
         return out
 
 
