@@ -51,8 +51,8 @@ def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b
     cnt = np.zeros(n_m, dtype=np.int64)
     rows = np.zeros(n_m, dtype=np.int64)
     row_seen = np.full(n_m, -1, dtype=np.int64)
-    stamp = np.full(n_cols, -1, dtype=np.int64)
-    last = np.zeros(n_cols, dtype=np.int64)
+    stamp = np.full(n_cols, -1, dtype=np.int32)  # per output column: the row where it was last seen
+    last = np.zeros(n_cols, dtype=np.int32)  # ... and the leaf position there
     max_len = 0
     for i in range(n_rows):
         ln = a_indptr[i + 1] - a_indptr[i]
@@ -73,14 +73,18 @@ def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b
             pos = leaf_pos[leaf]
             k = a_indices[el]
             bottom = leaf_bottom[leaf]
+            lo_bottom = lo[bottom]
             for q in range(b_indptr[k], b_indptr[k + 1]):
                 j = b_indices[q]
                 if stamp[j] == i:
-                    prev = last[j]
+                    prev = np.int64(last[j])
+                    last[j] = pos
+                    if lo_bottom <= prev:
+                        continue  # already in this leaf merger's output
                 else:
-                    prev = -1
+                    prev = np.int64(-1)
                     stamp[j] = i
-                last[j] = pos
+                    last[j] = pos
                 v = bottom
                 while v >= 0 and lo[v] > prev:
                     cnt[v] += 1

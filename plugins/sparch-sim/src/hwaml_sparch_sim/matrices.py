@@ -418,6 +418,8 @@ _KINDS: Dict[str, Tuple[set, set]] = {
     "rmat": ({"scale"}, {"edge_factor", "a", "b", "c", "seed", "values"}),
     "poisson2d": ({"n"}, set()),
     "poisson3d": ({"n"}, set()),
+    "standin": ({"matrix"}, {"scale", "seed"}),
+    "suitesparse": ({"matrix"}, {"group", "cache_dir", "base_url"}),
 }
 _COMMON = {"kind", "rhs", "name"}
 
@@ -438,6 +440,11 @@ def spec_name(spec: Mapping[str, Any]) -> str:
     kind = spec.get("kind")
     if kind in ("mtx", "edgelist"):
         return Path(str(spec["path"])).stem
+    if kind == "standin":
+        sc = float(spec.get("scale", 1.0))
+        return f"{spec['matrix']}~" + ("" if sc == 1.0 else f"x{sc:g}")
+    if kind == "suitesparse":
+        return str(spec["matrix"])
     if kind == "rmat":
         ef = spec.get("edge_factor", 8)
         ef = int(ef) if float(ef).is_integer() else ef
@@ -474,6 +481,16 @@ def load_matrix(spec: Mapping[str, Any], key: str = "workload") -> sp.csr_matrix
         kwargs = {k: spec[k] for k in ("edge_factor", "a", "b", "c", "seed", "values") if k in spec}
         try:
             return rmat(int(spec["scale"]), **kwargs)
+        except WorkloadSpecError as exc:
+            raise WorkloadSpecError(f"{key}.{exc.key}", str(exc).split(": ", 1)[1]) from None
+    if kind in ("standin", "suitesparse"):
+        from . import standins
+
+        try:
+            if kind == "standin":
+                return standins.standin(str(spec["matrix"]), float(spec.get("scale", 1.0)), int(spec.get("seed", 0)))
+            kwargs = {k: spec[k] for k in ("group", "cache_dir", "base_url") if spec.get(k) is not None}
+            return standins.fetch_suitesparse(str(spec["matrix"]), **kwargs)
         except WorkloadSpecError as exc:
             raise WorkloadSpecError(f"{key}.{exc.key}", str(exc).split(": ", 1)[1]) from None
     if kind == "poisson2d":

@@ -193,9 +193,9 @@ def _build_schedule(ops: Operands, cfg: SparchConfig, numeric: bool) -> _Schedul
     A, B = ops.A, ops.B
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"{ops.name}: A is {A.shape[0]} x {A.shape[1]} but B has {B.shape[0]} rows")
-    b_indptr = B.indptr.astype(np.int64)
-    b_indices = B.indices.astype(np.int64)
-    a_indptr = A.indptr.astype(np.int64)
+    b_indptr = B.indptr.astype(np.int64, copy=False)
+    b_indices = B.indices  # int32 (scipy) or int64: the kernels take either
+    a_indptr = A.indptr.astype(np.int64, copy=False)
     a_indices = A.indices.astype(np.int64)
     b_len = np.diff(b_indptr)
     partials = partial_matrices(A, b_len, cfg.condensed)
