@@ -89,7 +89,12 @@ def test_kernels_and_host_programs_are_the_packaged_c_files(branchy, tmp_path):
     assert set(used) <= set(TEMPLATES.values()) and "te_conv.h" in used and "te_concat.h" in used
     for name in (*STATIC_FILES, *used):
         assert (tmp_path / name).read_text() == c_source(name), name
-    assert set(proj.files) == {*STATIC_FILES, *used, "model.c", "model_config.h", "weights.h", "test_data.h", "te_harness.h", "firmware.mk", "firmware.ld", "qemu.ld"}
+    top = {f for f in proj.files if "/" not in f}
+    assert top == {*STATIC_FILES, *used, "model.c", "model_config.h", "weights.h", "test_data.h", "te_harness.h", "firmware.mk", "firmware.ld", "qemu.ld"}
+    # the Arduino library: the model and the kernels it uses, no host or firmware mains
+    lib = {f.split("/", 2)[2] for f in proj.files if f.startswith("arduino/model/")}
+    assert {"library.properties", "src/model.c", "src/model.h", "src/weights.h", "src/te_runtime.h", "examples/model_run/model_run.ino"} <= lib
+    assert not {"src/main.c", "src/fw_main.c", "src/startup.c", "src/test_main.c"} & lib
     model_c = (tmp_path / "model.c").read_text()
     for t in used:
         assert f'#include "{t}"' in model_c

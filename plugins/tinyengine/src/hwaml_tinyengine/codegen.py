@@ -177,6 +177,8 @@ def _weights(qg: nx.DiGraph, n: str, cid: str) -> str:
         w = w.reshape(w.shape[0], -1)
         bias = bias - zp_in * w.astype(np.int64).sum(axis=1)
     elif op == "dwconv":
+        # padding reads the input zero point, so -zp * sum(w) is constant per channel
+        bias = bias - zp_in * w.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
         w = w[:, 0].transpose(1, 2, 0)  # kh, kw, C
     elif op == "linear":
         bias = bias - zp_in * w.astype(np.int64).sum(axis=1)
@@ -192,6 +194,27 @@ def _weights(qg: nx.DiGraph, n: str, cid: str) -> str:
     if "lut" in d:
         text += _c_array("int8_t", f"{cid}_lut", d["lut"], per_line=16, attr=at)
     return text
+
+
+def requant_form(qg: nx.DiGraph, n: str) -> str:
+    """``TE_RQ_FAST`` when every shift of the layer is <= -1 and its
+    accumulators provably stay under 2^30 in magnitude (then the inlined
+    SMMULR form is exact), else ``TE_RQ_EXACT``."""
+    d = qg.nodes[n]
+    op = d["op"]
+    w = d["w_int8"]
+    src = inputs_of(qg, n)[0]
+    zp_in = int(qg.nodes[src]["q"][1])
+    taps = int(np.prod(w.shape[1:]))
+    bias = d["bias_int32"].astype(np.int64)
+    if op in ("pwconv", "linear", "dwconv"):
+        # raw int8 inputs (the zero point is in the bias): |x w| <= 128 * 128
+        bias = bias - zp_in * w.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
+        bound = np.abs(bias).max(initial=0) + 128 * 128 * taps
+    else:  # conv: x - zp in [-255, 255]
+        bound = np.abs(bias).max(initial=0) + 255 * 128 * taps
+    fast = bool(np.all(np.asarray(d["shift"]) <= -1)) and bound < 2**30
+    return "TE_RQ_FAST" if fast else "TE_RQ_EXACT"
 
 
 def _window_rows(plan: MemoryPlan, n: str, patch: int) -> List[int]:
@@ -253,6 +276,8 @@ def _layer_code(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, cid: str) -> 
     consts = {"WEIGHT": f"{cid}_w", "BIAS": f"{cid}_b", "MULT": f"{cid}_m", "SHIFT": f"{cid}_s"}
     if "lut" in d:
         consts["LUT"] = f"{cid}_lut"
+    if op in ("conv", "pwconv", "dwconv", "linear"):
+        consts["RQ"] = requant_form(qg, n)
     extra: List[str] = []
     if op == "conv":
         k, st, pad = d["kernel"], d["stride"], d["padding"]

@@ -259,3 +259,42 @@ def run_qemu(path: Any, machine: str, elf: str = "firmware_qemu.elf", timeout: f
     out["layer_instructions"] = {k: v * QEMU_INSNS_PER_TICK for k, v in out["layers"].items()}
     out["stdout"] = text
     return out
+
+
+def profile_layers(project: Any, plan: Any, machine: Optional[str] = None) -> Dict[str, Any]:
+    """Build ``firmware_profile.elf`` (per-layer SysTick marks) and run it in QEMU.
+
+    Returns the whole-inference instructions (mean over the vectors, from the
+    profiled run, whose marks add a few instructions per layer) and one row per
+    layer: op, MACs and elements (patch recomputation included, per inference),
+    kernel calls and instructions per inference.
+    """
+    from .memory_planner import work_per_layer
+
+    path = Path(project.path)
+    build_firmware(path, "firmware_profile.elf")
+    run = run_qemu(path, machine or project.qemu_machine, elf="firmware_profile.elf")
+    if run["matched"] != run["total"]:
+        raise RuntimeError(f"profiled firmware in {path} is not bit-exact: matched {run['matched']}/{run['total']}")
+    nvec = len(run["vectors"])
+    g = plan.graph
+    work = work_per_layer(plan)
+    rows = []
+    for i, n in enumerate(plan.steps):
+        macs, elems = work[n]
+        calls = plan.patch.n**2 if plan.patch is not None and n in plan.patch.layers else 1
+        rows.append({"layer": n, "op": g.nodes[n]["op"], "macs": macs, "elements": elems, "calls": calls,
+                     "instructions": run["layer_instructions"].get(i, 0) / nvec, "node": dict(_layer_shape(g, n))})
+    return {"instructions": float(sum(run["instructions"]) / nvec), "layers": rows, "stack": max(v["stack"] for v in run["vectors"])}
+
+
+def _layer_shape(g: Any, n: str) -> Dict[str, Any]:
+    from .ir import inputs_of
+
+    d = g.nodes[n]
+    src = inputs_of(g, n)
+    out = {"shape": list(d["shape"]), "in_shape": list(g.nodes[src[0]]["shape"]) if src else []}
+    for k in ("kernel", "stride", "padding"):
+        if k in d:
+            out[k] = int(d[k])
+    return out

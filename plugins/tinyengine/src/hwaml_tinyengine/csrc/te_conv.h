@@ -4,7 +4,7 @@
  *   int8 weights O x kh x kw x I, int32 biases, Q31 multipliers, shifts);
  *   TE_K, TE_S, TE_P (kernel, stride, padding); TE_CIN, TE_COUT; TE_IH, TE_IW
  *   (input height and width); TE_ZPIN, TE_ZPOUT (zero points); TE_QMIN, TE_QMAX
- *   (output clamp, the fused activation).
+ *   (output clamp, the fused activation); TE_RQ (TE_RQ_FAST or TE_RQ_EXACT).
  * Optional: TE_LUT (a 256-entry int8 table: the fused h-swish/h-sigmoid; TE_ZPOUT
  * is then the pre-activation zero point). The macros are undefined at the end. */
 #ifdef TE_LUT /* table activation (h-swish, h-sigmoid) on the pre-activation int8 value */
@@ -37,7 +37,7 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
                 int32_t acc = TE_BIAS[co];
                 for (i = 0; i < TE_K * TE_K * TE_CIN; i++) acc += (int32_t)col[i] * wp[i];
                 wp += TE_K * TE_K * TE_CIN;
-                dst[co] = TE_OUT_(te_requant(acc, TE_MULT[co], TE_SHIFT[co]) + TE_ZPOUT);
+                dst[co] = TE_OUT_(TE_RQ(acc, TE_MULT[co], TE_SHIFT[co]) + TE_ZPOUT);
             }
         }
     }
@@ -59,4 +59,5 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
 #undef TE_QMIN
 #undef TE_QMAX
 #undef TE_LUT
+#undef TE_RQ
 #undef TE_OUT_

@@ -30,11 +30,11 @@ void te_profile_mark(int layer);
 #define TE_MARK(layer) ((void)0)
 #endif
 
-/* saturating rounding doubling high multiply */
+/* saturating rounding doubling high multiply: gemmlowp's nudge-and-truncate
+ * equals (ab + 2^30) >> 31 with an arithmetic shift; it saturates only for
+ * a = b = INT32_MIN, which cannot occur (the multipliers are in [0, 2^31)) */
 static inline int32_t te_srdhm(int32_t a, int32_t b) {
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* rounding divide by a power of two */
@@ -45,15 +45,89 @@ static inline int32_t te_rdbpot(int32_t x, int e) {
     return (x >> e) + (rem > thr ? 1 : 0);
 }
 
-/* requantise an int32 accumulator by a Q31 multiplier and a shift */
+/* requantise an int32 accumulator by a Q31 multiplier and a shift (any shift) */
 static inline int32_t te_requant(int32_t acc, int32_t mult, int shift) {
-    int64_t x = (int64_t)acc * ((int64_t)1 << (shift > 0 ? shift : 0));
-    if (x > INT32_MAX) x = INT32_MAX;
-    if (x < INT32_MIN) x = INT32_MIN;
-    return te_rdbpot(te_srdhm((int32_t)x, mult), shift > 0 ? 0 : -shift);
+    int32_t x = acc;
+    if (shift > 0) {
+        const int32_t lim = INT32_MAX >> shift;
+        x = acc > lim ? INT32_MAX : (acc < -lim - 1 ? INT32_MIN : (int32_t)((uint32_t)acc << shift));
+    }
+    return te_rdbpot(te_srdhm(x, mult), shift > 0 ? 0 : -shift);
 }
 
-static inline int8_t te_clamp(int32_t v, int32_t lo, int32_t hi) {
+/* The DSP path: SMLAD/SXTB16/SMLABB through ACLE intrinsics on cores with the
+ * DSP extension (Cortex-M4/M7/M33...), unless -DTE_PORTABLE; every kernel also has
+ * a portable C path with the same arithmetic (bit-identical results). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TE_PORTABLE)
+#define TE_DSP 1
+#include <arm_acle.h>
+#else
+#define TE_DSP 0
+#endif
+
+#if defined(__GNUC__)
+#define TE_INLINE static inline __attribute__((always_inline))
+#else
+#define TE_INLINE static inline
+#endif
+
+/* loop unrolling hints (GCC); the generator makes every trip count a literal */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TE_UNROLL_ALL _Pragma("GCC unroll 64")
+#define TE_UNROLL_4 _Pragma("GCC unroll 4")
+#else
+#define TE_UNROLL_ALL
+#define TE_UNROLL_4
+#endif
+
+/* four int8 values as one 32-bit word (an unaligned load on ARMv7-M) */
+TE_INLINE uint32_t te_ld32(const int8_t *p) {
+    uint32_t v;
+#if defined(__GNUC__)
+    __builtin_memcpy(&v, p, 4);
+#else
+    const uint8_t *b = (const uint8_t *)p;
+    v = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+#endif
+    return v;
+}
+
+#if TE_DSP
+/* SXTB16 of x rotated by 8: the int8 lanes 1 and 3 as int16 (one instruction) */
+TE_INLINE int32_t te_sxtb16_ror8(uint32_t x) {
+#if defined(__GNUC__)
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return __sxtb16((x >> 8) | (x << 24));
+#endif
+}
+#endif
+
+/* 32-bit requantisation, inlined: gemmlowp's saturating rounding doubling high
+ * multiply then rounding divide by 2^e, for e = -shift >= 1 and |acc| < 2^30
+ * (the generator checks both per layer and otherwise uses te_requant). With
+ * a = 2 acc: SRDHM(acc, m) = (a m + 2^31) >> 32, one SMMULR; the rounding
+ * divide is (h + 2^(e-1) - (h < 0)) >> e. Identical to te_requant there. */
+TE_INLINE int32_t te_requant_fast(int32_t acc, int32_t mult, int32_t e) {
+    int32_t h;
+#if TE_DSP && defined(__GNUC__)
+    int32_t a = (int32_t)((uint32_t)acc << 1);
+    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(a), "r"(mult));
+#else
+    h = (int32_t)(((int64_t)acc * (int64_t)mult + ((int64_t)1 << 30)) >> 31);
+#endif
+    return (h + (int32_t)(1u << (e - 1)) + (h < 0 ? -1 : 0)) >> e;
+}
+
+/* the requantisation a kernel uses: TE_RQFAST (defined by the generator when the
+ * layer's shifts are all <= -1 and its accumulators stay under 2^30) selects
+ * the fast form */
+#define TE_RQ_FAST(acc, m, s) te_requant_fast((acc), (m), -(int32_t)(s))
+#define TE_RQ_EXACT(acc, m, s) te_requant((acc), (m), (s))
+
+TE_INLINE int8_t te_clamp(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
