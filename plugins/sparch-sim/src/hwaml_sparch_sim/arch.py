@@ -79,7 +79,7 @@ class OuterSpaceTable:
     l0_kib_per_tile: int = 16  # L0 cache / scratchpad shared by a tile's PEs over its crossbar
     bandwidth_gbps: float = 128.0  # HBM
     multiply_cycles_per_product: float = 4.0  # PE cycles per product in the multiply phase (load, fmul, store)
-    merge_cycles_per_element: float = 12.0  # PE cycles per partial product in the merge phase (calibrated)
+    merge_cycles_per_element: float = 210.0  # PE cycles per partial product in the merge phase: calibrated so the mean over the 20 stand-ins is the reported 2.9 GFLOPS
     crossbar_bytes_per_cycle_per_tile: float = 32.0  # tile crossbar to L0/L1 and HBM
     chunk_header_bytes: int = 8  # next pointer + length of one linked-list chunk of partial products
 
