@@ -284,6 +284,53 @@ def test_observers_see_every_trial_and_the_end_of_the_run(tmp_path, cli):
     assert any(k.startswith("deploy/analytic/") for k in end["files"])
 
 
+def test_an_interrupted_run_tells_observers_what_finished(tmp_path):
+    log = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hwaml.cli", "run", "evaluator=analytic", "evaluator.sleep_s=0.2", "budget.trials=10000",
+         f"+observer={{rec: {{_target_: hwaml.testing.RecordingObserver, path: {log}}}}}", f"hydra.run.dir={tmp_path / 'r'}", "plots=false"],
+        stdout=open(tmp_path / "run.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    done = [r for r in rows if r["event"] == "trial"]
+    end = rows[-1]
+    assert end["event"] == "finished" and end["stopped"] == "interrupted"
+    # counted from the store: every finished trial, and the one the interrupt stopped as pending
+    assert end["trials"] == len(done) + 1 and end["counts"]["complete"] == len(done) and end["counts"]["pending"] == 1
+    assert end["best"] in [r["number"] for r in done]
+    assert (tmp_path / "r" / "best.json").exists() and (tmp_path / "r" / "trials.csv").exists()
+
+
+def test_stack_dump_on_sigusr1(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hwaml.cli", "run", "evaluator=analytic", "evaluator.sleep_s=0.5", "budget.trials=10000", f"hydra.run.dir={tmp_path / 'r'}", "plots=false"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "err.log", "w"), start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (tmp_path / "r" / "trials.sqlite").exists():
+            time.sleep(0.2)
+        time.sleep(2)
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        assert proc.poll() is None  # the run goes on
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    err = (tmp_path / "err.log").read_text()
+    assert "Current thread" in err and "loop.py" in err, err[-2000:]
+
+
 def test_a_failing_observer_is_a_warning(tmp_path):
     class Broken:
         @hookimpl

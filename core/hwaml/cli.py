@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -89,6 +90,12 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
         _finish_run(cfg, run_dir, objectives, result, summary, files)
     except KeyboardInterrupt:
         stopped = "interrupted"
+        # what finished before the interrupt is in the store: the report and the
+        # observers' summary count it (no plot: a second Ctrl-C should not wait on one)
+        try:
+            summary = write_run_report(run_dir, plots=False)
+        except Exception:  # noqa: BLE001 - the interrupt is what the user sees; the store keeps the trials
+            log.warning("the interrupted run's report could not be written:\n%s", traceback.format_exc(limit=3))
         raise
     except AllTrialsFailed:
         stopped = "all trials failed"
@@ -187,6 +194,21 @@ def _precheck_options(overrides: Sequence[str]) -> None:
             raise UsageError(f"{group} option {option!r} is not available:\n{why}")
 
 
+def _stack_dumps_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's Python stack to stderr (the run
+    goes on): where a long or stuck run is, without a debugger."""
+    import faulthandler
+    import signal
+
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return  # stderr captured in memory (hwaml called in-process by a test): nowhere to dump to
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     import hydra
 
@@ -203,6 +225,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         print(f"hwaml run: error: {exc}", file=sys.stderr)
         return 2
     main = hydra.main(version_base="1.3", config_path="pkg://hwaml_conf", config_name="config")(_hydra_task)
+    _stack_dumps_on_sigusr1()
     old = sys.argv
     sys.argv = ["hwaml"] + list(argv)
     try:
