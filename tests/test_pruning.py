@@ -308,7 +308,7 @@ def test_an_interrupted_run_tells_observers_what_finished(tmp_path):
     # counted from the store: every finished trial, and the one the interrupt stopped as pending
     assert end["trials"] == len(done) + 1 and end["counts"]["complete"] == len(done) and end["counts"]["pending"] == 1
     assert end["best"] in [r["number"] for r in done]
-    assert (tmp_path / "r" / "best.json").exists() and (tmp_path / "r" / "trials.csv").exists()
+    assert set(end["files"]) == {"trials.csv", "best.json"} and (tmp_path / "r" / "best.json").exists()
 
 
 def test_stack_dump_on_sigusr1(tmp_path):

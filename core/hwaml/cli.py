@@ -94,6 +94,7 @@ def run_config(cfg: Any, run_dir: Path) -> Any:
         # observers' summary count it (no plot: a second Ctrl-C should not wait on one)
         try:
             summary = write_run_report(run_dir, plots=False)
+            files.update({n: str(run_dir / n) for n in ("trials.csv", "best.json") if (run_dir / n).exists()})
         except Exception:  # noqa: BLE001 - the interrupt is what the user sees; the store keeps the trials
             log.warning("the interrupted run's report could not be written:\n%s", traceback.format_exc(limit=3))
         raise
