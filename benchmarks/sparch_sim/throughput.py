@@ -1,60 +1,104 @@
-"""Simulator throughput: wall time and simulated multiply-adds per second.
+"""Simulator speed and peak memory against scipy's own ``A @ B`` of the same matrix.
 
-For matrices of about a million non-zeros (and a few smaller ones) the script
-times one full SpArch simulation (schedule, numeric merges, row-buffer
-simulation, accounting) with the paper's default parameters and compares it
-with the peer every user has: scipy.sparse computing the same product directly
-(``A @ A``). The simulated product is checked against scipy's.
+Every measurement runs in a fresh child process so that its peak resident memory
+(``ru_maxrss``) is its own: one child generates the matrix and runs the full SpArch
+simulation (condensed + Huffman + Belady prefetcher, symbolic counting, timing
+model), another generates the same matrix and runs scipy.sparse's ``A @ B``. The
+matrix generation is timed separately and left out of both times; both peaks
+include it (and the interpreter, numpy, scipy and, for the simulator, numba).
 
-Run:  python benchmarks/sparch_sim/throughput.py [--large]
-      (--large adds R-MAT scale 17, 1M non-zeros and 3.3e8 products; minutes, ~8 GB)
+Run:  python benchmarks/sparch_sim/throughput.py [--large] [--check]
+      --large adds stand-ins with 10M+ non-zeros (cit-Patents, roadNet-CA);
+      --check also runs the numeric product inside the simulator and compares it with scipy's
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
 import time
-
-import numpy as np
-
-from hwaml_sparch_sim import SparchConfig, load_operands, simulate_sparch
 
 MATRICES = [
     {"kind": "rmat", "scale": 14, "edge_factor": 8, "seed": 5},
-    {"kind": "rmat", "scale": 16, "edge_factor": 8, "seed": 8},
-    {"kind": "poisson2d", "n": 460},
     {"kind": "poisson3d", "n": 55},
+    {"kind": "rmat", "scale": 17, "edge_factor": 8, "seed": 9},  # 1M non-zeros, 3.3e8 products
 ]
-LARGE = [{"kind": "rmat", "scale": 17, "edge_factor": 8, "seed": 9}]
+LARGE = [
+    {"kind": "standin", "matrix": "roadNet-CA"},  # 5.5M non-zeros
+    {"kind": "rmat", "scale": 20, "edge_factor": 10, "seed": 3, "a": 0.45, "b": 0.22, "c": 0.22, "name": "rmat_s20_e10_flat"},  # 10M non-zeros
+    {"kind": "standin", "matrix": "cit-Patents"},  # 16.5M non-zeros
+]
+
+
+def child(mode: str, spec: dict, check: bool) -> None:
+    from hwaml_sparch_sim import SparchConfig, load_operands
+    from hwaml_sparch_sim.simulator import SparchSimulator
+
+    jit = 0.0
+    if mode == "sim":  # load the compiled kernels from numba's cache once, like an import
+        t0 = time.perf_counter()
+        SparchSimulator().run(load_operands({"kind": "rmat", "scale": 6, "edge_factor": 4}), SparchConfig())
+        jit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ops = load_operands(spec)
+    gen = time.perf_counter() - t0
+    out = {"name": ops.name, "nnz": int(ops.A.nnz), "gen_s": gen, "jit_s": jit}
+    t0 = time.perf_counter()
+    if mode == "scipy":
+        C = ops.A @ ops.B
+        out.update(seconds=time.perf_counter() - t0, nnz_c=int(C.nnz))
+    else:
+        res = SparchSimulator(numeric=check).run(ops, SparchConfig())
+        out.update(seconds=time.perf_counter() - t0, nnz_c=int(res.nnz_c), products=int(res.multiplies), bound=res.stats["bound"])
+        if check:
+            ref = ops.A @ ops.B
+            out["exact"] = bool((res.product != ref).nnz == 0)
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def run_child(mode: str, spec: dict, check: bool) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, json.dumps(spec)] + (["--check"] if check else []), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--large", action="store_true")
-    args = parser.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--large", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--child", nargs=2, default=None)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], json.loads(args.child[1]), args.check)
+        return
     specs = MATRICES + (LARGE if args.large else [])
-    rows = []
-    for spec in specs:
-        ops = load_operands(spec)
-        t0 = time.perf_counter()
-        ref = ops.A @ ops.B
-        t_scipy = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        res = simulate_sparch(ops, SparchConfig())
-        t_sim = time.perf_counter() - t0
-        diff = abs(res.product - ref)
-        err = float(diff.max()) if diff.nnz else 0.0
-        rows.append((ops.name, ops.A.nnz, res.multiplies, ref.nnz, t_scipy, t_sim, res.stats["schedule_seconds"], res.multiplies / t_sim, err))
-        print(f"  {ops.name}: {t_sim:.1f}s", flush=True)
-        del ref, res, diff
-    print("\nSimulator throughput (full SpArch: condensed + Huffman + Belady prefetcher)")
-    head = f"{'matrix':<20} {'nnz(A)':>9} {'multiply-adds':>14} {'nnz(C)':>11} {'scipy A@B s':>12} {'sim s':>8} {'schedule s':>10} {'sim MAC/s':>11} {'sim/scipy':>9} {'max |C-ref|':>11}"
+    head = f"{'matrix':<22} {'nnz(A)':>9} {'products':>11} {'nnz(C)':>11} {'gen s':>6} {'jit s':>5} | {'scipy s':>8} {'scipy MB':>9} | {'sim s':>7} {'sim MB':>7} {'bound':>6} | {'sim/scipy':>9}"
     print(head)
     print("-" * len(head))
-    for name, nnz, mults, nnz_c, ts, tsim, tsched, rate, err in rows:
-        print(f"{name:<20} {nnz:>9} {mults:>14} {nnz_c:>11} {ts:>12.2f} {tsim:>8.2f} {tsched:>10.2f} {rate:>11.3g} {tsim / ts:>8.1f}x {err:>11.2g}")
-    rates = np.array([r[7] for r in rows])
-    print(f"\nmedian simulated multiply-adds per second: {np.median(rates):.3g}")
+    for spec in specs:
+        sim = run_child("sim", spec, args.check)
+        if sim["nnz_c"] * 12 * 2.5 > 6e9:  # scipy's C and its temporaries: leave it out on a shared 24 GB machine
+            print(f"  {sim['name']}: scipy's A @ B skipped (C alone would be {sim['nnz_c'] * 12 / 1e9:.1f} GB)")
+            sc = {"seconds": float("nan"), "peak_mb": float("nan")}
+        else:
+            try:
+                sc = run_child("scipy", spec, False)
+            except RuntimeError as exc:  # e.g. scipy's C does not fit in memory
+                print(f"  scipy failed on {sim['name']}: {str(exc)[-200:]}")
+                sc = {"seconds": float("nan"), "peak_mb": float("nan")}
+        extra = f"  exact={sim['exact']}" if "exact" in sim else ""
+        print(
+            f"{sim['name']:<22} {sim['nnz']:>9} {sim['products']:>11.3g} {sim['nnz_c']:>11.3g} {sim['gen_s']:>6.1f} {sim['jit_s']:>5.1f} | {sc['seconds']:>8.2f} {sc['peak_mb']:>9.0f} | "
+            f"{sim['seconds']:>7.2f} {sim['peak_mb']:>7.0f} {sim['bound']:>6} | {sim['seconds'] / sc['seconds']:>8.2f}x{extra}",
+            flush=True,
+        )
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}; times exclude matrix generation, peaks include it")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,15 @@ def test_search_through_the_loop_under_an_area_constraint(tmp_path):
     assert len(res.trials) == 10 and all(t.ok and t.cost["area_mm2"] <= limit for t in res.trials)
 
 
+def test_multi_objective_evolution_breeds_within_the_budget(tmp_path):
+    comps = {"searcher": RegularizedEvolution(population_size=4, tournament_size=2, mutation_prob=0.5), "evaluator": _evaluator(), "backend.sparch_area": SparchAreaBackend()}
+    objectives = {"runtime_ms": "min", "area_mm2": "min", "energy_uj": "min"}
+    res = run_search(comps, tmp_path / "moo", trials=10, objectives=objectives, constraints={"area_mm2": 30})
+    origins = [t.candidate.origin for t in res.trials]
+    assert origins[:4] == ["random"] * 4 and "mutation" in origins[4:]
+    assert all(t.ok for t in res.trials)
+
+
 @pytest.mark.parametrize("searcher", [RandomSearch(), OptunaSearcher(sampler="tpe")])
 def test_other_searchers_minimise_dram(tmp_path, searcher):
     res = run_search({"searcher": searcher, "evaluator": _evaluator()}, tmp_path / "s", trials=6, objectives={"dram_mb": "min"})
