@@ -1,13 +1,19 @@
-"""Simulation cost: the plugin's evaluation vs raw ngspice on the same decks.
+"""Simulation cost on the PDK decks: the plugin's evaluation vs one raw ngspice run of the same deck.
 
-    python benchmarks/gcn_rl_circuit/simulation_cost.py --repeats 50
+    python benchmarks/gcn_rl_circuit/simulation_cost.py --designs 20
 
-For each circuit at its nominal sizing on n180, times (a) the plugin's
-``simulate_design`` (render template, run every test bench in the shared
-library with timeout handling, extract measurements, FoM), (b) raw InSpice
-``NgSpiceShared`` load_circuit + run on the very same rendered decks, and
-(c) ``ngspice -b`` as a subprocess per deck. Median milliseconds per
-evaluation; the overhead column is (a) / (b) (goal: under 2x).
+For each circuit and technology, a sequence of random sizings (as a search sees them) is timed
+three ways, interleaved so that load on a shared machine hits all alike:
+
+(a) the plugin: ``simulate_design`` -- resize the loaded circuit with ``alter`` (or load the deck
+    with the bins in use when a transistor changes bin), run the circuit's whole test-bench
+    procedure, read the vectors, measure, FoM;
+(b) raw ngspice in the same shared library: load that design's stand-alone netlist and run the
+    very same analyses and alters (the evaluation's command log) with no Python around them;
+(c) ``ngspice -b`` on the deployed stand-alone deck (netlist + ``.control`` replaying the
+    procedure), process start included.
+
+Median milliseconds per evaluation; overhead = (a) / (b) (goal: under 1.5x).
 """
 
 from __future__ import annotations
@@ -20,63 +26,67 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from hwaml_gcn_rl_circuit.bench import get_bench
 from hwaml_gcn_rl_circuit.circuits import CIRCUITS, get_circuit
-from hwaml_gcn_rl_circuit.evaluator import nominal_config, simulate_design, sizes_si
+from hwaml_gcn_rl_circuit.evaluator import circuit_space, simulate_design, sizes_si, standalone_deck
 from hwaml_gcn_rl_circuit.simulator import default_simulator
-from hwaml_gcn_rl_circuit.technology import NODES
-
-
-def median_ms(fns, repeats):
-    """Median ms of each callable, measured interleaved so that load on a shared machine hits all alike."""
-    for fn in fns:
-        fn()  # warm
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append((time.perf_counter() - t0) * 1e3)
-    return [statistics.median(t) for t in times]
+from hwaml_gcn_rl_circuit.technology import get_technology
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument("--node", default="n180")
+    ap.add_argument("--designs", type=int, default=20)
+    ap.add_argument("--tech", nargs="+", default=["sky130", "gf180mcu"])
+    ap.add_argument("--circuits", nargs="+", default=list(CIRCUITS))
     args = ap.parse_args()
-    tech = NODES[args.node]
-    ng = default_simulator().ng
-    from InSpice.Spice.NgSpice.Shared import NgSpiceCommandError
-
-    def raw(decks):
-        for deck in decks:
-            ng.destroy("all")
-            ng.load_circuit(deck)
-            try:
-                ng.run()
-            except NgSpiceCommandError:
-                pass  # BSIM's harmless parameter checks on stderr; the vectors are there
-            for name in ng.plot_names:
-                ng.plot(None, name)
-
+    sim = default_simulator()
+    ng = sim.ng
+    raw_cmd = ng._ngspice_shared.ngSpice_Command
     exe = shutil.which("ngspice")
     tmp = Path(tempfile.mkdtemp())
-    print(f"| circuit | benches | plugin ms/eval | raw shared-library ms/eval | overhead | ngspice -b subprocess ms/eval |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in CIRCUITS:
-        c = get_circuit(name)
-        cfg = nominal_config(c, tech)
-        decks = list(c.decks(sizes_si(c, cfg), tech).values())
-        plugin, shared = median_ms([lambda: simulate_design(c, tech, cfg), lambda: raw(decks)], args.repeats)
-        proc = float("nan")
-        if exe:
-            files = []
-            for i, d in enumerate(decks):
-                p = tmp / f"{name}{i}.cir"
-                p.write_text(d)
-                files.append(p)
-            proc = median_ms([lambda: [subprocess.run([exe, "-b", str(p)], capture_output=True) for p in files]], max(5, args.repeats // 5))[0]
-        print(f"| {name} | {len(decks)} | {plugin:.2f} | {shared:.2f} | {plugin / shared:.2f}x | {proc:.2f} |", flush=True)
+    print("| circuit | tech | designs | bench loads | plugin ms/eval | raw shared-library ms/eval | overhead | ngspice -b ms/eval |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for tn in args.tech:
+        tech = get_technology(tn)
+        for name in args.circuits:
+            c = get_circuit(name).configure(tech)
+            space = circuit_space(c, tech)
+            rng = np.random.default_rng(7)
+            designs = [space.sample(rng) for _ in range(args.designs)]
+            bench = get_bench(c, tech)
+            simulate_design(c, tech, designs[0])  # warm: models parsed, library loaded
+            loads0 = bench.loads
+            t_plugin, t_raw, t_cli = [], [], []
+            for k, cfg in enumerate(designs):
+                t0 = time.perf_counter()
+                out = simulate_design(c, tech, cfg)
+                t_plugin.append((time.perf_counter() - t0) * 1e3)
+                if out["error"]:
+                    continue
+                log = list(bench.log)
+                pre = [cmd for cmd in (f"option temp={bench.corner.temp:g}",)]
+                netlist = bench.deck(sizes_si(c, cfg))
+                # (b): one raw run of the same deck in the same library
+                raw_cmd(b"remcirc")
+                sim._loaded_key = None
+                t0 = time.perf_counter()
+                ng.load_circuit(netlist)
+                for cmd in pre + log:
+                    raw_cmd(cmd.encode())
+                raw_cmd(b"destroy all")
+                t_raw.append((time.perf_counter() - t0) * 1e3)
+                raw_cmd(b"remcirc")
+                if exe and k < max(3, args.designs // 4):
+                    p = tmp / f"{name}_{tn}_{k}.cir"
+                    p.write_text(standalone_deck(c, tech, cfg))
+                    t0 = time.perf_counter()
+                    subprocess.run([exe, "-b", str(p)], capture_output=True, timeout=300)
+                    t_cli.append((time.perf_counter() - t0) * 1e3)
+            pm, rm = statistics.median(t_plugin), statistics.median(t_raw)
+            cli = statistics.median(t_cli) if t_cli else float("nan")
+            print(f"| {name} | {tn} | {len(t_raw)} | {bench.loads - loads0} | {pm:.1f} | {rm:.1f} | {pm / rm:.2f}x | {cli:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Transfer learning: fine-tuning a trained agent vs starting from scratch on a small budget.
+"""Transfer learning on real PDKs: fine-tuning a trained agent vs starting from scratch.
 
-    python benchmarks/gcn_rl_circuit/transfer.py --pretrain 150 --budget 30 --seeds 0 1 2
+    python benchmarks/gcn_rl_circuit/transfer.py --pretrain 60 --budget 60 --seeds 100 101 ... 109 --jobs 2
 
-Pre-trains GCN-RL on the two-stage TIA at 180 nm, saves the agent, then sizes
-(a) the same TIA on the 45 nm node (node transfer) and (b) the three-stage TIA
-at 180 nm (topology transfer) with ``--budget`` simulations, once starting
-from the saved agent (``init_from``) and once from a fresh agent with the same
-settings (no warm-up, same exploration noise). Prints best and mean FoM.
+Per seed, pre-trains GCN-RL (the shipped ``searcher=gcn_rl`` settings) on the two-stage TIA,
+saves the agent, then sizes (a) the same TIA on the other PDK (GF180MCU -> SKY130) and (b) the
+three-stage TIA on the same PDK (SKY130, two-stage -> three-stage), ``--budget`` simulations
+each, once from the saved agent (``init_from``) and once from a fresh agent, both with the
+``experiment=gcn_rl_transfer_tia`` settings (warm-up 10, sigma 0.2). Prints the best FoM after
+30 and after ``--budget`` simulations, mean +- std over seeds, and the one-sided Welch p-value
+of "transferred > scratch".
 """
 
 from __future__ import annotations
@@ -14,50 +16,76 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import ttest_ind
 
+from compare_searchers import GCN_RL
 from hwaml.loop import SearchLoop
 from hwaml_gcn_rl_circuit.evaluator import CircuitEvaluator
 from hwaml_gcn_rl_circuit.searcher import AGENT_FILE, GCNRLSearcher
 
+TRANSFERS = {
+    "PDK: two_stage_tia gf180mcu -> sky130": (("two_stage_tia", "gf180mcu"), ("two_stage_tia", "sky130")),
+    "topology: two_stage_tia -> three_stage_tia (sky130)": (("two_stage_tia", "sky130"), ("three_stage_tia", "sky130")),
+}
 
-def run(searcher, circuit, node, trials, seed, run_dir):
-    loop = SearchLoop({"searcher": searcher, "evaluator": CircuitEvaluator(circuit, node)}, run_dir, {"fom": "max"}, budget_trials=trials, seed=seed)
+
+def fine_settings():
+    s = {k: dict(v) if isinstance(v, dict) else v for k, v in GCN_RL.items()}
+    s["exploration"].update(warmup=10, noise_sigma=0.2)
+    return s
+
+
+def run(searcher, circuit, tech, trials, seed, run_dir):
+    loop = SearchLoop({"searcher": searcher, "evaluator": CircuitEvaluator(circuit, tech)}, run_dir, {"fom": "max"}, budget_trials=trials, seed=seed)
     res = loop.run()
     loop.close()
-    foms = [t.metrics["fom"] for t in res.trials]
-    return max(foms), float(np.mean(foms))
+    return np.maximum.accumulate([t.metrics["fom"] for t in res.trials])
+
+
+def cell(label, seed, pretrain, budget):
+    logging.getLogger("hwaml").setLevel(logging.ERROR)
+    import torch
+
+    torch.set_num_threads(1)
+    (src_c, src_t), (dst_c, dst_t) = TRANSFERS[label]
+    tmp = Path(tempfile.mkdtemp())
+    run(GCNRLSearcher(**GCN_RL), src_c, src_t, pretrain, seed, tmp / "src")
+    out = {}
+    for mode in ("transfer", "scratch"):
+        init = str(tmp / "src" / AGENT_FILE) if mode == "transfer" else None
+        curve = run(GCNRLSearcher(init_from=init, save_agent=False, **fine_settings()), dst_c, dst_t, budget, seed, tmp / mode)
+        out[mode] = curve
+    return label, seed, out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pretrain", type=int, default=150)
-    ap.add_argument("--budget", type=int, default=30)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--pretrain", type=int, default=60)
+    ap.add_argument("--budget", type=int, default=60)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(100, 110)))
+    ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
-    logging.getLogger("hwaml").setLevel(logging.ERROR)
-    tmp = Path(tempfile.mkdtemp())
-    targets = {"node: two_stage_tia n180 -> n45": ("two_stage_tia", "n45"), "topology: two_stage_tia -> three_stage_tia (n180)": ("three_stage_tia", "n180")}
-    fine = dict(agent=dict(actor_lr=1e-3, updates_per_trial=4), exploration=dict(warmup=0, noise_sigma=0.15, noise_decay=0.97))
-    rows = {k: {"transfer": [], "scratch": []} for k in targets}
-    for seed in args.seeds:
-        src = tmp / f"pretrain{seed}"
-        best, _ = run(GCNRLSearcher(agent=dict(actor_lr=1e-3), exploration=dict(warmup=args.pretrain // 4, noise_sigma=0.3, noise_decay=0.98)), "two_stage_tia", "n180", args.pretrain, seed, src)
-        print(f"seed {seed}: pre-trained on two_stage_tia n180, best FoM {best:.3f}", flush=True)
-        for label, (circuit, node) in targets.items():
-            for mode in ("transfer", "scratch"):
-                init = str(src / AGENT_FILE) if mode == "transfer" else None
-                b, m = run(GCNRLSearcher(init_from=init, save_agent=False, **fine), circuit, node, args.budget, seed, tmp / f"{mode}{seed}{circuit}{node}")
-                rows[label][mode].append((b, m))
-                print(f"  {label:50s} {mode:8s} best {b:.3f} mean {m:.3f}", flush=True)
-    print(f"\nFoM after {args.budget} simulations (pre-training: {args.pretrain} on two_stage_tia n180), mean +- std over seeds {args.seeds}\n")
-    print("| transfer | from scratch: best | transferred: best | from scratch: mean of trials | transferred: mean of trials |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for label, r in rows.items():
-        s, t = np.array(r["scratch"]), np.array(r["transfer"])
-        print(f"| {label} | {s[:, 0].mean():.3f} +- {s[:, 0].std():.3f} | {t[:, 0].mean():.3f} +- {t[:, 0].std():.3f} | {s[:, 1].mean():.3f} | {t[:, 1].mean():.3f} |")
+    cells = [(label, s, args.pretrain, args.budget) for label in TRANSFERS for s in args.seeds]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(cell, *zip(*cells)))
+    else:
+        results = [cell(*c) for c in cells]
+    checkpoints = sorted({min(30, args.budget), args.budget})
+    print(f"Pre-training: {args.pretrain} simulations on the source; best FoM on the target after n simulations, "
+          f"mean +- std over seeds {args.seeds}\n")
+    print("| transfer | n | from scratch | transferred | gain | one-sided Welch p |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label in TRANSFERS:
+        for n in checkpoints:
+            s = np.array([r[2]["scratch"][n - 1] for r in results if r[0] == label])
+            t = np.array([r[2]["transfer"][n - 1] for r in results if r[0] == label])
+            p = ttest_ind(t, s, equal_var=False, alternative="greater").pvalue
+            print(f"| {label} | {n} | {s.mean():.3f} +- {s.std():.3f} | {t.mean():.3f} +- {t.std():.3f} | {t.mean() - s.mean():+.3f} | {p:.3f} |")
 
 
 if __name__ == "__main__":

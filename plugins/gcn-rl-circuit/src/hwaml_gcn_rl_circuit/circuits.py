@@ -480,8 +480,8 @@ def _tia_metrics() -> List[Metric]:
     return [
         Metric("zt_ohm", "max", 1e3, 3e4, 1.0),
         Metric("bandwidth_hz", "max", 5e7, 2e9, 1.0),
-        Metric("power_mw", "min", 3.0, 0.03, 1.0),
-        Metric("noise_na", "min", 3e3, 100.0, 1.0),
+        Metric("power_mw", "min", 3.0, 0.003, 1.0),
+        Metric("noise_na", "min", 3e3, 10.0, 1.0),
         Metric("area_scaled_um2", "min", 300.0, 3.0, 0.5),
     ]
 
@@ -519,11 +519,11 @@ def _two_stage_amp() -> Circuit:
         params=_wl("1", 20, 4) + _wl("3", 20, 4) + _wl("5", 20, 4) + _wl("6", 80, 2) + _wl("7", 40, 4)
         + [Param("cc", "c", 0.05, 10.0, 0.5), Param("ibias", "i", 1.0, 200.0, 20.0)],
         metrics=[
-            Metric("gain_db", "max", 30.0, 80.0, 1.0, log=False),
+            Metric("gain_db", "max", 30.0, 110.0, 1.0, log=False),
             Metric("ugbw_hz", "max", 1e6, 3e8, 1.0),
             Metric("phase_margin_deg", "max", 45.0, 90.0, 0.5, log=False),
-            Metric("power_mw", "min", 3.0, 0.01, 1.0),
-            Metric("area_scaled_um2", "min", 3e3, 30.0, 0.5),
+            Metric("power_mw", "min", 3.0, 0.003, 1.0),
+            Metric("area_scaled_um2", "min", 1e4, 30.0, 0.5),
         ],
         measure=_amp_measure,
         measurements=_AMP_MEASUREMENTS,
@@ -540,12 +540,12 @@ def _ldo() -> Circuit:
         + [Param("wp", "w", 100.0, 2e4, 3e3), Param("lp", "l", 1.0, 4.0, 1.0)]
         + [Param("rfb", "r", 1.0, 1000.0, 50.0), Param("cc", "c", 0.01, 10.0, 0.5), Param("ibias", "i", 1.0, 200.0, 20.0)],
         metrics=[
-            Metric("line_reg", "min", 0.1, 1e-3, 1.0),
+            Metric("line_reg", "min", 0.1, 1e-4, 1.0),
             Metric("load_reg_ohm", "min", 3.0, 0.03, 1.0),
-            Metric("quiescent_ua", "min", 1e3, 10.0, 1.0),
+            Metric("quiescent_ua", "min", 1e3, 1.0, 1.0),
             Metric("phase_margin_deg", "max", 45.0, 90.0, 0.5, log=False),
             Metric("undershoot_mv", "min", 500.0, 20.0, 0.5),
-            Metric("area_scaled_um2", "min", 1e5, 1e3, 0.5),
+            Metric("area_scaled_um2", "min", 1e5, 1e2, 0.5),
         ],
         measure=_ldo_measure,
         measurements=_LDO_MEASUREMENTS,
