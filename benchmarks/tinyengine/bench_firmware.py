@@ -31,24 +31,12 @@ from hwaml_tinyengine.memory_planner import plan_memory
 from hwaml_tinyengine.models import mcunet_imagenet_like, mobilenetv2_like
 from hwaml_tinyengine.quantize import quantize_graph, quantize_input
 
+from fw_common import calibrate_bn
+
 
 def models():
     yield "mobilenetv2-0.35 r96", mobilenetv2_like(0.35, 96)
     yield "mcunet-like w0.35 r96", mcunet_imagenet_like(0.35, 96)
-
-
-def calibrate_bn(model, shape, seed=0):
-    """Batch-norm statistics of random images (a forward pass in train mode), so
-    activations keep their scale through a randomly initialised network."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(16, *shape, generator=gen))
-    return model.eval()
 
 
 def per_op(rows):
