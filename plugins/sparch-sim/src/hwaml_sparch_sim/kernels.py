@@ -39,13 +39,8 @@ __all__ = [
 
 
 @njit(cache=True, nogil=True)
-def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols):
-    """Distinct coordinates emitted by every merger, and non-empty rows of every pass result.
-
-    ``leaf_bottom[l]``: the merger leaf ``l`` enters; ``parent[v]``: the merger that
-    consumes ``v``'s output (-1 for the final root); ``lo[v]``: the first leaf
-    position (depth-first) under ``v``.
-    """
+def _count_rows(first, step, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols):
+    """:func:`count_merge_tree` over the rows ``first, first + step, ...``."""
     n_rows = a_indptr.shape[0] - 1
     n_m = parent.shape[0]
     cnt = np.zeros(n_m, dtype=np.int64)
@@ -59,7 +54,7 @@ def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b
         if ln > max_len:
             max_len = ln
     keys = np.empty(max_len, dtype=np.int64)
-    for i in range(n_rows):
+    for i in range(first, n_rows, step):
         s, e = a_indptr[i], a_indptr[i + 1]
         ln = e - s
         if ln == 0:
@@ -93,6 +88,17 @@ def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b
                         rows[v] += 1
                     v = parent[v]
     return cnt, rows
+
+
+@njit(cache=True, nogil=True)
+def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols):
+    """Distinct coordinates emitted by every merger, and non-empty rows of every pass result.
+
+    ``leaf_bottom[l]``: the merger leaf ``l`` enters; ``parent[v]``: the merger that
+    consumes ``v``'s output (-1 for the final root); ``lo[v]``: the first leaf
+    position (depth-first) under ``v``.
+    """
+    return _count_rows(0, 1, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols)
 
 
 @njit(cache=True, nogil=True)

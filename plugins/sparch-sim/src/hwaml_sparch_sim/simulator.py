@@ -292,9 +292,8 @@ def _build_schedule(ops: Operands, cfg: SparchConfig, numeric: bool) -> _Schedul
             lo[u] = lo[v]
     is_root = np.zeros(n_m, dtype=np.bool_)
     is_root[pass_root] = True
-    cnt, rows_ne = kernels.count_merge_tree(
-        a_indptr, a_indices, partials.leaf_of_elem.astype(np.int64), leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, B.shape[1]
-    )
+    args = (a_indptr, a_indices, partials.leaf_of_elem.astype(np.int64), leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, B.shape[1])
+    cnt, rows_ne = kernels.count_merge_tree(*args)  # single-threaded, like scipy's product it is compared with
     m_in = np.zeros(n_m, dtype=np.int64)
     has_parent = parent >= 0
     np.add.at(m_in, parent[has_parent], cnt[has_parent])
