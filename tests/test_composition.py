@@ -370,26 +370,67 @@ def test_every_nn_evaluator_reports_for_pruning():
     assert set(PRUNING) == set(NN_EVALUATORS), f"NN evaluators without an epoch fidelity in PRUNING: {sorted(set(NN_EVALUATORS) - set(PRUNING))}"
 
 
+@pytest.fixture(scope="session")
+def mlflow_db(tmp_path_factory):
+    """One MLflow SQLite store per test process (creating its tables costs seconds)."""
+    return tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+
+
 @pytest.mark.parametrize("evaluator", list(NN_EVALUATORS))
-def test_nn_evaluator_reports_per_epoch_and_a_pruner_stops_trials(evaluator, cli, tmp_path, cache_dir):
-    """pruner=median on every NN evaluator: trials report each epoch; with one
-    startup trial the pruner compares the others with it (pruned or complete,
-    never failed)."""
+def test_nn_evaluator_with_hyperband_and_every_tracker(evaluator, cli, tmp_path, cache_dir, mlflow_db):
+    """``pruner=hyperband +observer=[mlflow,tensorboard,optuna_journal]`` on every NN
+    evaluator: trials report each epoch (pruned or complete, never failed) and every
+    tracker holds every trial with its curve."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hwaml_optuna_dashboard.journal import open_storage
+
     overrides, epochs = PRUNING[evaluator]
     run = tmp_path / "run"
     out = cli(
-        "run", f"evaluator={evaluator}", "searcher=random", "budget.trials=3", "plots=false", "pruner=median", "pruner.n_startup_trials=1",
+        "run", f"evaluator={evaluator}", "searcher=random", "budget.trials=3", "plots=false", "pruner=hyperband",
+        "+observer=[mlflow,tensorboard,optuna_journal]", f"observer.mlflow.tracking_uri=sqlite:///{mlflow_db}", f"observer.mlflow.experiment={evaluator}",
+        "observer.tensorboard.hparams=false", "name=tracked",
         f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *overrides, env={"HWAML_CACHE_DIR": str(cache_dir)}, timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     con = sqlite3.connect(run / "trials.sqlite")
     rows = con.execute("SELECT status, info, error FROM trials ORDER BY number").fetchall()
     assert len(rows) == 3
+    curves = []
     for status, info, error in rows:
         assert status in ("complete", "pruned"), f"a trial {status}: {(error or '').strip().splitlines()[-1:]}"
-        steps = [s for s, _ in json.loads(info)["intermediate"]]
-        assert steps == list(range(epochs)) if status == "complete" else 1 <= len(steps) < epochs
-    assert rows[0][0] == "complete"  # the startup trial is never pruned
+        curve = json.loads(info)["intermediate"]
+        steps = [s for s, _ in curve]
+        # a pruned trial stops at a report (Hyperband may stop one at its last epoch's)
+        assert steps == list(range(epochs)) if status == "complete" else steps == list(range(len(steps))) and 1 <= len(steps) <= epochs
+        curves.append(curve)
+    assert rows[0][0] == "complete"  # Hyperband sizes its brackets from the first finished trial
+    assert "not recorded" not in out.stderr, out.stderr[-2000:]  # no tracker dropped or lost an event
+
+    study = optuna.load_study(study_name="tracked/run", storage=open_storage(run / "optuna.journal"))
+    assert [t.state.name.lower() for t in study.trials] == [r[0] for r in rows]
+    assert [sorted(t.intermediate_values.items()) for t in study.trials] == [[(s, pytest.approx(v)) for s, v in c] for c in curves]
+    assert study.user_attrs["stopped_because"] == "budget"
+
+    client = MlflowClient(f"sqlite:///{mlflow_db}")
+    exp = client.get_experiment_by_name(evaluator)
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 and len(runs) == 4
+
+    events = sorted((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event files"
+    tags = set()
+    for e in events:
+        acc = EventAccumulator(str(e), size_guidance={"scalars": 0})
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert tags, "TensorBoard event files without scalars"
 
 
 @pytest.mark.parametrize("evaluator", [e for e in NN_EVALUATORS if e not in NO_OWN_MACS])

@@ -214,6 +214,24 @@ class EvaluatorContract:
             child = space.mutate(cfg, rng, 0.5)
             space.validate(child)
 
+    def test_search_space_replays_through_optuna(self, evaluator: Any, contract_ctx: RunContext) -> None:
+        # Optuna searchers rebuild a stored configuration from space.flatten (resume, the
+        # journal mirror): suggest must ask for exactly flatten's names and give the config back
+        from ..builtin.searchers import _ReplayTrial
+
+        space = evaluator.search_space(ctx=contract_ctx)
+        rng = np.random.default_rng(2)
+        for _ in range(20):
+            cfg = space.sample(rng)
+            flat = space.flatten(cfg)
+            replay = _ReplayTrial(flat)
+            try:
+                again = space.suggest(replay)
+            except KeyError as exc:
+                raise AssertionError(f"space.suggest asks for {exc} that space.flatten does not give (flatten: {sorted(flat)})") from None
+            assert again == cfg, "space.suggest replayed from space.flatten gives another configuration"
+            assert set(replay.params) == set(flat), f"space.flatten gives names suggest never asks for: {sorted(set(flat) - set(replay.params))}"
+
     def test_evaluate_returns_finite_metrics(self, evaluator: Any, contract_ctx: RunContext) -> None:
         space = evaluator.search_space(ctx=contract_ctx)
         rng = np.random.default_rng(1)

@@ -165,6 +165,14 @@ class MobileBlockChoice(Group):
             raise SpaceError(f"{path}.dw_a_bits" if path else "dw_a_bits", "kernel 7 with 4-bit depth-wise activations is invalid in APQ's space")
         return out
 
+    def flatten(self, value, path, out):
+        # the parameter names suggest() asks for: an Optuna replay of a stored
+        # configuration (a resumed search, the journal mirror) finds each of them
+        super().flatten(value, path, out)
+        prefix = f"{path}." if path else ""
+        if self.forbid and value.get("kernel") == 7 and prefix + "dw_a_bits" in out:
+            out[prefix + "dw_a_bits_k7"] = out.pop(prefix + "dw_a_bits")
+
     def suggest(self, trial, path):
         # define-by-run: the depth-wise activation choices depend on the kernel
         prefix = f"{path}." if path else ""
