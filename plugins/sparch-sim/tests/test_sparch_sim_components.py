@@ -139,6 +139,11 @@ def test_deploy_writes_report_and_plot(tmp_path):
     assert report["candidate"]["buffer_lines"] == 256
     assert [m["name"] for m in report["matrices"]] == ["rmat_s8_e6", "poisson2d_12"]
     assert all(m["dram_reduction"] > 1 for m in report["matrices"])
+    # the matrix statistics and the bound each pass hit are reported with every result
+    for m in report["matrices"]:
+        assert m["matrix_stats"]["nnz"] > 0 and "bw90" in m["matrix_stats"] and m["matrix_stats"]["prod_per_out"] >= 1
+        assert sum(m["bound_passes"].values()) == m["sparch"]["passes"] and m["bound"] in m["bound_passes"]
+    assert "bound:" in out.message
     assert sum(report["area_mm2"].values()) == pytest.approx(out.metrics["area_mm2"])
     with open(out.artifacts["plot"], "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

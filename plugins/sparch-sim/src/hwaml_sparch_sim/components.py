@@ -233,9 +233,13 @@ class SparchDesignEvaluator(_WorkloadHolder):
         candidate = trial.candidate
         cfg, sparch, baseline, metrics = self.simulate(candidate.config)
         stem = f"sparch_design_trial_{trial.number}"
-        paths = write_design_report(ctx.run_dir / "deploy", stem, cfg, sparch, baseline, metrics, candidate.config)
+        from .standins import matrix_stats
+
+        stats = [matrix_stats(ops.A, r.nnz_c) for ops, r in zip(self.operands(), sparch)]
+        paths = write_design_report(ctx.run_dir / "deploy", stem, cfg, sparch, baseline, metrics, candidate.config, stats)
+        bounds = ", ".join(f"{r.name} {r.stats.get('bound', '-')}" for r in sparch)
         msg = (
             f"{stem}: {metrics['dram_mb']:.2f} MB DRAM ({metrics['dram_reduction']:.2f}x less than OuterSPACE), "
-            f"{metrics['runtime_ms']:.3f} ms, {metrics['area_mm2']:.1f} mm^2"
+            f"{metrics['runtime_ms']:.3f} ms ({metrics['speedup']:.2f}x), {metrics['area_mm2']:.1f} mm^2; bound: {bounds}"
         )
         return DeployResult(paths, ok=True, metrics=metrics, message=msg, source="sparch_design")

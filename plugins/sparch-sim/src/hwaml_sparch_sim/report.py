@@ -51,15 +51,20 @@ def write_design_report(
     baseline: Sequence[SimResult],
     metrics: Mapping[str, float],
     candidate_config: Mapping[str, Any],
+    matrix_stats: Sequence[Mapping[str, Any]] = (),
 ) -> Dict[str, str]:
     """Write ``<stem>.json`` and ``<stem>.png`` under ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_matrix: List[Dict[str, Any]] = []
-    for s, b in zip(sparch, baseline):
+    stats = list(matrix_stats) or [{}] * len(sparch)
+    for s, b, st in zip(sparch, baseline, stats):
         per_matrix.append(
             {
                 "name": s.name,
+                "matrix_stats": dict(st),
+                "bound": s.stats.get("bound"),
+                "bound_passes": s.stats.get("bound_passes"),
                 "sparch": s.summary(),
                 "outerspace": b.summary(),
                 "dram_reduction": b.dram_bytes / s.dram_bytes if s.dram_bytes else None,
