@@ -139,3 +139,34 @@ def test_batched_records_read_back_as_add_trial_would_write_them(tmp_path):
     for g, w in zip(got, want):
         assert (g.number, g.state, g.values, g.params, g.distributions, g.user_attrs, g.intermediate_values) == (w.number, w.state, w.values, w.params, w.distributions, w.user_attrs, w.intermediate_values)
         assert g.system_attrs == w.system_attrs and g.datetime_complete is not None
+
+
+def test_known_parameters_are_answered_without_a_replay_and_match_one():
+    """After the first configuration with a parameter, later ones are mirrored from the
+    recorded distributions (no replay through the space): the same params and
+    distributions a replay gives, for conditional groups, repeated blocks and
+    categorical choices Optuna only takes as text."""
+    from hwaml.space import Categorical, Float, Group, Integer, Repeated, SearchSpace
+    from hwaml_optuna_dashboard.journal import _Distributions, params_and_distributions
+
+    space = SearchSpace([
+        Categorical("opt", ["sgd", "adam"]),
+        Group("sgd", [Float("momentum", 0.0, 0.99)], when={"opt": ["sgd"]}),
+        Categorical("shape", [(1, 2), (3, 4)]),
+        Repeated("blocks", [Integer("k", 3, 7, step=2), Categorical("e", [3, 6])], lengths=[1, 2, 3]),
+    ])
+    rng = np.random.default_rng(0)
+    seen_fast = 0
+    for _ in range(60):
+        cfg = space.sample(rng)
+        replay = _Distributions(space.flatten(cfg), {})
+        space.suggest(replay)
+        flat = space.flatten(cfg)
+        from hwaml_optuna_dashboard import journal
+
+        entry = journal._BY_NAME.get(id(space))
+        seen_fast += entry is not None and all(k in entry[1] for k in flat)
+        params, dists = params_and_distributions(cfg, space)
+        assert params == replay.params and dists == replay.distributions
+    assert seen_fast > 30  # most configurations took the recorded path
+    assert params_and_distributions(cfg, space)[0]["shape"] in ("(1, 2)", "(3, 4)")

@@ -101,6 +101,9 @@ class MlflowObserver:
     :param request_timeout_s: per-request HTTP timeout (``MLFLOW_HTTP_REQUEST_TIMEOUT`` unless set).
     :param max_retries: HTTP retries (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` unless set).
     :param retry_after_s: after an error, events are skipped for this long before MLflow is tried again.
+    :param batch_window_s: after a trial arrives, wait this long for more and send them
+        together (``trials=steps``: one ``log_batch`` for up to 100 trials): MLflow lags by
+        at most this much, and fast searches pay far less per trial.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class MlflowObserver:
         request_timeout_s: float = 10.0,
         max_retries: int = 1,
         retry_after_s: float = 30.0,
+        batch_window_s: float = 0.25,
     ):
         if trials not in TRIAL_MODES:
             raise ValueError(f"observer.mlflow.trials must be one of {TRIAL_MODES}, got {trials!r}")
@@ -130,7 +134,9 @@ class MlflowObserver:
         self.flush_timeout_s = float(flush_timeout_s)
         self.request_timeout_s = float(request_timeout_s)
         self.max_retries = int(max_retries)
-        self.queue = BackgroundQueue("mlflow observer", self._handle, maxsize=queue_size, retry_after_s=retry_after_s, logger=log)
+        if float(batch_window_s) < 0:
+            raise ValueError(f"observer.mlflow.batch_window_s must be >= 0, got {batch_window_s}")
+        self.queue = BackgroundQueue("mlflow observer", self._handle, maxsize=queue_size, retry_after_s=retry_after_s, linger_s=batch_window_s, logger=log)
         self._client = None
         self._experiment_id: Optional[str] = None
         self.parent_run_id: Optional[str] = None
