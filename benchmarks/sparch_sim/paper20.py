@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--min-width", type=int, default=4, help="also time the full design with leaf mergers at least this wide")
     args = ap.parse_args()
     names = args.only or list(PAPER_MATRICES)
     t_all = time.perf_counter()
@@ -62,6 +63,7 @@ def main() -> None:
         sim = SparchSimulator()
         res = {label: sim.run(ops, SparchConfig(**kw)) for label, kw in STEPS}
         full = res["+prefetcher"]
+        wide = sim.run(ops, SparchConfig(merger_min_width=args.min_width))  # same schedule, wider leaf mergers
         base = simulate_outerspace(ops, SparchConfig(), nnz_c=full.nnz_c)
         st = matrix_stats(A, full.nnz_c)
         share = full.stats["bound_cycle_share"]
@@ -73,6 +75,8 @@ def main() -> None:
             "mb": {k: r.dram_bytes / 1e6 for k, r in res.items()},
             "reduction": base.dram_bytes / full.dram_bytes,
             "speedup": base.runtime_ms / full.runtime_ms,
+            "speedup_wide": base.runtime_ms / wide.runtime_ms,
+            "wide_bound": wide.stats["bound"],
             "bound_share": share,
             "bound_passes": full.stats["bound_passes"],
             "outerspace_gflops": base.stats["gflops"],
@@ -95,6 +99,7 @@ def main() -> None:
     f_pref = geomean([r["mb"]["+Huffman"] / r["mb"]["+prefetcher"] for r in rows])
     red = geomean([r["reduction"] for r in rows])
     spd = geomean([r["speedup"] for r in rows])
+    spd_wide = geomean([r["speedup_wide"] for r in rows])
     gf = sum(r["outerspace_gflops"] for r in rows) / len(rows)
     sgf = sum(r["sparch_gflops"] for r in rows) / len(rows)
     es = geomean([r["energy_saving"] for r in rows])
@@ -104,6 +109,7 @@ def main() -> None:
     print(f"{'prefetcher (vs +Huffman)':24s} {f_pref:10.2f}x {PAPER['+prefetcher']:6.1f}x")
     print(f"{'overall vs OuterSPACE':24s} {red:10.2f}x {PAPER['overall']:6.1f}x")
     print(f"{'speedup vs OuterSPACE':24s} {spd:10.2f}x {PAPER['speedup']:6.1f}x")
+    print(f"{'speedup, leaf width >= ' + str(args.min_width):24s} {spd_wide:10.2f}x  (area {SparchConfig(merger_min_width=args.min_width).area_mm2():.1f} mm^2 vs {SparchConfig().area_mm2():.1f}; bounds: " + ", ".join(f"{b} {sum(r['wide_bound'] == b for r in rows)}" for b in ("merge", "multiply", "memory", "latency")) + ")")
     print(f"{'OuterSPACE GFLOPS (mean)':24s} {gf:11.2f} {PAPER['outerspace_gflops']:7.1f}")
     print(f"{'SpArch GFLOPS (mean)':24s} {sgf:11.2f}")
     print(f"{'energy saving (geomean)':24s} {es:10.2f}x")

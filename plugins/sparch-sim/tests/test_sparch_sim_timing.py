@@ -224,3 +224,18 @@ def test_fetch_by_name_uses_a_local_cache(tmp_path):
         fetch_suitesparse("mine", group="Nobody", cache_dir=cache, base_url=str(server))
     with pytest.raises(WorkloadSpecError, match="group"):
         fetch_suitesparse("mine", cache_dir=cache, base_url=str(server))
+
+
+def test_wider_leaf_mergers_relieve_the_merge_bound(rmat10):
+    sim = SparchSimulator()
+    narrow = sim.run(rmat10, SparchConfig())
+    wide = sim.run(rmat10, SparchConfig(merger_min_width=8))
+    assert wide.dram == narrow.dram  # same schedule and traffic
+    assert wide.stats["merge_cycles"] < narrow.stats["merge_cycles"] / 2
+    assert SparchConfig(merger_min_width=8).merger_widths() == [16, 8, 8, 8, 8, 8]
+    assert SparchConfig(merger_min_width=8).area_mm2() > SparchConfig().area_mm2()
+    from hwaml_sparch_sim.arch import ArchConfigError
+
+    with pytest.raises(ArchConfigError) as err:
+        SparchConfig.from_mapping({"merger_min_width": 32})
+    assert err.value.key == "merger_min_width"

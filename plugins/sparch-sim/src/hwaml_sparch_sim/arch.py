@@ -91,6 +91,7 @@ class SparchConfig:
     bandwidth_gbps: float = 128.0
     merge_ways: int = 64
     merger_width: int = 16
+    merger_min_width: int = 1  # narrowest comparator array (widths halve from the root down to this)
     multipliers: int = 16
     buffer_lines: int = 1024
     line_elems: int = 48
@@ -123,6 +124,8 @@ class SparchConfig:
             raise ArchConfigError("merge_ways", f"must be a power of two (a binary merge tree), got {self.merge_ways}")
         if self.merger_width & (self.merger_width - 1):
             raise ArchConfigError("merger_width", f"must be a power of two, got {self.merger_width}")
+        if not 1 <= self.merger_min_width <= self.merger_width or self.merger_min_width & (self.merger_min_width - 1):
+            raise ArchConfigError("merger_min_width", f"must be a power of two in [1, merger_width], got {self.merger_min_width}")
         if self.lookahead < 0:
             raise ArchConfigError("lookahead", f"must be >= 0 (0 = unlimited), got {self.lookahead}")
         if self.pipeline_latency < 0:
@@ -184,7 +187,7 @@ class SparchConfig:
 
     def merger_widths(self) -> list:
         """Comparator-array width per tree level, root (level 0) first."""
-        return [max(1, self.merger_width >> level) for level in range(self.tree_levels)]
+        return [max(self.merger_min_width, self.merger_width >> level) for level in range(self.tree_levels)]
 
     @property
     def tree_levels(self) -> int:
@@ -198,9 +201,8 @@ class SparchConfig:
         """Comparators of the merge tree: level l (root = 0) has 2**l mergers, each
         a w x w comparator array with w = max(1, merger_width / 2**l)."""
         total = 0
-        for level in range(self.tree_levels):
-            width = max(1, self.merger_width >> level)
-            total += (1 << level) * width * width
+        for width_level, width in enumerate(self.merger_widths()):
+            total += (1 << width_level) * width * width
         return total
 
     def area_mm2(self) -> float:
