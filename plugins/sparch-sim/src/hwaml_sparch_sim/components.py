@@ -54,6 +54,7 @@ AREA_METRICS = ("area_mm2", "buffer_kib")
 #: the design space of ``sparch_design`` (every key a :class:`SparchConfig` field)
 DEFAULT_DESIGN_SPACE: Dict[str, List[Any]] = {
     "merger_width": [4, 8, 16, 32],
+    "merger_min_width": [1, 2, 4],
     "merge_ways": [8, 16, 32, 64, 128],
     "multipliers": [8, 16, 32],
     "buffer_lines": [64, 128, 256, 512, 1024, 2048],
