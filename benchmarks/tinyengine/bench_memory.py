@@ -4,8 +4,9 @@ against the layer-by-layer baseline, on MCUNet-like and MobileNetV2-like models.
     python benchmarks/tinyengine/bench_memory.py [--max-overhead 0.3]
 
 Prints one row per model and the mean reduction. The baseline runs the same
-kernels layer by layer with the same arena placement, without in-place updates
-or patches. The goal of the issue: >= 2.5x lower on average (MCUNetV2 reports up
+kernels layer by layer, without in-place updates or patches; its arena is the
+most bytes live at any step (a placement without fragmentation: the honest
+baseline), and the first-fit placement of that schedule is shown beside it. The goal of the issue: >= 2.5x lower on average (MCUNetV2 reports up
 to 3.4x on its models at the time of writing; ours depend on the model below).
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from hwaml_tinyengine.device import estimate_latency_ms, load_profile
 from hwaml_tinyengine.ir import import_model
-from hwaml_tinyengine.memory_planner import plan_layer_by_layer, plan_memory
+from hwaml_tinyengine.memory_planner import peak_live_bytes, plan_layer_by_layer, plan_memory
 from hwaml_tinyengine.models import mcunet_from_config, mcunet_imagenet_like, mobilenetv2_like
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     ap.add_argument("--max-overhead", type=float, default=0.3, help="largest patch recomputation, as a fraction of MACs")
     args = ap.parse_args()
     prof = load_profile("stm32h743")
-    head = f"{'model':<24} {'MMACs':>7} {'layer-by-layer KB':>17} {'in-place KB':>11} {'patch KB':>9} {'reduction':>9} {'split / grid':>28} {'recompute':>9} {'lat ms H743':>11} {'plan s':>6}"
+    head = f"{'model':<24} {'MMACs':>7} {'lbl first-fit KB':>16} {'layer-by-layer KB':>17} {'in-place KB':>11} {'patch KB':>9} {'reduction':>9} {'split / grid':>28} {'recompute':>9} {'lat ms H743':>11} {'plan s':>6}"
     print(head)
     print("-" * len(head))
     ratios = []
@@ -48,16 +49,17 @@ def main() -> None:
         inpl = plan_memory(g, patch=False)
         plan = plan_memory(g, patch=True, max_overhead=args.max_overhead)
         dt = time.perf_counter() - t0
-        ratio = base.arena_bytes / plan.arena_bytes
+        ideal = peak_live_bytes(base)
+        ratio = ideal / plan.arena_bytes
         ratios.append(ratio)
         split = f"{plan.patch.split[:20]} {plan.patch.n}x{plan.patch.n}" if plan.patch else "none"
         over = plan.patch.recompute_macs / plan.base_macs if plan.patch else 0.0
         print(
-            f"{name:<24} {plan.base_macs / 1e6:7.1f} {base.peak_sram_kb:17.1f} {inpl.peak_sram_kb:11.1f} {plan.peak_sram_kb:9.1f} "
+            f"{name:<24} {plan.base_macs / 1e6:7.1f} {base.peak_sram_kb:16.1f} {ideal / 1024:17.1f} {inpl.peak_sram_kb:11.1f} {plan.peak_sram_kb:9.1f} "
             f"{ratio:8.2f}x {split:>28} {100 * over:8.1f}% {estimate_latency_ms(plan, prof):11.1f} {dt:6.2f}"
         )
     print("-" * len(head))
-    print(f"mean reduction vs layer-by-layer: {np.mean(ratios):.2f}x (geometric {np.exp(np.mean(np.log(ratios))):.2f}x), max {max(ratios):.2f}x")
+    print(f"mean reduction vs the non-fragmenting layer-by-layer baseline: {np.mean(ratios):.2f}x (geometric {np.exp(np.mean(np.log(ratios))):.2f}x), max {max(ratios):.2f}x")
 
 
 if __name__ == "__main__":

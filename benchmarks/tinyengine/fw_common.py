@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 import torch
 
 from hwaml_tinyengine.codegen import generate_project
-from hwaml_tinyengine.firmware import build_firmware, profile_layers, run_qemu, section_sizes
+from hwaml_tinyengine.firmware import build_firmware, model_flash_bytes, profile_layers, run_qemu, section_sizes
 from hwaml_tinyengine.ir import import_model
 from hwaml_tinyengine.memory_planner import plan_memory
 from hwaml_tinyengine.quantize import quantize_graph, quantize_input
@@ -57,7 +57,8 @@ def measure(model: Any, profile: Any, vectors: int = 1, layers: bool = False, pa
         if run["matched"] != run["total"]:
             raise RuntimeError(f"firmware not bit-exact: {run['stdout'][-500:]}")
         out = {"plan": plan, "graph": qg, "instructions": sum(run["instructions"]) / len(run["instructions"]),
-               "stack": max(v["stack"] for v in run["vectors"]), "sizes": section_sizes(proj.path / "firmware.elf")}
+               "stack": max(v["stack"] for v in run["vectors"]), "sizes": section_sizes(proj.path / "firmware.elf"),
+               "model_flash": model_flash_bytes(proj.path / "firmware.elf")}
         if layers:
             out["profile"] = profile_layers(proj, plan)
     return out

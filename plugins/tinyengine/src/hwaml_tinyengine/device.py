@@ -13,10 +13,20 @@ Cortex-M4 (SIMD ``SMLAD``, two 16-bit MACs per cycle at best) and Cortex-M7
 (dual issue, caches); the power figures are datasheet orders of magnitude of the
 active run power. Neither is measured on hardware.
 
-Latency = sum over layers of ``MACs * cycles_per_mac[op] + elements *
-cycles_per_element + layer_overhead_cycles`` divided by the clock, with the
-patch stage's recomputed MACs included (and one call per layer per patch).
-Energy = latency x ``power_mw``.
+Latency (``latency_model: measured``, the default) = the instructions the
+generated firmware executes, predicted per layer by the model fitted to QEMU
+instruction counts (:mod:`.latency`: requantisation, padding borders, patch
+recomputation and per-call costs included), x ``cycles_per_instruction``, /
+the clock. The cycles per instruction are assumptions per core, not board
+measurements: Cortex-M4 1.2 (the Cortex-M4 TRM's timings: one cycle for ALU,
+MAC and SIMD instructions such as SMLAD/SXTB16, two for an isolated load and one
+for each pipelined load after it, one to three extra for a taken branch; the
+kernels are load- and MAC-heavy with few branches); Cortex-M7 0.8 (dual issue:
+EEMBC CoreMark/MHz 5.01 for the M7 against 3.42 for the M4 gives 0.68 x the M4's
+cycles for the same instructions, rounded up since the kernels' load stream
+limits pairing). ``latency_model: per_mac`` keeps the older estimate: sum over
+layers of ``MACs * cycles_per_mac[op] + elements * cycles_per_element +
+layer_overhead_cycles`` / clock. Energy = latency x ``power_mw``.
 
 Imports go one way: :mod:`.ir` <- :mod:`.flash` <- :mod:`.memory_planner` <-
 this module (Flash accounting lives in :mod:`.flash`; ``flash_bytes`` and
@@ -51,7 +61,9 @@ __all__ = [
 #: layer types with a cycles-per-MAC figure (every profile gives all four)
 MAC_OPS = ("conv", "pwconv", "dwconv", "linear")
 
-_NUMBERS = ("sram_kb", "flash_kb", "clock_mhz", "power_mw", "cycles_per_element", "layer_overhead_cycles")
+_NUMBERS = ("sram_kb", "flash_kb", "clock_mhz", "power_mw", "cycles_per_element", "layer_overhead_cycles", "cycles_per_instruction")
+#: latency models (``latency_model``)
+LATENCY_MODELS = ("measured", "per_mac")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,10 @@ class DeviceProfile:
     cycles_per_element: float = 2.0
     layer_overhead_cycles: float = 2000.0
     core: str = ""
+    #: core cycles per executed instruction (``latency_model: measured``); an assumption per core
+    cycles_per_instruction: float = 1.2
+    #: ``measured`` (instructions fitted to QEMU counts x cycles_per_instruction) or ``per_mac``
+    latency_model: str = "measured"
 
     def __post_init__(self) -> None:
         missing = [op for op in MAC_OPS if op not in self.cycles_per_mac]
@@ -79,6 +95,10 @@ class DeviceProfile:
         for key in ("sram_kb", "flash_kb", "clock_mhz", "power_mw"):
             if not float(getattr(self, key)) > 0:
                 raise ValueError(f"device profile {self.device!r}: {key} must be > 0, got {getattr(self, key)!r}")
+        if self.latency_model not in LATENCY_MODELS:
+            raise ValueError(f"device profile {self.device!r}: latency_model must be one of {list(LATENCY_MODELS)}, got {self.latency_model!r}")
+        if not float(self.cycles_per_instruction) > 0:
+            raise ValueError(f"device profile {self.device!r}: cycles_per_instruction must be > 0, got {self.cycles_per_instruction!r}")
         for key in ("cycles_per_element", "layer_overhead_cycles"):
             if float(getattr(self, key)) < 0:
                 raise ValueError(f"device profile {self.device!r}: {key} must be >= 0, got {getattr(self, key)!r}")
@@ -119,7 +139,7 @@ class DeviceProfile:
             elif key in _NUMBERS:
                 _check_number(f"overrides.{key}", value)
                 changes[key] = float(value)
-            else:  # device, core
+            else:  # device, core, latency_model
                 if not isinstance(value, str):
                     raise ValueError(f"overrides.{key}: expected a string, got {type(value).__name__} {value!r}")
                 changes[key] = value
@@ -133,19 +153,21 @@ def _check_number(key: str, value: Any) -> None:
 
 _M4 = {"conv": 1.4, "pwconv": 1.1, "dwconv": 2.6, "linear": 1.2}
 _M7 = {"conv": 0.9, "pwconv": 0.7, "dwconv": 1.7, "linear": 0.8}
+#: cycles per instruction assumed per core (sources in the module docstring)
+_CPI_M4, _CPI_M7 = 1.2, 0.8
 
 #: The shipped profiles, by name (``backend=[<name>]`` selects one). Fields in
 #: order: device, sram_kb, flash_kb, clock_mhz, power_mw, cycles_per_mac,
 #: cycles_per_element, layer_overhead_cycles, core.
 PROFILES: Dict[str, DeviceProfile] = {
     # STM32F412: Cortex-M4F at 100 MHz, 256 KB SRAM, 1 MB Flash
-    "stm32f412": DeviceProfile("stm32f412", 256, 1024, 100, 37, dict(_M4), 3.0, 2000, "cortex-m4"),
+    "stm32f412": DeviceProfile("stm32f412", 256, 1024, 100, 37, dict(_M4), 3.0, 2000, "cortex-m4", _CPI_M4),
     # STM32F746: Cortex-M7 at 216 MHz, 320 KB SRAM, 1 MB Flash
-    "stm32f746": DeviceProfile("stm32f746", 320, 1024, 216, 330, dict(_M7), 2.0, 2000, "cortex-m7"),
+    "stm32f746": DeviceProfile("stm32f746", 320, 1024, 216, 330, dict(_M7), 2.0, 2000, "cortex-m7", _CPI_M7),
     # STM32H743: Cortex-M7 at 480 MHz, 512 KB SRAM usable for the arena (AXI SRAM), 2 MB Flash
-    "stm32h743": DeviceProfile("stm32h743", 512, 2048, 480, 420, dict(_M7), 2.0, 2000, "cortex-m7"),
+    "stm32h743": DeviceProfile("stm32h743", 512, 2048, 480, 420, dict(_M7), 2.0, 2000, "cortex-m7", _CPI_M7),
     # a small 64 KB-SRAM part (STM32L432-class): Cortex-M4F at 80 MHz, 64 KB SRAM, 256 KB Flash
-    "mcu64k": DeviceProfile("mcu64k", 64, 256, 80, 22, dict(_M4), 3.0, 2000, "cortex-m4"),
+    "mcu64k": DeviceProfile("mcu64k", 64, 256, 80, 22, dict(_M4), 3.0, 2000, "cortex-m4", _CPI_M4),
 }
 
 
@@ -167,6 +189,10 @@ def estimate_latency_ms(plan_or_graph: Union[MemoryPlan, nx.DiGraph], profile: D
     """Latency of one inference on ``profile`` for a :class:`MemoryPlan` (patch
     recomputation included) or a bare IR graph (layer by layer)."""
     plan = _as_plan(plan_or_graph)
+    if profile.latency_model == "measured":
+        from .latency import predict_instructions
+
+        return predict_instructions(plan, profile.core or "cortex-m4") * float(profile.cycles_per_instruction) / (profile.clock_mhz * 1e3)
     g = plan.graph
     cycles = 0.0
     for n, (macs, elems) in work_per_layer(plan).items():
@@ -185,6 +211,12 @@ def per_layer_latency_ms(plan: MemoryPlan, profile: DeviceProfile) -> List[Dict[
     """One row per layer: op, MACs (patch recomputation included) and latency."""
     g = plan.graph
     rows = []
+    if profile.latency_model == "measured":
+        from .latency import predict_layer_instructions
+
+        work = work_per_layer(plan)
+        cpi = float(profile.cycles_per_instruction) / (profile.clock_mhz * 1e3)
+        return [{"layer": r["layer"], "op": r["op"], "macs": work[r["layer"]][0], "latency_ms": r["instructions"] * cpi} for r in predict_layer_instructions(plan, profile.core or "cortex-m4")]
     for n, (macs, elems) in work_per_layer(plan).items():
         op = g.nodes[n]["op"]
         cyc = macs * float(profile.cycles_per_mac.get(op, 0.0)) + elems * profile.cycles_per_element + profile.layer_overhead_cycles

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .firmware import STACK_MIN_BYTES
 from .codegen import CProject, build_and_run, build_project, generate_project, run_test_harness
 from .device import DeviceProfile, estimate_energy_mj, estimate_latency_ms, load_profile
 from .ir import import_model
@@ -83,7 +84,8 @@ def cost_of(plan: MemoryPlan, profile: DeviceProfile) -> Dict[str, float]:
     profile's active power.
     """
     latency = estimate_latency_ms(plan, profile)
-    fits = plan.peak_sram_kb <= profile.sram_kb and plan.flash_kb <= profile.flash_kb
+    # the stack the firmware needs (measured in QEMU well below the linker's reserve) goes into the fit check
+    fits = plan.peak_sram_kb + STACK_MIN_BYTES / 1024.0 <= profile.sram_kb and plan.flash_kb <= profile.flash_kb
     return {
         "peak_sram_kb": plan.peak_sram_kb,
         "flash_kb": plan.flash_kb,

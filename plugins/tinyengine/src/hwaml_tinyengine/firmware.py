@@ -298,3 +298,27 @@ def _layer_shape(g: Any, n: str) -> Dict[str, Any]:
         if k in d:
             out[k] = int(d[k])
     return out
+
+
+#: symbols of the harness, startup and vector table (not the model's Flash)
+HARNESS_SYMBOLS = {
+    "test_inputs", "test_expected", "main", "Reset_Handler", "Default_Handler", "SysTick_Handler",
+    "memcpy", "memset", "te_profile_mark", "te_layer_ticks", "te_last", "te_wraps",
+}
+
+
+def model_flash_bytes(elf: Any) -> Dict[str, int]:
+    """Flash of the model in a linked firmware: ``.text + .rodata`` (+ ``.data``
+    initialisers; the vector table is apart) less the harness and startup symbols
+    (:data:`HARNESS_SYMBOLS`, sizes from ``arm-none-eabi-nm -S``)."""
+    check_toolchain(("arm-none-eabi-gcc",))
+    sizes = section_sizes(elf)
+    total = sizes.get(".text", 0) + sizes.get(".rodata", 0) + sizes.get(".data", 0) + sizes.get(".ARM.exidx", 0)
+    nm = shutil.which("arm-none-eabi-nm") or "arm-none-eabi-nm"
+    res = subprocess.run([nm, "-S", str(elf)], capture_output=True, text=True, check=True)
+    harness = 0
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3].split(".")[0] in HARNESS_SYMBOLS and parts[2] in "tTrRdD":
+            harness += int(parts[1], 16)
+    return {"text_rodata": total, "harness": harness, "model": total - harness}

@@ -43,7 +43,7 @@ import networkx as nx
 from .flash import flash_bytes
 from .ir import SPATIAL_OPS, elements_of, inputs_of, macs_of
 
-__all__ = ["Buffer", "PatchPlan", "MemoryPlan", "plan_memory", "plan_layer_by_layer", "place_buffers", "patch_candidates", "trace_patches", "live_overlaps", "work_per_layer", "ALIGN"]
+__all__ = ["Buffer", "PatchPlan", "MemoryPlan", "plan_memory", "plan_layer_by_layer", "place_buffers", "patch_candidates", "trace_patches", "live_overlaps", "work_per_layer", "peak_live_bytes", "layer_by_layer_bytes", "ALIGN"]
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ def _build(g: nx.DiGraph, inplace_ok: bool, patch: Optional[PatchPlan]) -> Memor
         )
     base = int(sum(macs_of(g, n) for n in order))
     macs = base + (patch.recompute_macs if patch else 0)
-    return MemoryPlan(arena, buffers, tensor_buffer, scratch, order, inplace, patch, macs, base, per_layer, g, flash_bytes(g))
+    return MemoryPlan(arena, buffers, tensor_buffer, scratch, order, inplace, patch, macs, base, per_layer, g, flash_bytes(g, patch))
 
 
 def _patch_plan(g: nx.DiGraph, split: str, layers: List[str], n: int) -> PatchPlan:
@@ -438,8 +438,22 @@ def plan_memory(
 
 
 def plan_layer_by_layer(g: nx.DiGraph) -> MemoryPlan:
-    """The baseline: layer-by-layer execution, no in-place, no patches."""
+    """The baseline: layer-by-layer execution, no in-place, no patches (buffers
+    placed by the same first-fit as the planner, so its arena can exceed the
+    bytes live at once: see :func:`layer_by_layer_bytes`)."""
     return _build(g, False, None)
+
+
+def peak_live_bytes(plan: MemoryPlan) -> int:
+    """The most bytes live at any step of a plan (tensors and kernel buffers): the
+    arena of a placement without fragmentation, a lower bound for any placer."""
+    return int(max((r["live_bytes"] for r in plan.per_layer), default=0))
+
+
+def layer_by_layer_bytes(g: nx.DiGraph) -> int:
+    """The non-fragmenting layer-by-layer baseline: the most bytes live at any step
+    of the layer-by-layer schedule (no in-place, no patches)."""
+    return peak_live_bytes(plan_layer_by_layer(g))
 
 
 def live_overlaps(plan: MemoryPlan) -> List[Tuple[str, str]]:
