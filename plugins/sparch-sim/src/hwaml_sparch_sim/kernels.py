@@ -224,14 +224,14 @@ def belady_misses(trace, n_lines, capacity, window):
     first, least recently used first (``window <= 0``: the whole trace, exact MIN)."""
     n = trace.shape[0]
     miss = np.zeros(n, dtype=np.bool_)
-    nu_arr = next_use_of(trace, n_lines)
+    nu_arr = next_use_of(trace, n_lines).astype(np.int32)  # indices < 2**31: int32 halves the memory
     if window <= 0:
         window = n + 1
     nu_of = np.full(n_lines, -1, dtype=np.int64)  # next use of a cached line, -1 = not cached
     last_use = np.zeros(n_lines, dtype=np.int64)
     unseen = np.zeros(n_lines, dtype=np.bool_)
     # events: a far next use enters the window at time nu - window
-    far = np.empty(n, dtype=np.int64)
+    far = np.empty(n, dtype=np.int32)
     nf = 0
     for i in range(n):
         if nu_arr[i] - i > window:
@@ -243,11 +243,11 @@ def belady_misses(trace, n_lines, capacity, window):
     ev_time = enter[order]
     ev_acc = far[order]
     cap_heap = n + nf + 1
-    vk = np.empty(cap_heap, dtype=np.int64)  # visible heap: key -next use
-    vv = np.empty(cap_heap, dtype=np.int64)
+    vk = np.empty(cap_heap, dtype=np.int32)  # visible heap: key -next use
+    vv = np.empty(cap_heap, dtype=np.int32)
     vs = 0
-    uk = np.empty(n + 1, dtype=np.int64)  # unseen heap: key last use
-    uv = np.empty(n + 1, dtype=np.int64)
+    uk = np.empty(n + 1, dtype=np.int32)  # unseen heap: key last use
+    uv = np.empty(n + 1, dtype=np.int32)
     us = 0
     n_cached = 0
     ev = 0
@@ -299,13 +299,58 @@ def belady_misses(trace, n_lines, capacity, window):
 
 
 @njit(cache=True, nogil=True)
-def prefetch_stalls(miss, work, pass_of, n_passes, distance, latency, transfer):
+def expand_lines(rows, first, count):
+    """B-row accesses -> buffer-line accesses: (line ids, index of the row access of each)."""
+    n = rows.shape[0]
+    total = 0
+    for t in range(n):
+        total += count[rows[t]]
+    lines = np.empty(total, dtype=np.int64)
+    owner = np.empty(total, dtype=np.int32)
+    o = 0
+    for t in range(n):
+        r = rows[t]
+        f = first[r]
+        for c in range(count[r]):
+            lines[o] = f + c
+            owner[o] = t
+            o += 1
+    return lines, owner
+
+
+@njit(cache=True, nogil=True)
+def line_traffic(lines, owner, rows, trace_pass, first, line_elems, miss, n_pass, elem_bytes, burst, ptr_bytes):
+    """Per pass: B bytes fetched (lines rounded to bursts), pointer bytes (one access per fetched
+    row), bytes read from and written to the buffer, and line accesses."""
+    b_data = np.zeros(n_pass)
+    b_meta = np.zeros(n_pass)
+    buf_read = np.zeros(n_pass)
+    buf_write = np.zeros(n_pass)
+    acc = np.zeros(n_pass)
+    for i in range(lines.shape[0]):
+        ln = lines[i]
+        t = owner[i]
+        p = trace_pass[t]
+        nbytes = line_elems[ln] * elem_bytes
+        acc[p] += 1.0
+        buf_read[p] += nbytes
+        if miss[i]:
+            rounded = nbytes if burst <= 1 else np.ceil(nbytes / burst) * burst
+            b_data[p] += rounded
+            buf_write[p] += nbytes
+            if ln == first[rows[t]]:
+                b_meta[p] += ptr_bytes
+    return b_data, b_meta, buf_read, buf_write, acc
+
+
+@njit(cache=True, nogil=True)
+def prefetch_stalls(miss, lines, owner, trace_pass, line_elems, pace, n_passes, distance, latency, elem_bytes, burst, bytes_per_cycle):
     """Cycles lost waiting for late prefetches, per pass.
 
-    The consumer works through the line accesses in order, ``work[i]`` cycles each.
+    The consumer works through the line accesses in order, ``pace[pass]`` cycles each.
     The line of access ``i`` is requested when the consumer is ``distance``
-    accesses behind it (the lookahead), and arrives ``latency + transfer[i]``
-    cycles later; a missed line that has not arrived when it is needed stalls the
+    accesses behind it (the lookahead), and arrives ``latency`` plus its transfer
+    time later; a missed line that has not arrived when it is needed stalls the
     consumer until it does. Hits cost no wait.
     """
     n = miss.shape[0]
@@ -314,11 +359,15 @@ def prefetch_stalls(miss, work, pass_of, n_passes, distance, latency, transfer):
     t = 0.0
     for i in range(n):
         start[i] = t
+        p = trace_pass[owner[i]]
         if miss[i]:
+            nbytes = line_elems[lines[i]] * elem_bytes
+            if burst > 1:
+                nbytes = np.ceil(nbytes / burst) * burst
             issue = start[i - distance] if i >= distance else 0.0
-            arrive = issue + latency + transfer[i]
+            arrive = issue + latency + nbytes / bytes_per_cycle
             if arrive > t:
-                stall[pass_of[i]] += arrive - t
+                stall[p] += arrive - t
                 t = arrive
-        t += work[i]
+        t += pace[p]
     return stall

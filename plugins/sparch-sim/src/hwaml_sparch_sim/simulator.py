@@ -43,7 +43,7 @@ from . import kernels
 from .arch import SparchConfig, area_breakdown
 from .condensed import PartialMatrices, partial_matrices
 from .matrices import Operands
-from .prefetcher import expand_to_lines, line_layout, simulate_buffer
+from .prefetcher import line_layout, simulate_buffer
 from .scheduler import MergeNode, run_schedule
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ def _b_traffic(ops: Operands, cfg: SparchConfig, sched: _Schedule) -> Dict[str, 
     b_len = np.diff(ops.B.indptr).astype(np.int64)
     n = len(sched.passes)
     rows = sched.trace_rows
-    row_data = _bursts(b_len[rows] * float(eb), burst)
+    row_data = _bursts(b_len[rows] * float(eb), burst) if (not sched.partials.condensed or not (cfg.prefetcher or cfg.buffer_without_prefetcher == "lru")) else None
     out: Dict[str, Any] = {"buffer_read": np.zeros(n), "line_accesses": 0, "line_misses": 0, "stall": np.zeros(n)}
     if not sched.partials.condensed:
         # plain form: each leaf streams its B row once; leaves of an in-order pass are
@@ -412,17 +412,13 @@ def _b_traffic(ops: Operands, cfg: SparchConfig, sched: _Schedule) -> Dict[str, 
         out["demand_rows"] = np.bincount(sched.trace_pass, minlength=n)
         return out
     layout = line_layout(b_len, cfg.line_elems)
-    lines, owner = expand_to_lines(rows, layout)
+    lines, owner = kernels.expand_lines(rows, layout.first, layout.count)
     miss = simulate_buffer(lines, cfg.buffer_lines, policy, cfg.lookahead)
-    l_elems = layout.line_elems[lines].astype(np.float64)
-    line_bytes = l_elems * eb
-    first_line = lines == layout.first[rows[owner]]
-    pass_of_line = sched.trace_pass[owner]
-    out["b_data"] = np.bincount(pass_of_line, weights=_bursts(line_bytes, burst) * miss, minlength=n)
-    out["b_meta"] = np.bincount(pass_of_line, weights=random_ptr * (miss & first_line), minlength=n)
-    out["buffer_read"] = np.bincount(pass_of_line, weights=line_bytes, minlength=n)
-    out["buffer_write"] = np.bincount(pass_of_line, weights=line_bytes * miss, minlength=n)
-    out.update(line_accesses=int(len(lines)), line_misses=int(miss.sum()), _miss=miss, _pass_of_line=pass_of_line, _l_elems=l_elems, _line_bytes=line_bytes)
+    b_data, b_meta, buf_read, buf_write, acc = kernels.line_traffic(
+        lines, owner, rows, sched.trace_pass, layout.first, layout.line_elems, miss, n, float(eb), int(burst), random_ptr
+    )
+    out.update(b_data=b_data, b_meta=b_meta, buffer_read=buf_read, buffer_write=buf_write)
+    out.update(line_accesses=int(len(lines)), line_misses=int(miss.sum()), _miss=miss, _lines=lines, _owner=owner, _acc=acc, _layout=layout)
     out["prefetch"] = policy != "lru" or cfg.prefetcher
     return out
 
@@ -486,17 +482,15 @@ def _account(ops: Operands, cfg: SparchConfig, sched: _Schedule) -> SimResult:
     if "_miss" in bt and len(bt["_miss"]):
         # the multipliers consume lines at the pass's pace; a prefetch is issued `distance`
         # accesses ahead (the lookahead, at most what the buffer can hold)
-        miss = bt["_miss"]
-        pol = bt["_pass_of_line"]
-        acc_per_pass = np.bincount(pol, minlength=n).astype(np.float64)
+        acc_per_pass = bt["_acc"]
         pace = np.where(acc_per_pass > 0, compute / np.maximum(acc_per_pass, 1), 0.0)
-        work = pace[pol]
         if cfg.prefetcher:
             distance = min(cfg.lookahead if cfg.lookahead > 0 else cfg.buffer_lines, cfg.buffer_lines)
         else:
             distance = 0  # a demand cache requests a line when it is needed
-        transfer = _bursts(bt["_line_bytes"], burst) / cfg.bytes_per_cycle
-        stall = kernels.prefetch_stalls(miss, work, pol, n, int(distance), float(latency), transfer)
+        stall = kernels.prefetch_stalls(
+            bt["_miss"], bt["_lines"], bt["_owner"], sched.trace_pass, bt["_layout"].line_elems, pace, n, int(distance), float(latency), float(eb), int(burst), float(cfg.bytes_per_cycle)
+        )
     elif "demand_rows" in bt:
         # no buffer, no prefetch: requests overlap only as far as the HBM channels allow
         channels = max(1, math.ceil(cfg.bandwidth_gbps / cfg.area.channel_gbps))
