@@ -34,12 +34,16 @@ def main() -> None:
     prof = load_profile(args.profile, {"flash_kb": 4096, "sram_kb": 1024})
     head = f"{'#':>2} {'MMACs':>6} {'measured Minsn':>14} {'predicted':>9} {'error':>7} {'insn/MAC':>8} {'Flash est. KB':>13} {'linked KB':>9} {'error':>7} {'stack B':>7} {'lat ms':>7}"
     print(f"profile {prof.device} ({prof.core}), cycles/instruction {prof.cycles_per_instruction}, {prof.clock_mhz:.0f} MHz")
-    print(head)
-    print("-" * len(head))
     lat_err, fl_err = [], []
     t0 = time.perf_counter()
+    done = []
     for i, (_, model) in enumerate(tinynas_networks(args.n, args.seed)):
         m = measure(model, prof)
+        done.append(m)
+        print(f"measured #{i}: {m['instructions']:.0f} instructions ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print(head)
+    print("-" * len(head))
+    for i, m in enumerate(done):
         plan = m["plan"]
         pred = predict_instructions(plan, prof.core)
         e = (pred - m["instructions"]) / m["instructions"]
@@ -48,8 +52,7 @@ def main() -> None:
         fl_err.append(fe)
         print(
             f"{i:>2} {plan.base_macs / 1e6:6.1f} {m['instructions'] / 1e6:14.2f} {pred / 1e6:9.2f} {100 * e:+6.1f}% {m['instructions'] / plan.base_macs:8.2f} "
-            f"{plan.flash_bytes / 1024:13.1f} {m['model_flash']['model'] / 1024:9.1f} {100 * fe:+6.2f}% {m['stack']:7d} {estimate_latency_ms(plan, prof):7.1f}",
-            flush=True,
+            f"{plan.flash_bytes / 1024:13.1f} {m['model_flash']['model'] / 1024:9.1f} {100 * fe:+6.2f}% {m['stack']:7d} {estimate_latency_ms(plan, prof):7.1f}"
         )
     a, b = np.abs(lat_err), np.abs(fl_err)
     print("-" * len(head))

@@ -64,7 +64,7 @@ def main() -> None:
             print(f"{core} {name:<28} {m['instructions']:>12.0f} instructions, {len(prof_rows)} layers", flush=True)
         coef = fit_coefficients(rows)
         # what the plain firmware runs beyond the layers (the call sequence), per inference
-        per_inf = float(np.median([t["instructions"] - sum(_pred(coef, r) for r in rows if r["net"] == t["net"]) for t in totals]))
+        per_inf = float(np.median([t["instructions"] - t["layers_sum"] for t in totals]))
         result["cores"][core] = {"coefficients": coef, "per_inference": max(0.0, per_inf), "rows": rows, "totals": totals,
                                  "fit_s": time.perf_counter() - t0}
         errs = [abs(sum(_pred(coef, r) for r in rows if r["net"] == t["net"]) + max(0.0, per_inf) - t["instructions"]) / t["instructions"] for t in totals]

@@ -197,6 +197,9 @@ def test_deploy_from_a_relative_run_dir_compiles_bit_exactly_host_and_firmware_i
     assert m["fw_arena_bytes"] >= m["arena_bytes"] and m["fw_arena_bytes"] - m["arena_bytes"] < 8  # the planned arena, aligned
     assert m["fw_rodata_bytes"] > 0 and m["fw_text_bytes"] > 0 and 0 < m["stack_bytes"] < 1024
     assert m["instructions_per_inference"] > m["macs_m"] * 1e6 * 0.3  # counted, not a constant
+    # the search-time estimates against the real firmware
+    assert abs(m["flash_estimate_error"]) < 0.15 and m["fw_model_flash_bytes"] < m["fw_flash_bytes"]
+    assert 0.5 < m["predicted_instructions"] / m["instructions_per_inference"] < 1.5
     assert (tmp_path / "runs/r1/deploy/tinyengine_trial_0/firmware.elf").is_file()
     assert res.source == "tinyengine_stm32f746"
     assert res.metrics["outputs_matched"] == 1.0 and "match the Python int8 reference" in res.message

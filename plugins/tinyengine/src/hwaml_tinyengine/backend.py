@@ -31,7 +31,8 @@ import torch
 from hwaml import BuiltModel, Candidate, CostReport, DeployResult, RunContext, Trial, hookimpl
 
 from .codegen import build_and_run, check_prefix, run_test_harness
-from .firmware import build_firmware, check_toolchain, firmware_target, run_qemu, section_sizes
+from .firmware import build_firmware, check_toolchain, firmware_target, model_flash_bytes, run_qemu, section_sizes
+from .latency import predict_instructions
 from .device import DeviceProfile, load_profile
 from .engine import COST_METRICS, compile_model, cost_of, plan_model
 from .memory_planner import MemoryPlan
@@ -119,6 +120,7 @@ class TinyEngineBackend:
         build_firmware(path, "arm")  # the device's memories: fails at the link when the model does not fit
         build_firmware(path, "firmware_qemu.elf")
         sizes = section_sizes(path / "firmware.elf")
+        model_flash = model_flash_bytes(path / "firmware.elf")
         run = run_qemu(path, target.qemu_machine)
         macs = float(compiled.plan.base_macs)
         insns = float(np.mean(run["instructions"]))
@@ -133,6 +135,10 @@ class TinyEngineBackend:
             "instructions_per_inference": insns,
             "instructions_per_mac": insns / macs if macs else float("nan"),
             "stack_bytes": float(max(v["stack"] for v in run["vectors"])),
+            # the model's own Flash in the linked firmware (no harness, startup, vectors) and the search-time estimate's error
+            "fw_model_flash_bytes": float(model_flash["model"]),
+            "flash_estimate_error": (compiled.plan.flash_bytes - model_flash["model"]) / max(1, model_flash["model"]),
+            "predicted_instructions": float(predict_instructions(compiled.plan, target.core)),
         }
         ok = run["matched"] == run["total"] and run["returncode"] == 0
         note = (
