@@ -217,7 +217,7 @@ def _distribution_json(dist: Any) -> str:
     return text
 
 
-def trial_log(trial: Trial, ctx: RunContext, study_id: int, worker_id: str) -> Dict[str, Any]:
+def trial_log(trial: Trial, ctx: RunContext, study_id: int, worker_id: str, distributions: bool = True) -> Dict[str, Any]:
     """One hwaml trial as a journal record, the same record ``JournalStorage.create_new_trial``
     writes for ``study.add_trial``: records of a batch of trials are then appended in
     one locked write (one fsync) instead of one write and one re-read of the journal per trial."""
@@ -228,7 +228,7 @@ def trial_log(trial: Trial, ctx: RunContext, study_id: int, worker_id: str) -> D
     end = datetime.now(tz=timezone.utc)
     start = end - timedelta(seconds=float(trial.duration_s or 0.0))
     values = f["values"]
-    return {
+    log = {
         "op_code": _CREATE_TRIAL,
         "worker_id": worker_id,
         "study_id": study_id,
@@ -237,18 +237,58 @@ def trial_log(trial: Trial, ctx: RunContext, study_id: int, worker_id: str) -> D
         "state": int(f["state"]),
         "value": values[0] if values is not None and len(values) == 1 else None,
         "values": values if values is not None and len(values) > 1 else None,
-        "distributions": {k: _distribution_json(d) for k, d in dists.items()},
         "params": {k: dists[k].to_internal_repr(v) for k, v in f["params"].items()},
         "user_attrs": f["user_attrs"],
         "system_attrs": f["system_attrs"],
         "intermediate_values": {str(k): v for k, v in f["intermediate_values"].items()},
     }
+    if distributions:
+        log["distributions"] = {k: _distribution_json(d) for k, d in dists.items()}
+    else:  # trial_line serialises them itself
+        log["_distributions"] = dists
+    return log
 
 
-def open_backend(path: Path | str) -> Any:
+_FRAGMENTS: Dict[Tuple[Tuple[str, int], ...], str] = {}
+
+
+def trial_line(trial: Trial, ctx: RunContext, study_id: int, worker_id: str) -> str:
+    """:func:`trial_log` as the JSON line the journal stores. The record's largest part,
+    the parameters' distributions (JSON inside JSON), is the same for every trial with
+    the same parameters: it is serialised once per set and spliced in."""
+    import json
+
+    log = trial_log(trial, ctx, study_id, worker_id, distributions=False)
+    dists = log.pop("_distributions")
+    key = tuple((k, id(d)) for k, d in dists.items())
+    frag = _FRAGMENTS.get(key)
+    if frag is None:  # the distributions are the cached, long-lived objects: their ids are stable
+        frag = _FRAGMENTS[key] = json.dumps({k: _distribution_json(d) for k, d in dists.items()}, separators=(",", ":"))
+    head = json.dumps(log, separators=(",", ":"))
+    return head[:-1] + ',"distributions":' + frag + "}"
+
+
+def append_lines(path: Path | str, lock: Any, lines: List[str]) -> None:
+    """Append journal lines as ``JournalFileBackend.append_logs`` does: under the
+    journal's file lock, one write, one fsync."""
+    import os
+
+    lock.acquire()
+    try:
+        with open(path, "ab") as f:
+            f.write(("\n".join(lines) + "\n").encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        lock.release()
+
+
+def open_backend(path: Path | str, lock: Any = None) -> Any:
+    """Optuna's journal file backend on ``path`` with ``lock`` (default: a new
+    ``JournalFileOpenLock``, which works on every file system)."""
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    return JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+    return JournalFileBackend(str(path), lock_obj=lock if lock is not None else JournalFileOpenLock(str(path)))
 
 
 def open_storage(path: Path | str) -> Any:
@@ -320,7 +360,10 @@ class OptunaJournalObserver:
             path.parent.mkdir(parents=True, exist_ok=True)
             objectives = dict(ctx.objectives) or {"value": "max"}
             directions = ["maximize" if d == "max" else "minimize" for d in objectives.values()]
-            self._backend = open_backend(path)
+            from optuna.storages.journal import JournalFileOpenLock
+
+            self._path, self._lock_obj = str(path), JournalFileOpenLock(str(path))  # the backend's and our appends' lock
+            self._backend = open_backend(path, self._lock_obj)
             storage = JournalStorage(self._backend)
             study = optuna.create_study(storage=storage, study_name=self.resolved_study_name(ctx), directions=directions, load_if_exists=True)
             self._study_id = storage.get_study_id_from_name(study.study_name)
@@ -335,9 +378,9 @@ class OptunaJournalObserver:
 
     def _handle(self, batch: List[Any]) -> None:
         study = self.study(batch[0].ctx)
-        logs = [trial_log(e.trial, e.ctx, self._study_id, self._worker_id) for e in batch if isinstance(e, _TrialEvent)]
-        if logs:
-            self._backend.append_logs(logs)
+        lines = [trial_line(e.trial, e.ctx, self._study_id, self._worker_id) for e in batch if isinstance(e, _TrialEvent)]
+        if lines:
+            append_lines(self._path, self._lock_obj, lines)
         for e in batch:
             if isinstance(e, _FinishEvent):
                 s = e.summary
