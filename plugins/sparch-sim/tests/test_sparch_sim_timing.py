@@ -239,3 +239,12 @@ def test_wider_leaf_mergers_relieve_the_merge_bound(rmat10):
     with pytest.raises(ArchConfigError) as err:
         SparchConfig.from_mapping({"merger_min_width": 32})
     assert err.value.key == "merger_min_width"
+
+
+def test_counting_in_blocks_equals_one_sweep(rmat10, monkeypatch):
+    import hwaml_sparch_sim.simulator as simulator
+
+    one = simulate_sparch(rmat10, SparchConfig(merge_ways=8))
+    monkeypatch.setattr(simulator, "PROGRESS_PRODUCTS", 0)  # 50 blocks of rows behind a progress bar
+    blocks = simulate_sparch(rmat10, SparchConfig(merge_ways=8))
+    assert blocks.dram == one.dram and blocks.nnz_c == one.nnz_c and blocks.cycles == one.cycles

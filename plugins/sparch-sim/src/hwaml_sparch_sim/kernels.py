@@ -30,6 +30,8 @@ from numba import njit
 
 __all__ = [
     "count_merge_tree",
+    "count_rows_into",
+    "count_state",
     "subtree_nnz",
     "belady_misses",
     "lru_misses",
@@ -39,22 +41,13 @@ __all__ = [
 
 
 @njit(cache=True, nogil=True)
-def _count_rows(first, step, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols):
-    """:func:`count_merge_tree` over the rows ``first, first + step, ...``."""
-    n_rows = a_indptr.shape[0] - 1
-    n_m = parent.shape[0]
-    cnt = np.zeros(n_m, dtype=np.int64)
-    rows = np.zeros(n_m, dtype=np.int64)
-    row_seen = np.full(n_m, -1, dtype=np.int64)
-    stamp = np.full(n_cols, -1, dtype=np.int32)  # per output column: the row where it was last seen
-    last = np.zeros(n_cols, dtype=np.int32)  # ... and the leaf position there
-    max_len = 0
-    for i in range(n_rows):
-        ln = a_indptr[i + 1] - a_indptr[i]
-        if ln > max_len:
-            max_len = ln
-    keys = np.empty(max_len, dtype=np.int64)
-    for i in range(first, n_rows, step):
+def count_rows_into(first, stop, state, cnt, rows, row_seen, stamp, last, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root):
+    """:func:`count_merge_tree` over rows ``first .. stop - 1``, accumulating into the counters
+    (``cnt``, ``rows``) and the column state (``row_seen``, ``stamp``, ``last``) of earlier calls,
+    so the sweep can be cut into blocks (a progress bar). ``state`` is a scratch buffer at least
+    as long as the longest row of A."""
+    keys = state
+    for i in range(first, stop):
         s, e = a_indptr[i], a_indptr[i + 1]
         ln = e - s
         if ln == 0:
@@ -87,10 +80,20 @@ def _count_rows(first, step, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_b
                         row_seen[v] = i
                         rows[v] += 1
                     v = parent[v]
-    return cnt, rows
 
 
-@njit(cache=True, nogil=True)
+def count_state(n_mergers: int, n_cols: int, max_row: int):
+    """Fresh counters and column state for :func:`count_rows_into`."""
+    return (
+        np.zeros(max(1, max_row), dtype=np.int64),
+        np.zeros(n_mergers, dtype=np.int64),
+        np.zeros(n_mergers, dtype=np.int64),
+        np.full(n_mergers, -1, dtype=np.int64),
+        np.full(n_cols, -1, dtype=np.int32),  # per output column: the row where it was last seen
+        np.zeros(n_cols, dtype=np.int32),  # ... and the leaf position there
+    )
+
+
 def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols):
     """Distinct coordinates emitted by every merger, and non-empty rows of every pass result.
 
@@ -98,7 +101,11 @@ def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b
     consumes ``v``'s output (-1 for the final root); ``lo[v]``: the first leaf
     position (depth-first) under ``v``.
     """
-    return _count_rows(0, 1, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols)
+    n_rows = len(a_indptr) - 1
+    max_row = int(np.diff(a_indptr).max()) if n_rows else 0
+    state, cnt, rows, row_seen, stamp, last = count_state(len(parent), n_cols, max_row)
+    count_rows_into(0, n_rows, state, cnt, rows, row_seen, stamp, last, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root)
+    return cnt, rows
 
 
 @njit(cache=True, nogil=True)

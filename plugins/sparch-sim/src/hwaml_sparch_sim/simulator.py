@@ -52,6 +52,8 @@ __all__ = ["SimResult", "SparchSimulator", "simulate_sparch", "DRAM_CATEGORIES",
 
 #: DRAM traffic categories, in bytes ("metadata": pointers, row ids of partial results, headers)
 DRAM_CATEGORIES = ("a_read", "b_read", "partial_write", "partial_read", "c_write", "metadata")
+#: a counting sweep over more products than this is cut into blocks behind a progress bar
+PROGRESS_PRODUCTS = 20_000_000
 #: what limited a pass
 BOUNDS = ("merge", "multiply", "memory", "latency")
 
@@ -292,8 +294,7 @@ def _build_schedule(ops: Operands, cfg: SparchConfig, numeric: bool) -> _Schedul
             lo[u] = lo[v]
     is_root = np.zeros(n_m, dtype=np.bool_)
     is_root[pass_root] = True
-    args = (a_indptr, a_indices, partials.leaf_of_elem.astype(np.int64), leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, B.shape[1])
-    cnt, rows_ne = kernels.count_merge_tree(*args)  # single-threaded, like scipy's product it is compared with
+    cnt, rows_ne = _count_with_progress(ops.name, a_indptr, a_indices, partials.leaf_of_elem.astype(np.int64), leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, B.shape[1], int(partials.sizes.sum()))
     m_in = np.zeros(n_m, dtype=np.int64)
     has_parent = parent >= 0
     np.add.at(m_in, parent[has_parent], cnt[has_parent])
@@ -331,6 +332,28 @@ def _build_schedule(ops: Operands, cfg: SparchConfig, numeric: bool) -> _Schedul
     return _Schedule(
         passes, partials, ways, level, mpass, m_in, cnt, pass_root, pass_out, pass_rows, pass_mults, pass_a, pass_leaves, pass_a_leaf, trace_rows, trace_pass, nnz_c, product, seconds
     )
+
+
+def _count_with_progress(name, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, n_cols, products):
+    """The counting sweep (single-threaded, like scipy's product it is compared with), cut into
+    blocks of rows with about equal products behind a progress bar when it is long."""
+    n_rows = len(a_indptr) - 1
+    max_row = int(np.diff(a_indptr).max()) if n_rows else 0
+    state, cnt, rows, row_seen, stamp, last = kernels.count_state(len(parent), n_cols, max_row)
+    blocks = 1 if products < PROGRESS_PRODUCTS else 50
+    if blocks == 1:
+        bounds = [0, n_rows]
+    else:
+        cum = np.concatenate([[0.0], np.cumsum(np.diff(b_indptr)[a_indices], dtype=np.float64)])
+        per_row = cum[a_indptr]  # products before each row
+        bounds = np.unique(np.searchsorted(per_row, np.linspace(0, per_row[-1], blocks + 1))).tolist()
+        bounds[0], bounds[-1] = 0, n_rows
+        bounds = sorted(set(bounds))
+    from hwaml.progress import progress
+
+    for r0, r1 in progress(list(zip(bounds[:-1], bounds[1:])), desc=f"{name}: counting", unit="block"):
+        kernels.count_rows_into(r0, r1, state, cnt, rows, row_seen, stamp, last, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root)
+    return cnt, rows
 
 
 def _numeric_check(ops: Operands, partials: PartialMatrices, passes: List[MergeNode], pass_out: np.ndarray) -> sp.csr_matrix:
