@@ -2,7 +2,8 @@
 technology and searcher, plus the hand-sized (gm/Id) design.
 
     python benchmarks/gcn_rl_circuit/compare_searchers.py --tech sky130 --trials 40 \
-        --seeds 100 101 102 103 104 105 106 107 108 109 --jobs 2
+        --seeds 100 101 102 103 104 105 106 107 108 109 --jobs 2 | tee run.log
+    python benchmarks/gcn_rl_circuit/compare_searchers.py --from-logs run*.log   # the table of several runs
 
 Searchers: GCN-RL with the plugin's shipped ``searcher=gcn_rl`` settings ("gcn_rl"), GCN-RL as
 plain DDPG ("gcn_rl_ddpg": one critic, raw rewards, the actor's output plus noise, the class
@@ -22,7 +23,7 @@ import argparse
 import logging
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import resources
 
 import numpy as np
@@ -101,15 +102,41 @@ def main() -> None:
     ap.add_argument("--circuits", nargs="+", default=list(CIRCUITS))
     ap.add_argument("--searchers", nargs="+", default=NAMES, choices=NAMES)
     ap.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    ap.add_argument("--from-logs", nargs="+", default=None,
+                    help="build the table from the CELL lines of earlier runs' output instead of running")
     args = ap.parse_args()
-    cells = [(c, t, n, s, args.trials) for t in args.tech for c in args.circuits for n in args.searchers for s in args.seeds]
-    results = []
     t_all = time.perf_counter()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(run_cell, *zip(*cells)))
+    if args.from_logs:
+        results = []
+        for path in args.from_logs:
+            for line in open(path):
+                if line.startswith("CELL "):
+                    _, c, t, n, s, fom, met, wall, sim = line.split()
+                    if not any(r[:4] == (c, t, n, int(s)) for r in results):  # a cell run twice counts once
+                        results.append((c, t, n, int(s), float(fom), met == "1", float(wall), float(sim)))
+        args.tech = [t for t in dict.fromkeys(r[1] for r in results)]
+        args.circuits = [c for c in dict.fromkeys(r[0] for r in results)]
+        args.searchers = [n for n in NAMES if any(r[2] == n for r in results)]
+        args.seeds = sorted({r[3] for r in results})
+        args.trials = "the logged"
+        print("cells per (circuit, tech, searcher): " + str(sorted({(c, t): len([r for r in results if r[0] == c and r[1] == t]) // len(args.searchers)
+                                                                      for c, t in {(r[0], r[1]) for r in results}}.items())))
     else:
-        results = [run_cell(*cell) for cell in cells]
+        cells = [(c, t, n, s, args.trials) for t in args.tech for c in args.circuits for n in args.searchers for s in args.seeds]
+        results = []
+
+        def show(r):
+            print(f"CELL {r[0]} {r[1]} {r[2]} {r[3]} {r[4]:.6f} {int(r[5])} {r[6]:.2f} {r[7]:.2f}", flush=True)
+            results.append(r)
+
+        if args.jobs > 1:
+            with ProcessPoolExecutor(args.jobs) as pool:
+                futures = [pool.submit(run_cell, *cell) for cell in cells]
+                for fut in as_completed(futures):
+                    show(fut.result())
+        else:
+            for cell in cells:
+                show(run_cell(*cell))
     humans = {(c, t): human_row(c, t) for t in args.tech for c in args.circuits}
     names = list(args.searchers)
     print(f"gcn_rl settings (searcher/gcn_rl.yaml): {GCN_RL}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +70,19 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
     cells = [(label, s, args.pretrain, args.budget) for label in TRANSFERS for s in args.seeds]
+    results = []
+
+    def show(r):
+        print(f"CELL {r[0]!r} seed {r[1]} scratch {r[2]['scratch'][-1]:.4f} transfer {r[2]['transfer'][-1]:.4f}", flush=True)
+        results.append(r)
+
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(cell, *zip(*cells)))
+            for fut in as_completed([pool.submit(cell, *c) for c in cells]):
+                show(fut.result())
     else:
-        results = [cell(*c) for c in cells]
+        for c in cells:
+            show(cell(*c))
     checkpoints = sorted({min(30, args.budget), args.budget})
     print(f"Pre-training: {args.pretrain} simulations on the source; best FoM on the target after n simulations, "
           f"mean +- std over seeds {args.seeds}\n")

@@ -238,3 +238,16 @@ def test_deploy_writes_a_standalone_deck_and_report(tmp_path):
     report = (tmp_path / "deploy" / "ldo_gf180mcu_trial3_report.md").read_text()
     assert "FoM" in report and "line_reg" in report and "saturation margin" in report
     assert res.metrics["fom"] > ev.circuit.failure_fom
+
+
+@pytest.mark.parametrize("name,tech", [("two_stage_tia", "sky130"), ("two_stage_amp", "gf180mcu")])
+def test_hand_sized_gm_id_design_meets_the_specs(name, tech):
+    from hwaml_gcn_rl_circuit.human import human_design, lookup
+
+    cfg, why = human_design(name, tech)
+    circuit, t = configured(name, tech)
+    out = simulate_design(circuit, t, cfg)
+    assert out["violated"] == [], out["violated"]
+    assert any("gm/Id" in line for line in why)
+    table = lookup(tech, "nmos", 2 * t.lmin)
+    assert np.all(np.diff(table["id_w"]) > -1e-12) and table["gm_id"].max() > 15  # weak inversion reached
