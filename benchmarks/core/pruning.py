@@ -13,13 +13,13 @@ epoch (``ctx.report``). Three searches per seed:
 The pruners run with Optuna's default settings (nothing was tuned, on these
 seeds or any other). Time is the search process's CPU time (one thread: on an
 idle machine it is the wall time; on a shared one it is what wall time would
-have been, where wall clocks measure the other jobs). Each search runs for
-``--seconds`` of wall time; the comparison budget of a seed is the least CPU
-time any of its three searches reached. Printed per variant: the best
+have been, where wall clocks measure the other jobs). Each search stops after
+the trial that spends ``--cpu-seconds``; the comparison budget of a seed is the
+least CPU time any of its three searches reached. Printed per variant: the best
 validation accuracy within that budget, and the CPU time each variant needed
 to reach TPE-alone's best of the same seed and budget (``-``: not reached).
 
-    python benchmarks/core/pruning.py [--seeds 100 101 102 103 104] [--seconds 150] [--epochs 8]
+    python benchmarks/core/pruning.py [--seeds 100 101 102 103 104] [--cpu-seconds 60] [--epochs 8]
 """
 
 from __future__ import annotations
@@ -62,10 +62,16 @@ def prepare(template: Path, epochs: int) -> None:
     make_context(template, evaluator=ev)  # runs search_space: stage 1 + supernet training
 
 
-class _CpuClock:
-    """An observer: the process's CPU time and the best complete accuracy after each trial."""
+class _CpuBudgetSpent(KeyboardInterrupt):
+    """Raised by the clock after the trial that spends the CPU budget: the loop stops
+    as on Ctrl-C (the store keeps every finished trial)."""
 
-    def __init__(self):
+
+class _CpuClock:
+    """An observer: the process's CPU time and the best complete accuracy after each
+    trial; it stops the search once ``budget`` CPU seconds are spent."""
+
+    def __init__(self, budget: float):
         from hwaml import hookimpl
 
         self.t0 = time.process_time()
@@ -76,12 +82,15 @@ class _CpuClock:
         def trial_completed(trial, ctx):
             if trial.status == "complete" and "accuracy" in trial.metrics:
                 self.best = max(self.best, float(trial.metrics["accuracy"]))
-            self.curve.append((time.process_time() - self.t0, self.best, str(trial.status)))
+            spent = time.process_time() - self.t0
+            self.curve.append((spent, self.best, str(trial.status)))
+            if spent >= budget:
+                raise _CpuBudgetSpent()
 
         self.trial_completed = trial_completed
 
 
-def run(variant: str, seed: int, seconds: float, epochs: int, template: Path, work: Path) -> list:
+def run(variant: str, seed: int, budget: float, epochs: int, template: Path, work: Path) -> list:
     import optuna
 
     from hwaml.builtin import OptunaSearcher, RandomSearch
@@ -91,10 +100,12 @@ def run(variant: str, seed: int, seconds: float, epochs: int, template: Path, wo
     shutil.copytree(template / "tinynas", run_dir / "tinynas")
     searcher = RandomSearch() if variant == "random+sh" else OptunaSearcher("tpe")
     pruner = {"tpe": None, "tpe+hyperband": optuna.pruners.HyperbandPruner(), "random+sh": optuna.pruners.SuccessiveHalvingPruner()}[variant]
-    clock = _CpuClock()
-    loop = SearchLoop({"searcher": searcher, "evaluator": evaluator(epochs), "observer.cpu": clock}, run_dir, objectives={"accuracy": "max"}, budget_seconds=seconds, seed=seed, pruner=pruner)
+    clock = _CpuClock(budget)
+    loop = SearchLoop({"searcher": searcher, "evaluator": evaluator(epochs), "observer.cpu": clock}, run_dir, objectives={"accuracy": "max"}, budget_trials=100000, seed=seed, pruner=pruner)
     try:
         loop.run()
+    except _CpuBudgetSpent:
+        pass
     finally:
         loop.close()
     return clock.curve
@@ -114,7 +125,7 @@ def time_to(curve: list, target: float):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
-    ap.add_argument("--seconds", type=float, default=150.0)
+    ap.add_argument("--cpu-seconds", type=float, default=60.0, help="CPU seconds per search")
     ap.add_argument("--epochs", type=int, default=8)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -125,7 +136,7 @@ def main() -> None:
         prepare(tmp / "template", args.epochs)
         table = {v: [] for v in variants}
         for seed in args.seeds:
-            curves = {v: run(v, seed, args.seconds, args.epochs, tmp / "template", tmp) for v in variants}
+            curves = {v: run(v, seed, args.cpu_seconds, args.epochs, tmp / "template", tmp) for v in variants}
             budget = min(c[-1][0] for c in curves.values() if c)
             curves = {v: within(c, budget) for v, c in curves.items()}
             target = curves["tpe"][-1][1]
@@ -134,7 +145,7 @@ def main() -> None:
                 table[v].append({"seed": seed, "best": c[-1][1], "trials": len(c), "pruned": sum(s == "pruned" for _, _, s in c), "t_target": time_to(c, target), "t_total": budget})
             print(f"seed {seed}: CPU budget {budget:.0f} s; " + ", ".join(f"{v} {table[v][-1]['trials']} trials best {table[v][-1]['best']:.4f}" for v in variants), file=sys.stderr, flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load:.1f} at the end), torch {torch.__version__}, 1 thread; {args.seconds:g} s wall per search, fine-tuning {args.epochs} epochs per trial; times are the search's CPU seconds")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load:.1f} at the end), torch {torch.__version__}, 1 thread; {args.cpu_seconds:g} CPU s per search, fine-tuning {args.epochs} epochs per trial; times are the search's CPU seconds")
     print()
     print(f"{'variant':<15}{'seed':>6}{'budget s':>10}{'trials':>8}{'pruned':>8}{'best val acc':>14}{'t to TPE best (s)':>19}{'fraction':>10}")
     print("-" * 90)
