@@ -47,10 +47,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nets", type=int, default=10, help="tinynas networks (plus half as many digits networks and a MobileNetV2)")
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--cores", nargs="+", default=list(CORES), choices=list(CORES), help="cores to fit (the others keep their entry in --out)")
     ap.add_argument("--out", default=str(Path(hwaml_tinyengine.__file__).parent / "data" / "latency_fit.json"))
     args = ap.parse_args()
     result = {"source": "benchmarks/tinyengine/calibrate_latency.py", "args": vars(args), "cores": {}}
-    for core, prof_name in CORES.items():
+    if Path(args.out).exists():
+        result["cores"] = json.loads(Path(args.out).read_text()).get("cores", {})
+    for core in args.cores:
+        prof_name = CORES[core]
         prof = load_profile(prof_name, {"flash_kb": 4096, "sram_kb": 1024})
         rows, totals = [], []
         t0 = time.perf_counter()
@@ -66,7 +70,7 @@ def main() -> None:
         # what the plain firmware runs beyond the layers (the call sequence), per inference
         per_inf = float(np.median([t["instructions"] - t["layers_sum"] for t in totals]))
         result["cores"][core] = {"coefficients": coef, "per_inference": max(0.0, per_inf), "rows": rows, "totals": totals,
-                                 "fit_s": time.perf_counter() - t0}
+                                 "fit_s": time.perf_counter() - t0, "nets": args.nets, "seed": args.seed}
         errs = [abs(sum(_pred(coef, r) for r in rows if r["net"] == t["net"]) + max(0.0, per_inf) - t["instructions"]) / t["instructions"] for t in totals]
         print(f"{core}: fitted on {len(rows)} layers of {len(totals)} networks; whole-network error on the calibration set: max {100 * max(errs):.1f}%, mean {100 * np.mean(errs):.1f}%")
         for kind, c in coef.items():
