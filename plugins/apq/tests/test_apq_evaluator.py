@@ -101,3 +101,43 @@ def test_hwaml_run_end_to_end_through_hydra(tmp_path, tiny_checkpoint):
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     assert "accuracy" in json.dumps(best) and "latency_ms" in json.dumps(best)
+
+
+def test_amc_reconstruction_refits_pruned_projections_to_the_unpruned_outputs(make_evaluator):
+    """AMC's least-squares reconstruction: every pruned block's projection fits the
+    unpruned block's output better than the kept channels' own weights, and the whole
+    pruned network's logits move towards the unpruned network's."""
+    import torch
+
+    from hwaml_apq.network import extract_subnet, reconstruct_projections
+    from hwaml_apq.space import extreme_config, widest_config
+    from hwaml_ofa_nas.progressive_shrinking import recalibrate_batchnorm
+
+    ev = make_evaluator(reconstruct=True, reconstruct_images=32)
+    space = ev.search_space(ctx=None)
+    narrow = extreme_config(space, "min", bits=8)
+    wide = widest_config(space, narrow)
+    assert wide != narrow and widest_config(space, wide) == wide
+    calib = ev.calibration()
+    plain = extract_subnet(ev.supernet(), narrow, ev.resolution)
+    ref = extract_subnet(ev.supernet(), wide, ev.resolution)
+    for m in (plain, ref):
+        recalibrate_batchnorm(m, calib)
+    refit = extract_subnet(ev.supernet(), narrow, ev.resolution)
+    recalibrate_batchnorm(refit, calib)
+    report = reconstruct_projections(refit, ref, calib)
+    assert report and all(r["kept"] < r["of"] for r in report)
+    assert all(r["error_after"] < r["error_before"] for r in report), report
+    recalibrate_batchnorm(refit, calib)
+    with torch.no_grad():
+        target = ref(calib)
+        assert (refit(calib) - target).norm() < (plain(calib) - target).norm()
+    # through the evaluator: the same refit, its errors in the trial's info
+    sub = ev.subnet(narrow)
+    assert [r["block"] for r in sub.reconstruction] == [r["block"] for r in report]
+    assert make_evaluator().subnet(narrow).reconstruction == []  # off by default (APQ's joint search has none)
+
+
+def test_reconstruct_images_must_be_positive(make_evaluator):
+    with pytest.raises(ValueError, match="reconstruct_images"):
+        make_evaluator(reconstruct=True, reconstruct_images=0)

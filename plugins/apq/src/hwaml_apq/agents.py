@@ -12,10 +12,10 @@ normalised over the network's layers. *Resource-constrained action
 bounding*: the action is lowered until the network, with this layer at the
 chosen width and every later layer at its smallest, meets the run's
 constraints through the hardware model (``ctx.cost_fn``). The channels kept
-are the most important ones by weight magnitude, and the reconstruction of
-the next layer's input is what OFA's sorting and the evaluator's
-batch-norm recalibration and fine-tuning provide (stated in the README: the
-least-squares reconstruction of the reference is not run). Reward: accuracy
+are the most important ones by weight magnitude; the evaluator's
+``reconstruct`` option refits each pruned block's projection by least squares
+to the unpruned network's outputs (AMC's reconstruction), and batch norm is
+recalibrated. Reward: accuracy
 (AMC's ``R_err = -error``, up to a constant).
 
 **HAQ** (Wang et al., CVPR 2019), ``searcher=haq``: four actions per block,

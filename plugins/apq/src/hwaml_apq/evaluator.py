@@ -43,9 +43,9 @@ from hwaml_ofa_nas.progressive_shrinking import calibration_images, evaluate_acc
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config
 
 from .data import DATASETS, load_data
-from .network import bit_report, build_untrained, extract_subnet, quantize_subnet
+from .network import bit_report, build_untrained, extract_subnet, quantize_subnet, reconstruct_projections
 from .quantize import calibrate, finetune
-from .space import JointSpaceConfig, joint_space
+from .space import JointSpaceConfig, joint_space, widest_config
 
 log = logging.getLogger("hwaml.apq")
 
@@ -118,6 +118,10 @@ class APQEvaluator:
     :param training: ofa-nas's :class:`~hwaml_ofa_nas.evaluator.TrainingConfig` (progressive shrinking).
     :param calibration_size: training images batch norm is recalibrated on.
     :param eval_batch_size: images per batch when measuring accuracy.
+    :param reconstruct: AMC's least-squares reconstruction: each block whose middle width is
+        pruned gets its point-wise projection refit so that its output matches the unpruned
+        block's on ``reconstruct_images`` calibration images (:func:`hwaml_apq.network.reconstruct_projections`).
+    :param reconstruct_images: calibration images the reconstruction fits on.
     """
 
     default_objectives = {"accuracy": "max"}
@@ -135,6 +139,8 @@ class APQEvaluator:
         training: Union[TrainingConfig, Mapping[str, Any], None] = None,
         calibration_size: int = 500,
         eval_batch_size: int = 256,
+        reconstruct: bool = False,
+        reconstruct_images: int = 256,
         seed: int = 0,
         progress: bool = True,
         name: str = "apq",
@@ -150,6 +156,10 @@ class APQEvaluator:
         self.train_if_missing = train_if_missing
         self.calibration_size = calibration_size
         self.eval_batch_size = eval_batch_size
+        if int(reconstruct_images) < 1:
+            raise ValueError(f"reconstruct_images: must be >= 1, got {reconstruct_images}")
+        self.reconstruct = bool(reconstruct)
+        self.reconstruct_images = int(reconstruct_images)
         self.seed = seed
         self.progress = progress
         self.name = name
@@ -201,10 +211,21 @@ class APQEvaluator:
             return self._calib
 
     def subnet(self, config: Mapping[str, Any]):
-        """The full-precision sub-network of ``config``, batch norm recalibrated."""
+        """The full-precision sub-network of ``config``, batch norm recalibrated
+        (and, with ``reconstruct``, its pruned blocks' projections refit to the
+        unpruned network's outputs; the per-block errors in ``sub.reconstruction``)."""
         with self._lock:
             sub = extract_subnet(self.supernet(), config, self.resolution)
         recalibrate_batchnorm(sub, self.calibration())
+        sub.reconstruction = []
+        if self.reconstruct:
+            wide = widest_config(self._space, config)
+            if wide != config:
+                with self._lock:
+                    ref = extract_subnet(self.supernet(), wide, self.resolution)
+                recalibrate_batchnorm(ref, self.calibration())
+                sub.reconstruction = reconstruct_projections(sub, ref, self.calibration()[: self.reconstruct_images], seed=self.seed)
+                recalibrate_batchnorm(sub, self.calibration())  # the refit projections change their batch norm's input
         return sub.eval()
 
     def _loader(self):
@@ -251,6 +272,8 @@ class APQEvaluator:
         acc_fp = evaluate_accuracy(sub, val, self.resolution, self.eval_batch_size)
         artifacts = {SUPERNET_ARTIFACT: str(self.checkpoint)}
         info: Dict[str, Any] = {"mode": self.mode, "val_images": len(val)}
+        if sub.reconstruction:
+            info["reconstruction"] = sub.reconstruction
         if self.mode == "fp32":
             return EvalResult({"accuracy": acc_fp, "accuracy_fp32": acc_fp}, artifacts=artifacts, info=info)
         q = self.quantized(config, ctx, fp_sub=sub)

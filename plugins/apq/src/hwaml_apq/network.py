@@ -34,7 +34,7 @@ from hwaml_ofa_nas.supernet import LayerSpec, OFAMobileNetV3, conv_out
 from .quantize import QuantConv2d, QuantLinear
 from .space import BIT_KEYS, JointBlock, joint_blocks
 
-__all__ = ["JointSubnet", "extract_subnet", "build_untrained", "quantize_subnet", "FIXED_BITS", "bit_report"]
+__all__ = ["JointSubnet", "extract_subnet", "build_untrained", "quantize_subnet", "reconstruct_projections", "FIXED_BITS", "bit_report"]
 
 #: bit-width of the layers outside the searched blocks
 FIXED_BITS = 8
@@ -104,6 +104,52 @@ def extract_subnet(net: OFAMobileNetV3, config: Mapping[str, Any], resolution: i
     sub = net.get_active_subnet()  # stem, first block and head as OFA extracts them
     out = JointSubnet(sub.stem, sub.first_block, blocks, sub.head, config, resolution)
     return out.eval()
+
+
+@torch.no_grad()
+def reconstruct_projections(sub: JointSubnet, ref: JointSubnet, images: torch.Tensor, max_rows: int = 20000, ridge: float = 1e-4, seed: int = 0) -> List[Dict[str, float]]:
+    """AMC's channel reconstruction (He et al., ECCV 2018, after He, Zhang and Sun,
+    ICCV 2017): a block whose middle width was pruned keeps its first channels
+    (magnitude order: progressive shrinking sorted them), and the weights of its
+    point-wise projection are refit by least squares so that the block's output
+    before batch norm matches the unpruned network's on sample images.
+
+    Blocks are taken in order; each pruned block sees the input of the already
+    reconstructed network before it (the sequential scheme of the channel-pruning
+    paper) and is fitted to ``ref``'s output of the same block; unpruned blocks
+    are left as they are. ``max_rows`` sampled spatial positions, ``ridge``
+    (relative to the mean diagonal of the Gram matrix) keeps the solve stable.
+    Returns, per block, the relative error before and after the refit."""
+    if len(sub.blocks) != len(ref.blocks):
+        raise ValueError(f"reconstruction needs the same blocks: {len(sub.blocks)} vs {len(ref.blocks)} in the reference")
+    g = torch.Generator().manual_seed(seed)
+    sub.eval(), ref.eval()
+    x_sub = sub.first_block(sub.stem(images))
+    x_ref = ref.first_block(ref.stem(images))
+    report: List[Dict[str, float]] = []
+    for i, (bs, br) in enumerate(zip(sub.blocks, ref.blocks)):
+        conv_s, conv_r = bs.point_linear.conv, br.point_linear.conv
+        k, m = conv_s.in_channels, conv_r.in_channels
+        if k < m:
+            mid = bs.depth_conv(x_sub if bs.inverted_bottleneck is None else bs.inverted_bottleneck(x_sub))  # N, k, H, W
+            target = conv_r(br.depth_conv(x_ref if br.inverted_bottleneck is None else br.inverted_bottleneck(x_ref)))  # N, out, H, W
+            X = mid.permute(0, 2, 3, 1).reshape(-1, k).double()
+            Y = target.permute(0, 2, 3, 1).reshape(-1, target.shape[1]).double()
+            if X.shape[0] > max_rows:
+                rows = torch.randperm(X.shape[0], generator=g)[:max_rows]
+                X, Y = X[rows], Y[rows]
+            W0 = conv_s.weight.detach().reshape(conv_s.out_channels, k).double()
+            before = float((X @ W0.T - Y).norm() / Y.norm().clamp_min(1e-12))
+            gram = X.T @ X
+            lam = ridge * float(gram.diagonal().mean().clamp_min(1e-12))
+            W = torch.linalg.solve(gram + lam * torch.eye(k, dtype=gram.dtype), X.T @ Y).T  # out, k
+            after = float((X @ W.T - Y).norm() / Y.norm().clamp_min(1e-12))
+            if not torch.isfinite(W).all():
+                raise FloatingPointError(f"AMC reconstruction of block {i}: the least-squares solution is not finite")
+            conv_s.weight.copy_(W.to(conv_s.weight.dtype).reshape_as(conv_s.weight))
+            report.append({"block": i, "kept": k, "of": m, "error_before": before, "error_after": after})
+        x_sub, x_ref = bs(x_sub), br(x_ref)
+    return report
 
 
 def build_untrained(arch: Any, config: Mapping[str, Any], resolution: int, seed: int = 0) -> JointSubnet:

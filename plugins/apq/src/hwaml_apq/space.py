@@ -33,6 +33,8 @@ predictor both.
 
 from __future__ import annotations
 
+import copy
+
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -293,6 +295,19 @@ def joint_blocks(arch: Any, config: Mapping[str, Any], resolution: int) -> List[
             size = conv_out(size, stride)
             cin = width
     return out
+
+
+def widest_config(space: SearchSpace, config: Mapping[str, Any]) -> Dict[str, Any]:
+    """``config`` with every block at its largest middle width (kernels, depths and
+    bits kept): the unpruned network AMC's reconstruction matches."""
+    meta = space.meta["apq"]
+    out = copy.deepcopy(dict(config))
+    for st in meta["stages"]:
+        s = out[st["name"]]
+        s["first"]["width"] = max(st["first_widths"])
+        for blk in s["rest"]:
+            blk["width"] = max(st["rest_widths"])
+    return space.validate(out)
 
 
 def extreme_config(space: SearchSpace, which: str = "max", bits: Optional[int] = None) -> Dict[str, Any]:
