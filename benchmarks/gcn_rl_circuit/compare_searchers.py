@@ -54,11 +54,15 @@ GCN_RL = shipped_gcn_rl_settings()
 NAMES = ["gcn_rl", "gcn_rl_ddpg", "bo_gp", "tpe", "evolution", "random"]
 
 
-def make_searcher(name: str):
+WARMUP = {"value": None}  # --warmup: both GCN-RL variants' warm-up (default: the shipped 21)
+
+
+def make_searcher(name: str, warmup=None):
+    w = GCN_RL["exploration"]["warmup"] if warmup is None else int(warmup)
     if name == "gcn_rl":
-        return GCNRLSearcher(save_agent=False, **GCN_RL)
+        return GCNRLSearcher(save_agent=False, **{**GCN_RL, "exploration": {**GCN_RL["exploration"], "warmup": w}})
     if name == "gcn_rl_ddpg":  # plain DDPG: the class defaults, the shipped warm-up
-        return GCNRLSearcher(save_agent=False, exploration={"warmup": GCN_RL["exploration"]["warmup"]})
+        return GCNRLSearcher(save_agent=False, exploration={"warmup": w})
     if name == "bo_gp":
         return OptunaSearcher("gp")
     if name == "tpe":
@@ -70,7 +74,7 @@ def make_searcher(name: str):
     raise ValueError(name)
 
 
-def run_cell(circuit: str, tech: str, name: str, seed: int, trials: int):
+def run_cell(circuit: str, tech: str, name: str, seed: int, trials: int, warmup=None):
     logging.getLogger("hwaml").setLevel(logging.ERROR)
     logging.getLogger("optuna").setLevel(logging.ERROR)
     import torch
@@ -78,7 +82,7 @@ def run_cell(circuit: str, tech: str, name: str, seed: int, trials: int):
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        loop = SearchLoop({"searcher": make_searcher(name), "evaluator": CircuitEvaluator(circuit, tech)}, d, {"fom": "max"},
+        loop = SearchLoop({"searcher": make_searcher(name, warmup), "evaluator": CircuitEvaluator(circuit, tech)}, d, {"fom": "max"},
                           budget_trials=trials, seed=seed)
         res = loop.run()
         loop.close()
@@ -102,6 +106,8 @@ def main() -> None:
     ap.add_argument("--circuits", nargs="+", default=list(CIRCUITS))
     ap.add_argument("--searchers", nargs="+", default=NAMES, choices=NAMES)
     ap.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="warm-up of both GCN-RL variants (default: the shipped 21; a budget at or below it never lets the agent act)")
     ap.add_argument("--from-logs", nargs="+", default=None,
                     help="build the table from the CELL lines of earlier runs' output instead of running")
     args = ap.parse_args()
@@ -122,7 +128,7 @@ def main() -> None:
         print("cells per (circuit, tech, searcher): " + str(sorted({(c, t): len([r for r in results if r[0] == c and r[1] == t]) // len(args.searchers)
                                                                       for c, t in {(r[0], r[1]) for r in results}}.items())))
     else:
-        cells = [(c, t, n, s, args.trials) for t in args.tech for c in args.circuits for n in args.searchers for s in args.seeds]
+        cells = [(c, t, n, s, args.trials, args.warmup) for t in args.tech for c in args.circuits for n in args.searchers for s in args.seeds]
         results = []
 
         def show(r):
@@ -139,7 +145,7 @@ def main() -> None:
                 show(run_cell(*cell))
     humans = {(c, t): human_row(c, t) for t in args.tech for c in args.circuits}
     names = list(args.searchers)
-    print(f"gcn_rl settings (searcher/gcn_rl.yaml): {GCN_RL}")
+    print(f"gcn_rl settings (searcher/gcn_rl.yaml): {GCN_RL}" + (f"; warm-up set to {args.warmup}" if args.warmup is not None else ""))
     print(f"\nBest FoM after {args.trials} simulations, mean +- std over seeds {args.seeds} (higher is better); "
           f"(k/n) = seeds whose best design met every spec; wall {time.perf_counter() - t_all:.0f} s\n")
     print("| circuit | tech | " + " | ".join(names) + " | human (gm/Id) | GCN-RL (shipped) vs best other |")

@@ -5,9 +5,10 @@
 For each circuit and technology, a sequence of random sizings (as a search sees them) is timed
 three ways, interleaved so that load on a shared machine hits all alike:
 
-(a) the plugin: ``simulate_design`` -- resize the loaded circuit with ``alter`` (or load the deck
-    with the bins in use when a transistor changes bin), run the circuit's whole test-bench
-    procedure, read the vectors, measure, FoM;
+(a) the plugin: ``simulate_design`` -- for a new random sizing (transistors in new bins: the deck
+    with the bins in use is loaded), and for the same sizing with every passive and bias 5 %
+    larger right after it (same bins: ``alter`` only); each runs the circuit's whole test-bench
+    procedure, reads the vectors, measures, computes the FoM;
 (b) raw ngspice in the same shared library: load that design's stand-alone netlist and run the
     very same analyses and alters (the evaluation's command log) with no Python around them;
 (c) ``ngspice -b`` on the deployed stand-alone deck (netlist + ``.control`` replaying the
@@ -46,8 +47,8 @@ def main() -> None:
     raw_cmd = ng._ngspice_shared.ngSpice_Command
     exe = shutil.which("ngspice")
     tmp = Path(tempfile.mkdtemp())
-    print("| circuit | tech | designs | bench loads | plugin ms/eval | raw shared-library ms/eval | overhead | ngspice -b ms/eval |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| circuit | tech | designs | plugin ms/eval (new bins: load) | plugin ms/eval (same bins: alter) | raw shared-library ms/eval (load + run) | overhead (load) | overhead (alter) | ngspice -b ms/eval |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for tn in args.tech:
         tech = get_technology(tn)
         for name in args.circuits:
@@ -57,14 +58,21 @@ def main() -> None:
             designs = [space.sample(rng) for _ in range(args.designs)]
             bench = get_bench(c, tech)
             simulate_design(c, tech, designs[0])  # warm: models parsed, library loaded
-            loads0 = bench.loads
-            t_plugin, t_raw, t_cli = [], [], []
+            t_plugin, t_alter, t_raw, t_cli = [], [], [], []
+            passives = [p.name for p in c.params if p.kind in ("r", "c", "i")]
             for k, cfg in enumerate(designs):
                 t0 = time.perf_counter()
                 out = simulate_design(c, tech, cfg)
                 t_plugin.append((time.perf_counter() - t0) * 1e3)
                 if out["error"]:
                     continue
+                # the same transistors' bins, new passive/bias values: the alter-only path
+                near = {**cfg, **{p: cfg[p] * 1.05 for p in passives}}
+                loads = bench.loads
+                t0 = time.perf_counter()
+                simulate_design(c, tech, near)
+                if bench.loads == loads:
+                    t_alter.append((time.perf_counter() - t0) * 1e3)
                 log = list(bench.log)
                 pre = [cmd for cmd in (f"option temp={bench.corner.temp:g}",)]
                 netlist = bench.deck(sizes_si(c, cfg))
@@ -85,8 +93,9 @@ def main() -> None:
                     subprocess.run([exe, "-b", str(p)], capture_output=True, timeout=300)
                     t_cli.append((time.perf_counter() - t0) * 1e3)
             pm, rm = statistics.median(t_plugin), statistics.median(t_raw)
+            am = statistics.median(t_alter) if t_alter else float("nan")
             cli = statistics.median(t_cli) if t_cli else float("nan")
-            print(f"| {name} | {tn} | {len(t_raw)} | {bench.loads - loads0} | {pm:.1f} | {rm:.1f} | {pm / rm:.2f}x | {cli:.1f} |", flush=True)
+            print(f"| {name} | {tn} | {len(t_raw)} | {pm:.1f} | {am:.1f} | {rm:.1f} | {pm / rm:.2f}x | {am / rm:.2f}x | {cli:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

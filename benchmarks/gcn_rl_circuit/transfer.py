@@ -68,12 +68,37 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(100, 110)))
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--from-logs", nargs="+", default=None, help="the table from earlier runs' CELL lines (best FoM at the end; at 30 where logged)")
     args = ap.parse_args()
+    if args.from_logs:
+        import ast
+        import re
+
+        rows = {}
+        for path in args.from_logs:
+            for line in open(path):
+                m = re.match(r"CELL ('.*?') seed (\d+) scratch (\S+) transfer (\S+)(?: scratch@30 (\S+) transfer@30 (\S+))?", line)
+                if m:
+                    label = ast.literal_eval(m.group(1))
+                    rows.setdefault(label, {}).setdefault(int(m.group(2)), m.groups()[2:])
+        print("| transfer | n | seeds | from scratch | transferred | gain | one-sided Welch p |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, by_seed in rows.items():
+            for tag, (i, j) in (("end of run", (0, 1)), ("30", (2, 3))):
+                vals = [(float(v[i]), float(v[j])) for v in by_seed.values() if v[i] is not None]
+                if len(vals) < 2:
+                    continue
+                s_, t_ = np.array(vals).T
+                p = ttest_ind(t_, s_, equal_var=False, alternative="greater").pvalue
+                print(f"| {label} | {tag} | {len(vals)} | {s_.mean():.3f} +- {s_.std():.3f} | {t_.mean():.3f} +- {t_.std():.3f} | {t_.mean() - s_.mean():+.3f} | {p:.3f} |")
+        return
     cells = [(label, s, args.pretrain, args.budget) for label in TRANSFERS for s in args.seeds]
     results = []
 
     def show(r):
-        print(f"CELL {r[0]!r} seed {r[1]} scratch {r[2]['scratch'][-1]:.4f} transfer {r[2]['transfer'][-1]:.4f}", flush=True)
+        n30 = min(30, len(r[2]["scratch"])) - 1
+        print(f"CELL {r[0]!r} seed {r[1]} scratch {r[2]['scratch'][-1]:.4f} transfer {r[2]['transfer'][-1]:.4f} "
+              f"scratch@30 {r[2]['scratch'][n30]:.4f} transfer@30 {r[2]['transfer'][n30]:.4f}", flush=True)
         results.append(r)
 
     if args.jobs > 1:

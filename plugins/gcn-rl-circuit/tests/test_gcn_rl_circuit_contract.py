@@ -8,7 +8,7 @@ from hwaml_gcn_rl_circuit.searcher import GCNRLSearcher
 
 
 class TestCircuitEvaluatorContract(EvaluatorContract):
-    @pytest.fixture(params=["two_stage_amp", "ldo"])
+    @pytest.fixture(params=["two_stage_tia", "ldo"])
     def evaluator(self, request):
         return CircuitEvaluator(request.param, "sky130")
 
