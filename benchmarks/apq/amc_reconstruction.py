@@ -45,8 +45,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=300)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    plain = APQEvaluator(progress=False, mode="fp32")
-    refit = APQEvaluator(progress=False, mode="fp32", reconstruct=True)
+    from hydra.utils import instantiate
+
+    from hwaml.testing import compose_config
+
+    def make(reconstruct: bool) -> APQEvaluator:  # evaluator=apq_digits as shipped (its cached supernet)
+        cfg = compose_config(["evaluator=apq_digits", "evaluator.mode=fp32", "evaluator.progress=false", f"evaluator.reconstruct={str(reconstruct).lower()}"])
+        return instantiate(cfg.evaluator, _convert_="all")
+
+    plain, refit = make(False), make(True)
     space = plain.search_space(ctx=None)
     refit.search_space(ctx=None)
     val = plain.data().val
