@@ -151,14 +151,15 @@ def main() -> None:
     print("| circuit | tech | " + " | ".join(names) + " | human (gm/Id) | GCN-RL (shipped) vs best other |")
     print("| --- | --- | " + " | ".join("---:" for _ in names) + " | ---: | --- |")
     wins = 0
-    for t in args.tech:
-        for c in args.circuits:
+    rows = [(t, c) for t in args.tech for c in args.circuits if any(r[0] == c and r[1] == t for r in results)]
+    for t, c in rows:
+        if True:
             stats = {}
             for n in names:
                 b = [r[4] for r in results if r[0] == c and r[1] == t and r[2] == n]
                 met = sum(r[5] for r in results if r[0] == c and r[1] == t and r[2] == n)
                 stats[n] = (np.array(b), met)
-            txt = [f"{stats[n][0].mean():.3f} +- {stats[n][0].std():.3f} ({stats[n][1]}/{len(args.seeds)})" for n in names]
+            txt = [f"{stats[n][0].mean():.3f} +- {stats[n][0].std():.3f} ({stats[n][1]}/{len(stats[n][0])})" for n in names]
             hf, hm = humans[(c, t)]
             verdict = "-"
             if "gcn_rl" in names and len(names) > 1:
@@ -174,7 +175,7 @@ def main() -> None:
                 wins += ok
                 verdict = ("best" if ok else "tie" if gap > 0 else "no") + f" ({gap:+.3f} vs {best_name}, one-sided Welch p={p:.3f})"
             print(f"| {c} | {t} | " + " | ".join(txt) + f" | {hf:.3f} ({'met' if hm else 'not met'}) | {verdict} |")
-    print(f"\nGCN-RL (shipped) best with p < 0.1 on {wins} of {len(args.circuits) * len(args.tech)} circuit/technology rows")
+    print(f"\nGCN-RL (shipped) best with p < 0.1 on {wins} of {len(rows)} circuit/technology rows")
     sim = sum(r[7] for r in results)
     wall = sum(r[6] for r in results)
     print(f"time in ngspice evaluations {sim:.0f} s of {wall:.0f} s of search wall time ({100 * sim / wall:.0f} %)")
