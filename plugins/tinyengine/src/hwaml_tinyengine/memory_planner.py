@@ -103,7 +103,10 @@ class MemoryPlan:
     base_macs: int  #: MACs of plain layer-by-layer execution
     per_layer: List[Dict[str, Any]]  #: live bytes at every step
     graph: Any = None
-    flash_bytes: int = 0  #: constants + code estimate (see :mod:`.flash`)
+    #: constants + code estimate (see :mod:`.flash`); window tables one row per layer, so the figure
+    #: does not depend on the patch plan (the patch stage's extra rows, ``flash_breakdown(g, patch)``,
+    #: are 0.2-0.6 % of a tinynas network's Flash)
+    flash_bytes: int = 0
 
     @property
     def flash_kb(self) -> float:
@@ -378,7 +381,7 @@ def _build(g: nx.DiGraph, inplace_ok: bool, patch: Optional[PatchPlan]) -> Memor
         )
     base = int(sum(macs_of(g, n) for n in order))
     macs = base + (patch.recompute_macs if patch else 0)
-    return MemoryPlan(arena, buffers, tensor_buffer, scratch, order, inplace, patch, macs, base, per_layer, g, flash_bytes(g, patch))
+    return MemoryPlan(arena, buffers, tensor_buffer, scratch, order, inplace, patch, macs, base, per_layer, g, flash_bytes(g))
 
 
 def _patch_plan(g: nx.DiGraph, split: str, layers: List[str], n: int) -> PatchPlan:
