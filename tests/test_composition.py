@@ -402,8 +402,10 @@ def test_nn_evaluator_with_hyperband_and_every_tracker(evaluator, cli, tmp_path,
         "+observer=[mlflow,tensorboard,optuna_journal]", f"observer.mlflow.tracking_uri=sqlite:///{mlflow_db}", f"observer.mlflow.experiment={evaluator}",
         "observer.tensorboard.hparams=false", "name=tracked",
         f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *overrides, env={"HWAML_CACHE_DIR": str(cache_dir)}, timeout=900,
+        cwd=tmp_path,  # MLflow's artifact store of a SQLite tracking URI is ./mlruns
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "mlruns").is_dir()  # the artifacts went there, not into the checkout
     con = sqlite3.connect(run / "trials.sqlite")
     rows = con.execute("SELECT status, info, error FROM trials ORDER BY number").fetchall()
     assert len(rows) == 3
