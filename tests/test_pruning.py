@@ -190,7 +190,15 @@ def test_pruned_trials_survive_sigkill_and_resume(tmp_path, cli):
     assert 10 <= len(before) < 24
     assert any(status == "pruned" for _, status, _ in before), "the killed part should hold pruned trials"
 
-    out = cli(*args, "resume=true", timeout=300)
+    resumed = subprocess.Popen([sys.executable, "-m", "hwaml.cli", *args, "resume=true"], stdout=subprocess.PIPE, stderr=open(tmp_path / "resume.err", "w"), text=True, start_new_session=True)
+    try:
+        stdout, _ = resumed.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        resumed.send_signal(signal.SIGUSR1)  # hwaml run: every thread's stack to stderr
+        time.sleep(3)
+        os.killpg(resumed.pid, signal.SIGKILL)
+        raise AssertionError("the resumed run did not finish in 300 s; its stacks:\n" + (tmp_path / "resume.err").read_text()[-6000:])
+    out = subprocess.CompletedProcess(resumed.args, resumed.returncode, stdout, (tmp_path / "resume.err").read_text())
     assert out.returncode == 0, out.stderr
     assert "pruned" in out.stdout
     after = _finished(db)
