@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 import signal
 import sqlite3
 import subprocess
@@ -395,3 +396,29 @@ def test_measured_backends_are_compared_within_their_tolerance():
 
     with pytest.raises(TypeError, match="measurement_rtol"):
         measurement_of(Bad([1.0]))
+
+
+def test_rebuild_clears_a_dangling_symlink_lock_of_a_killed_run(tmp_path):
+    """Older Optuna's default journal lock is a symlink to the journal: a run killed while
+    holding it leaves one behind that dangles once the journal is rebuilt (Path.exists()
+    does not see it), and every later acquire would spin forever."""
+    import optuna
+
+    from hwaml.pruning import PruningSetup, rebuild_journal
+
+    setup = PruningSetup(optuna.pruners.MedianPruner(), "accuracy", "max", str(tmp_path))
+    journal = setup.journal
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("")
+    lock = Path(str(journal) + ".lock")
+    os.symlink(journal, lock)  # what JournalFileSymlinkLock.acquire leaves when the holder is killed
+    journal.unlink()
+    assert lock.is_symlink() and not lock.exists()  # dangling
+    done = []
+    import threading
+
+    t = threading.Thread(target=lambda: (rebuild_journal(setup, []), done.append(True)), daemon=True)
+    t.start()
+    t.join(30)
+    assert done, "rebuild_journal hung on the stale lock"
+    assert not lock.is_symlink()

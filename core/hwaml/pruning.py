@@ -144,8 +144,11 @@ def rebuild_journal(setup: PruningSetup, trials: Sequence[Trial]) -> None:
     from optuna.trial import TrialState, create_trial
 
     path = setup.journal
-    for p in (path, Path(str(path) + ".lock")):
-        if p.exists():
+    # the lock first: Optuna's JournalFileSymlinkLock (the default of older Optuna) is a
+    # symlink to the journal, which a killed run leaves behind; once the journal is gone it
+    # dangles, and Path.exists() (which follows it) would miss it: every later acquire spins
+    for p in (Path(str(path) + ".lock"), path):
+        if p.is_symlink() or p.exists():
             p.unlink()
     with _LOCK:
         for key in [k for k in _STUDIES if k[0] == str(path)]:
