@@ -62,10 +62,11 @@ fi
 
 # The subset (about 230 tests, 2-3 minutes with -n 2 on 2 cores): every
 # registration/contract suite, the config checks, the loop, resume (one SIGKILL
-# resume; the others are covered by the searcher contract's resume test), and one
-# run per plugin: every searcher through the loop with each plugin's evaluator,
-# and for the observer plugins (no evaluator) one `hwaml run` each with the tracker.
-select="registers or contract or config or loop or resume or every_searcher_runs_with_the_evaluator"
+# resume; the others are covered by the searcher contract's resume test), and for
+# the observer plugins (no evaluator) one `hwaml run` each with the tracker.
+# (every searcher with every evaluator runs in the full suite at the newest versions; here the
+# searcher contracts run each searcher through the loop, which keeps this step within CI's time)
+select="registers or contract or config or loop or resume"
 select="$select or hwaml_run_logs_a_run or hwaml_run_writes_scalars or hwaml_run_mirrors_every_stored_trial"
 select="($select) and not (sigkill_then_resume and optuna) and not resume_with_another_seed"
 ids=$("$PY" -m pytest --collect-only -q -k "$select" tests plugins 2>/dev/null | grep '::' || true)
