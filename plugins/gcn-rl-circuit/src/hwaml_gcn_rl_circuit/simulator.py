@@ -77,7 +77,7 @@ class SpiceSimulator:
 
         :raises SimulationError: on any simulator error, non-convergence or timeout.
         """
-        from InSpice.Spice.NgSpice.Shared import NgSpiceCircuitError, NgSpiceCommandError
+        from InSpice.Spice.NgSpice.Shared import NgSpiceCommandError
 
         ng = self.ng
         with _LOCK:
@@ -88,13 +88,7 @@ class SpiceSimulator:
             if getattr(self, "_loaded_key", None) is not None:
                 ng._ngspice_shared.ngSpice_Command(b"remcirc")
                 self._loaded_key = None
-            try:
-                ng.load_circuit(deck)
-            except (NgSpiceCircuitError, NameError) as exc:
-                raise SimulationError(f"ngspice rejected the deck: {ng.stdout.strip() or exc}") from None
-            circuit_err = self._fatal_lines(ng._stdout) + self._fatal_lines(ng._stderr)
-            if circuit_err:
-                raise SimulationError(f"ngspice rejected the deck: {circuit_err[0]}")
+            self._load_checked(deck)
             # ngspice's BGThreadRunning callback stores "no run in progress" in
             # ng._is_running: False when the background thread starts, True when it ends.
             ng._is_running = None
@@ -129,12 +123,23 @@ class SpiceSimulator:
         return out
 
 
+    def _load_checked(self, deck: str) -> None:
+        """Load ``deck`` into ngspice; a rejected deck is a SimulationError naming ngspice's complaint."""
+        from InSpice.Spice.NgSpice.Shared import NgSpiceCircuitError
+
+        ng = self.ng
+        try:
+            ng.load_circuit(deck)
+        except (NgSpiceCircuitError, NameError) as exc:
+            raise SimulationError(f"ngspice rejected the deck: {ng.stdout.strip() or exc}") from None
+        circuit_err = self._fatal_lines(ng._stdout) + self._fatal_lines(ng._stderr)
+        if circuit_err:
+            raise SimulationError(f"ngspice rejected the deck: {circuit_err[0]}")
+
     # -- a circuit kept loaded, resized with ``alter`` ---------------------------------
 
     def load(self, deck: str, key: object) -> None:
         """Make ``deck`` the loaded circuit (removing the previous one); ``key`` names it."""
-        from InSpice.Spice.NgSpice.Shared import NgSpiceCircuitError
-
         ng = self.ng
         with _LOCK:
             self._clear_plots()
@@ -142,13 +147,7 @@ class SpiceSimulator:
                 ng._ngspice_shared.ngSpice_Command(b"remcirc")
             self._loaded_key = None
             ng._stdout, ng._stderr = [], []
-            try:
-                ng.load_circuit(deck)
-            except (NgSpiceCircuitError, NameError) as exc:
-                raise SimulationError(f"ngspice rejected the deck: {ng.stdout.strip() or exc}") from None
-            circuit_err = self._fatal_lines(ng._stdout) + self._fatal_lines(ng._stderr)
-            if circuit_err:
-                raise SimulationError(f"ngspice rejected the deck: {circuit_err[0]}")
+            self._load_checked(deck)
             self._loaded_key = key
 
     @property
