@@ -118,7 +118,9 @@ def test_dashboard_in_chromium_shows_a_running_search(tmp_path):
         assert len(study_after.trials) >= shown
         # the summary counts what finished before the interrupt (from the run's store)
         counts = study_after.user_attrs["counts"]
-        assert counts["pending"] == 1  # the trial the interrupt stopped
+        # the trial the interrupt stopped, if it landed inside evaluate; none if it landed while
+        # the searcher proposed (TPE's sampling takes a while on a loaded machine)
+        assert counts["pending"] in (0, 1), counts
         assert sum(counts.values()) - counts["pending"] == len(study_after.trials)
     finally:
         for proc in (search, dashboard):
