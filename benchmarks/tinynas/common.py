@@ -17,36 +17,56 @@ import torch
 
 RECIPE = dict(epochs=20, lr=0.05, batch_size=32, label_smoothing=0.1, weight_decay=3e-5)
 BENCH_PS_EPOCHS = {"full": 6, "kernel": 2, "depth": [1, 1], "expand": [1, 1]}
+#: the main job's (experiment=mcunet_fashion) progressive-shrinking schedule, used on Fashion-MNIST
+FASHION_PS_EPOCHS = {"full": 3, "kernel": 1, "depth": 1, "expand": 1}
 
 
-def train_and_score(model: torch.nn.Module, resolution: int, seed: int = 0, recipe: Optional[Dict[str, Any]] = None, split_seed: int = 0) -> Dict[str, float]:
+def data_spec(dataset: str = "digits", train_images: Optional[int] = None, val_images: int = 5000, test_images: Optional[int] = None) -> Dict[str, Any]:
+    """The evaluator's ``data`` options for a benchmark (``{}`` for digits, whose
+    split is the evaluator's default), so the search and the from-scratch
+    training see the same images."""
+    if dataset == "digits":
+        return {}
+    return {"dataset": dataset, "val_images": int(val_images), "train_images": train_images, "test_images": test_images}
+
+
+def bench_splits(resolution: int, split_seed: int = 0, data: Optional[Dict[str, Any]] = None) -> Any:
+    """Train / validation / test splits of a benchmark's data (as the search's evaluator splits them)."""
+    from hwaml_tinynas.evaluator import TinyNASDigits
+
+    return TinyNASDigits(data=data or None, seed=split_seed, progress=False).splits(int(resolution))
+
+
+def train_and_score(model: torch.nn.Module, resolution: int, seed: int = 0, recipe: Optional[Dict[str, Any]] = None, split_seed: int = 0, data: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
     """Train from scratch with the shared recipe; float and int8 test accuracy
     (and the number of misclassified test images), MACs, and TinyEngine's peak
     SRAM / Flash of the trained network.
 
     ``seed`` drives the initialisation and the batch order; ``split_seed`` fixes
     the train / validation / test split (the same for every model and seed, and
-    the one the TinyNAS search used, so its test images were never seen)."""
+    the one the TinyNAS search used, so its test images were never seen).
+    ``data``: :func:`data_spec` (digits when empty). ``val_acc`` (float accuracy
+    on the validation split) is what learning rates are tuned on."""
     from hwaml_tinynas.baselines import count_model_macs
     from hwaml_ofa_nas.progressive_shrinking import train_static
     from hwaml_tinyengine import plan_model
     from hwaml_tinyengine.ir import import_model
     from hwaml_tinyengine.quantize import predict_int8, quantize_graph
-    from hwaml_tinynas.data import digits_splits
-
     r = dict(RECIPE, **(recipe or {}))
-    d = digits_splits(resolution, split_seed)
+    d = bench_splits(resolution, split_seed, data)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     train_static(model, d.ofa(), r["epochs"], r["lr"], resolution, batch_size=r["batch_size"], label_smoothing=r["label_smoothing"], weight_decay=r["weight_decay"], seed=seed)
     model.eval()
     with torch.no_grad():
-        float_wrong = int((model(d.x_test).argmax(1) != d.y_test).sum())
+        float_wrong = sum(int((model(d.x_test[i : i + 500]).argmax(1) != d.y_test[i : i + 500]).sum()) for i in range(0, len(d.y_test), 500))
+        val_wrong = sum(int((model(d.x_val[i : i + 500]).argmax(1) != d.y_val[i : i + 500]).sum()) for i in range(0, len(d.y_val), 500))
     n_test = int(len(d.y_test))
     qg = quantize_graph(import_model(model, model.input_shape), d.x_train[:128])
     int8_wrong = int((predict_int8(qg, d.x_test) != d.y_test.numpy()).sum())
     plan = plan_model(model, model.input_shape, patch=False)
     return {
+        "val_acc": 1.0 - val_wrong / len(d.y_val),
         "float_acc": 1.0 - float_wrong / n_test,
         "int8_acc": 1.0 - int8_wrong / n_test,
         "float_wrong": float_wrong,
@@ -70,6 +90,9 @@ def tinynas_search(
     force_space: Optional[tuple] = None,
     profile: str = "stm32f746",
     cache_dir: Optional[str] = None,
+    data: Optional[Dict[str, Any]] = None,
+    ps_epochs: Optional[Dict[str, Any]] = None,
+    ps_batch_size: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Run TinyNAS (stage 1, supernet, evolution under the budget) through hwaml's
     loop; returns the best sub-network's config and supernet shape. With
@@ -78,8 +101,13 @@ def tinynas_search(
     ``cache_dir``: trained supernets (keyed by shape and training settings) and
     finished searches (keyed by every argument) are kept there, so a budget whose
     stage 1 picks an already trained space, or a benchmark repeating a search
-    another one ran, does not train again; the results are the same."""
-    key = hashlib.sha1(json.dumps([sram_kb, flash_kb, list(widths), list(resolutions), trials, samples, seed, force_space, profile, BENCH_PS_EPOCHS], default=str).encode()).hexdigest()[:16]
+    another one ran, does not train again; the results are the same.
+    ``data``: :func:`data_spec`; ``ps_epochs`` / ``ps_batch_size``: the
+    progressive-shrinking schedule (default :data:`BENCH_PS_EPOCHS`, the
+    evaluator's batch size)."""
+    ps_epochs = dict(BENCH_PS_EPOCHS if ps_epochs is None else ps_epochs)
+    extra = [] if not data and ps_batch_size is None else [data or {}, ps_batch_size]
+    key = hashlib.sha1(json.dumps([sram_kb, flash_kb, list(widths), list(resolutions), trials, samples, seed, force_space, profile, ps_epochs, *extra], default=str).encode()).hexdigest()[:16]
     if cache_dir is not None:
         done = Path(cache_dir) / f"search_{key}.json"
         if done.is_file():
@@ -98,7 +126,10 @@ def tinynas_search(
     backend_args = {"profile": profile, "overrides": {"sram_kb": sram_kb, "flash_kb": flash_kb}, "patch": False}
     cfg = OmegaConf.create({"backend": {"tinynas_bench": {"_target_": "hwaml_tinyengine.backend.TinyEngineBackend", **backend_args}}})
     stage1 = {"widths": list(widths), "resolutions": list(resolutions), "samples_per_space": samples, "min_fit_fraction": 0.0 if force_space else 0.1}
-    ev = _CachedTinyNAS(cache_dir, stage1=stage1, training={"epochs": BENCH_PS_EPOCHS}, progress=False, seed=seed)
+    training: Dict[str, Any] = {"epochs": ps_epochs}
+    if ps_batch_size is not None:
+        training["batch_size"] = int(ps_batch_size)
+    ev = _CachedTinyNAS(cache_dir, stage1=stage1, training=training, data=data or None, progress=False, seed=seed)
     backend = TinyEngineBackend(**backend_args, name="tinynas_bench")
     searcher = RegularizedEvolution(population_size=8, tournament_size=3, mutation_prob=0.2, reject_infeasible=True, max_rejections=50)
     with tempfile.TemporaryDirectory() as tmp:
