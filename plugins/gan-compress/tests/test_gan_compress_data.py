@@ -28,6 +28,19 @@ def test_paired_fashion_task_pairs_edges_with_their_garments():
     assert np.array_equal(again, d.val_a[:, 0].numpy())
 
 
+def test_paired_fashion_task_at_a_higher_resolution_by_config():
+    small = load_data(DataConfig("fashion_edges", n_train=6, n_val=4, n_test=2))
+    big = load_data(DataConfig("fashion_edges", n_train=6, n_val=4, n_test=2, image_size=64))
+    assert big.train_a.shape == (6, 1, 64, 64) == big.train_b.shape
+    # the same garments, upsampled: back at 28x28 they are the native images
+    down = torch.nn.functional.interpolate(big.train_b, size=(28, 28), mode="bilinear", antialias=True)
+    assert float((down - small.train_b).abs().mean()) < 0.1
+    # edges are computed at 64x64 (thin outlines), not the 28x28 edge map enlarged
+    again = edge_map(((big.val_b[:, 0].numpy() + 1) * 127.5).round().astype(np.uint8)) * 2 - 1
+    assert np.array_equal(again, big.val_a[:, 0].numpy())
+    assert float((big.train_a > 0).float().mean()) < 0.85 * float((small.train_a > 0).float().mean())
+
+
 def test_unpaired_fashion_task_uses_two_classes():
     d = load_data(DataConfig("fashion_classes", classes=[7, 9], n_train=20, n_val=8, n_test=4))
     assert not d.paired and d.train_a.shape[0] == 20 and d.train_b.shape[0] == 20

@@ -55,6 +55,7 @@ SOURCES = ("fashion_edges", "fashion_classes", "aligned_folder", "unaligned_fold
 PAIRED_SOURCES = ("fashion_edges", "aligned_folder")
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
+FASHION_SIDE = 28
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -77,7 +78,10 @@ class DataConfig:
     :param n_train: training images (pairs, or images per domain); ``None``: all.
     :param n_val: held-out training images the search scores candidates on.
     :param n_test: test images (figures of the final generator).
-    :param image_size: folder data: images are resized to this square size (a multiple of 4).
+    :param image_size: the square side of the images, a multiple of 4. Folder data: images
+        are resized to it (``None``: 64). Fashion-MNIST tasks: ``None`` keeps the native
+        28x28; a larger side upsamples each garment (bicubic) before the edge map is
+        computed, so ``fashion_edges`` at 64 or 128 is the same task at a higher resolution.
     :param channels: folder data: 1 (grayscale) or 3 (RGB).
     :param edge_threshold: ``fashion_edges``: a pixel is an edge where the gradient
         magnitude exceeds this fraction of the image's largest.
@@ -90,7 +94,7 @@ class DataConfig:
     n_train: Optional[int] = 4000
     n_val: int = 500
     n_test: int = 500
-    image_size: int = 64
+    image_size: Optional[int] = None
     channels: int = 3
     edge_threshold: float = 0.2
     seed: int = 0
@@ -100,7 +104,7 @@ class DataConfig:
             raise DataError(f"data.source: {self.source!r} is not one of {SOURCES}")
         if self.source in ("aligned_folder", "unaligned_folder") and not self.root:
             raise DataError(f"data.source={self.source} needs data.root (the data set's folder)")
-        if self.image_size % 4:
+        if self.image_size is not None and (self.image_size < 4 or self.image_size % 4):
             raise DataError(f"data.image_size={self.image_size}: the ResNet generators need a multiple of 4")
         if self.channels not in (1, 3):
             raise DataError(f"data.channels={self.channels}: 1 (grayscale) or 3 (RGB)")
@@ -112,6 +116,13 @@ class DataConfig:
     @property
     def paired(self) -> bool:
         return self.source in PAIRED_SOURCES
+
+    @property
+    def side(self) -> int:
+        """The images' side: ``image_size``, or 28 (Fashion-MNIST) / 64 (folders) when unset."""
+        if self.image_size is not None:
+            return int(self.image_size)
+        return FASHION_SIDE if self.source in ("fashion_edges", "fashion_classes") else 64
 
 
 @dataclass
@@ -225,11 +236,23 @@ def _slices(n: int, n_train: Optional[int], n_val: int, seed: int, what: str) ->
 
 def _fashion_key(cfg: DataConfig) -> str:
     keep = {k: v for k, v in asdict(cfg).items() if k not in ("image_size", "channels")}
+    if cfg.side != FASHION_SIDE:
+        keep["image_size"] = cfg.side  # native-size caches keep their names
     return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def upsample(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 images [N, H, W] resized (bicubic) to [N, side, side]; unchanged when already that size."""
+    if images.shape[1:] == (side, side):
+        return np.ascontiguousarray(images)
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(im).resize((side, side), Image.BICUBIC)) for im in images])
+
+
 def build_fashion(cfg: DataConfig) -> Dict[str, np.ndarray]:
-    """The arrays of a Fashion-MNIST task (uint8 images; ``*_a`` edge maps as 0/255 for ``fashion_edges``)."""
+    """The arrays of a Fashion-MNIST task (uint8 images at ``cfg.side``; ``*_a`` edge maps as
+    0/255 for ``fashion_edges``, computed on the (upsampled) garment)."""
     train_x, train_y = read_fashion_mnist(cfg.root, "train")
     test_x, test_y = read_fashion_mnist(cfg.root, "test")
     out: Dict[str, np.ndarray] = {}
@@ -237,15 +260,16 @@ def build_fashion(cfg: DataConfig) -> Dict[str, np.ndarray]:
         tr, va = _slices(len(train_x), cfg.n_train, cfg.n_val, cfg.seed, "fashion_edges train split")
         te = np.random.default_rng(cfg.seed + 1).permutation(len(test_x))[: cfg.n_test]
         for split, imgs in (("train", train_x[tr]), ("val", train_x[va]), ("test", test_x[te])):
+            imgs = upsample(imgs, cfg.side)
             out[f"{split}_a"] = (edge_map(imgs, cfg.edge_threshold) * 255).astype(np.uint8)
-            out[f"{split}_b"] = np.ascontiguousarray(imgs)
+            out[f"{split}_b"] = imgs
     else:
         for dom, label in zip("ab", cfg.classes):
             xs = train_x[train_y == label]
             tr, va = _slices(len(xs), cfg.n_train, cfg.n_val, cfg.seed + (0 if dom == "a" else 7), f"class {label} of the train split")
             txs = test_x[test_y == label]
             te = np.random.default_rng(cfg.seed + 1).permutation(len(txs))[: cfg.n_test]
-            out[f"train_{dom}"], out[f"val_{dom}"], out[f"test_{dom}"] = xs[tr], xs[va], txs[te]
+            out[f"train_{dom}"], out[f"val_{dom}"], out[f"test_{dom}"] = (upsample(x, cfg.side) for x in (xs[tr], xs[va], txs[te]))
     return out
 
 
@@ -316,7 +340,7 @@ def load_aligned_folder(cfg: DataConfig) -> TranslationData:
                 raise DataError(f"{path}: an aligned image is A and B side by side; its width {w} is not even")
             a_list.append(im.crop((0, 0, w // 2, h)))
             b_list.append(im.crop((w // 2, 0, w, h)))
-        return _stack(a_list, cfg.image_size), _stack(b_list, cfg.image_size)
+        return _stack(a_list, cfg.side), _stack(b_list, cfg.side)
 
     train_a, train_b = split("train")
     if (root / "val").is_dir():
@@ -335,11 +359,11 @@ def load_unaligned_folder(cfg: DataConfig) -> TranslationData:
     root = Path(cfg.root or "")
     out: Dict[str, torch.Tensor] = {}
     for dom in "AB":
-        imgs = _stack([_read_image(p, cfg.channels) for p in _image_files(root / f"train{dom}")], cfg.image_size)
+        imgs = _stack([_read_image(p, cfg.channels) for p in _image_files(root / f"train{dom}")], cfg.side)
         tr, va = _slices(len(imgs), cfg.n_train, cfg.n_val, cfg.seed + ord(dom), f"{root}/train{dom}")
         out[f"train_{dom}"], out[f"val_{dom}"] = imgs[tr], imgs[va]
         test_dir = root / f"test{dom}"
-        out[f"test_{dom}"] = (_stack([_read_image(p, cfg.channels) for p in _image_files(test_dir)], cfg.image_size) if test_dir.is_dir() else imgs[va])[: cfg.n_test]
+        out[f"test_{dom}"] = (_stack([_read_image(p, cfg.channels) for p in _image_files(test_dir)], cfg.side) if test_dir.is_dir() else imgs[va])[: cfg.n_test]
     return TranslationData(
         False, out["train_A"], out["train_B"], out["val_A"], out["val_B"], out["test_A"], out["test_B"], f"unaligned folder {root} ({len(out['train_A'])}/{len(out['train_B'])} train)"
     )

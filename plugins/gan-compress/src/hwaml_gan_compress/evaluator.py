@@ -151,14 +151,22 @@ class GanCompressEvaluator:
         self.eval_batch_size = eval_batch_size
         self.latency_repeats = latency_repeats
         self.seed = seed
+        #: the once-for-all generator's (and fine-tuning's) seed
+        self.student_seed = seed if self.student_cfg.seed is None else self.student_cfg.seed
         self.progress = progress
         self.name = name
         tr = asdict(self.training)
         teacher_keys = {k: v for k, v in tr.items() if not k.startswith("supernet") and k != "lambda_distill"}
-        self._teacher_key = _digest({"data": asdict(self.data_cfg), "teacher": asdict(self.teacher_cfg), "training": teacher_keys, "seed": seed})
+        data_key = asdict(self.data_cfg)
+        if data_key["image_size"] is None:
+            data_key["image_size"] = 64  # the field's old default: native-size caches keep their names
+        elif self.data_cfg.source.startswith("fashion"):
+            data_key["fashion_side"] = self.data_cfg.side  # upsampled Fashion-MNIST (image_size used to be ignored there)
+        self._teacher_key = _digest({"data": data_key, "teacher": asdict(self.teacher_cfg), "training": teacher_keys, "seed": seed})
         student_key = asdict(self.student_cfg)
-        if student_key["init"] is None:
-            del student_key["init"]  # the same cache file as before the field existed
+        for key in ("init", "seed"):
+            if student_key[key] is None:
+                del student_key[key]  # the same cache file as before the field existed
         self._supernet_key = _digest({"teacher": self._teacher_key, "student": student_key, "training": tr, "seed": seed})
         root = Path(checkpoint_dir) if checkpoint_dir else cache_dir()
         self.teacher_path = root / f"teacher_{self.data_cfg.source}_{self._teacher_key}.pt"
@@ -258,7 +266,7 @@ class GanCompressEvaluator:
                     log.info("%s: training the once-for-all generator, cached at %s", self.name, self.supernet_path)
                     init = self._load_supernet(Path(self.student_cfg.init)) if self.student_cfg.init else None
                     state = train_supernet(
-                        self.data(), teacher, self.teacher_cfg, self.student_cfg, self.training, self.seed, self.progress,
+                        self.data(), teacher, self.teacher_cfg, self.student_cfg, self.training, self.student_seed, self.progress,
                         score=lambda g: self.score(g)["fid"], init=init,
                     )  # fmt: skip
                     if init is not None:
@@ -347,16 +355,15 @@ class GanCompressEvaluator:
 
         tuned = finetune(
             self.data(), sub, teacher.G, state.distiller, state.D, self.teacher_cfg, self.student_cfg, self.training,
-            self.finetune_cfg.epochs, self.finetune_cfg.decay_epochs, self.seed, on_epoch, self.progress,
+            self.finetune_cfg.epochs, self.finetune_cfg.decay_epochs, self.student_seed, on_epoch, self.progress,
         )  # fmt: skip
         return tuned, curve
 
     def _input_shape(self) -> tuple:
         if self._data is not None:
             return self._data.image_shape
-        if self.data_cfg.source.startswith("fashion"):
-            return (1, 28, 28)
-        return (self.data_cfg.channels, self.data_cfg.image_size, self.data_cfg.image_size)
+        side = self.data_cfg.side
+        return (1 if self.data_cfg.source.startswith("fashion") else self.data_cfg.channels, side, side)
 
     @hookimpl
     def build_model(self, candidate: Candidate, trial: Optional[Trial], ctx: RunContext) -> BuiltModel:

@@ -81,6 +81,10 @@ class StudentConfig:
     :param init: a once-for-all checkpoint of the same shape to continue training from
         (generator, adapters and discriminator; the reference's ``--restore_*_path``),
         so a long schedule can run as several shorter jobs.
+    :param seed: the once-for-all training's seed (initial weights, sampled
+        sub-generators, batch order); ``None``: the evaluator's ``seed``, which
+        also seeds the teacher. Another value retrains only the once-for-all
+        generator (the spread over training seeds, with the teacher fixed).
     """
 
     ngf: int = 64
@@ -89,6 +93,7 @@ class StudentConfig:
     dropout: float = 0.0
     layers: List[str] = field(default_factory=lambda: list(DEFAULT_DISTILL_LAYERS))
     init: Optional[str] = None
+    seed: Optional[int] = None
 
 
 @dataclass(frozen=True)
