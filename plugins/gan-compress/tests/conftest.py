@@ -98,6 +98,12 @@ def as_overrides(settings, prefix="evaluator"):
 
 
 @pytest.fixture
+def dotlist():
+    """:func:`as_overrides` for tests (conftest modules are not importable by name here)."""
+    return as_overrides
+
+
+@pytest.fixture
 def tiny_overrides(paired_dir, tmp_path_factory):
     """Overrides of ``evaluator=gan_paired`` to the session's tiny trained evaluator, and its cache folder."""
     over = as_overrides(tiny_settings())

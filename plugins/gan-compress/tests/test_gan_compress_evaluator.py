@@ -102,7 +102,12 @@ def test_finetune_reports_each_epoch_and_stops_when_the_pruner_says_so(paired_di
         ev.evaluate(candidate=Candidate(config, number=4), ctx=pruning)
 
 
-def test_a_third_party_teacher_is_compressed_by_configuration_alone(tmp_path, monkeypatch, tiny):
+def test_a_third_party_teacher_is_compressed_by_configuration_alone(tmp_path, monkeypatch, tiny, dotlist):
+    """Someone's own generator class, named only in the preset's config (the keys of
+    ``hwaml run evaluator=gan_paired evaluator.teacher.arch=...``): trained as the teacher,
+    distilled at its own layer names, searched and deployed, with no code of this plugin changed."""
+    from hwaml_gan_compress.cli import load_preset
+
     pkg = tmp_path / "thirdparty"
     pkg.mkdir()
     (pkg / "my_generators.py").write_text(textwrap.dedent('''
@@ -122,16 +127,22 @@ def test_a_third_party_teacher_is_compressed_by_configuration_alone(tmp_path, mo
                 return self.decoder(torch.relu(self.middle(self.encoder(x))))
     '''))
     monkeypatch.syspath_prepend(str(pkg))
-    settings = tiny(
-        teacher={"arch": "my_generators.TinyUNetish", "kwargs": {"width": 6}, "layers": ["encoder", "middle"]},
-        student={"layers": ["model.9", "model.12"]},
-    )
-    ev = GanCompressEvaluator(**settings, checkpoint_dir=str(tmp_path / "ckpt"))
+    settings = tiny(student={"layers": ["model.9", "model.12"]}, checkpoint_dir=str(tmp_path / "ckpt"))
+    over = [o.split(".", 1)[1] for o in dotlist(settings) if not o.startswith("evaluator.metric.training.")]
+    over += ["metric.training={" + ",".join(f"{k}: {v}" for k, v in settings["metric"]["training"].items()) + "}"]
+    over += ["teacher.arch=my_generators.TinyUNetish", "teacher.kwargs.width=6", "teacher.layers=[encoder,middle]"]
+    ev = load_preset("gan_paired", over)
     state = ev.supernet()
+    assert type(ev.teacher().G).__module__ == "my_generators" and ev.teacher().G.middle.out_channels == 12
     assert [a.out_channels for a in state.distiller.adapters] == [12, 12]  # the custom teacher's feature widths
     assert [a.in_channels for a in state.distiller.adapters] == [16, 16]  # the student's trunk (4 x ngf)
-    res = ev.evaluate(candidate=Candidate(ChannelConfig.uniform(1).to_dict(), number=0), ctx=make_context(tmp_path / "run"))
+    assert all(r["G_distill"] > 0 for r in state.history)  # its features were distilled
+    ctx = make_context(tmp_path / "run")
+    trial, res = _trial(ev, ChannelConfig.uniform(1).to_dict(), ctx)
     assert np.isfinite(res.metrics["fid"])
+    dep = ev.deploy(trial=trial, ctx=ctx)
+    assert dep.ok and dep.metrics["teacher_macs_m"] == pytest.approx(count_module_macs(ev.teacher().G, (1, 28, 28)) / 1e6)
+    assert dep.metrics["onnx_max_abs_diff"] < 1e-4 and dep.metrics["teacher_latency_ms"] > 0
     bad = GanCompressEvaluator(**tiny(teacher={"arch": "my_generators.TinyUNetish", "layers": ["encoder", "nope"]}, student={"layers": ["model.9", "model.12"]}), checkpoint_dir=str(tmp_path / "c2"))
     with pytest.raises(ValueError, match="nope"):
         bad.supernet()
@@ -172,3 +183,19 @@ def test_once_for_all_training_continues_from_a_checkpoint(paired_evaluator, tmp
     assert len(state.history) == len(paired_evaluator.supernet().history) + 1
     before = paired_evaluator.supernet().supernet.model[1].weight
     assert not torch.equal(state.supernet.model[1].weight, before)
+
+
+def test_teacher_outputs_computed_once_train_the_same_once_for_all_generator(paired_evaluator, tmp_path, tiny):
+    from hwaml_gan_compress.training import TeacherCache, TrainingConfig, train_supernet
+
+    ev = paired_evaluator
+    data, teacher = ev.data(), ev.teacher()
+    runs = []
+    for mb in (1024, 0):
+        cfg = TrainingConfig(**{**ev.training.__dict__, "cache_teacher_mb": mb, "supernet_epochs": 1, "supernet_decay_epochs": 0})
+        runs.append(train_supernet(data, teacher, ev.teacher_cfg, ev.student_cfg, cfg, seed=3, progress_bar=False))
+    for (name, p), q in zip(runs[0].supernet.named_parameters(), runs[1].supernet.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+    assert runs[0].history[0]["G_distill"] == pytest.approx(runs[1].history[0]["G_distill"], rel=1e-4)
+    assert TeacherCache.build(teacher.G, None, data.train_a, limit_mb=1024) is not None
+    assert TeacherCache.build(teacher.G, None, data.train_a, limit_mb=0.001) is None  # too big for the limit: the teacher runs per step

@@ -31,6 +31,7 @@ def load_preset(name: str, overrides: Sequence[str] = ()) -> Any:
         raise SystemExit(f"no evaluator preset {name!r} (have: gan_paired, gan_unpaired)")
     cfg = OmegaConf.create(path.read_text())
     OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg.teacher.kwargs, False)  # a custom teacher's own constructor arguments (teacher.kwargs.width=6)
     cfg.merge_with_dotlist(list(overrides))
     return instantiate(cfg, _convert_="all")
 

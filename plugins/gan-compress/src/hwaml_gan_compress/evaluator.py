@@ -156,6 +156,7 @@ class GanCompressEvaluator:
         self.progress = progress
         self.name = name
         tr = asdict(self.training)
+        del tr["cache_teacher_mb"]  # how, not what, is computed: not part of the cache keys
         teacher_keys = {k: v for k, v in tr.items() if not k.startswith("supernet") and k != "lambda_distill"}
         data_key = asdict(self.data_cfg)
         if data_key["image_size"] is None:
