@@ -22,8 +22,27 @@ def evaluator(target: str, method: str, args: Any, data_seed: int, lr: float) ->
         arch="proxyless_tiny",
         data={"n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test, "seed": data_seed},
         training={"epochs": args.epochs, "lr": lr},
+        pretrain=pretrain_settings(args),
         progress=False,
     )
+
+
+def add_pretrain_args(ap: Any) -> None:
+    """The pretrained network's settings (the cache file is named after them; made once)."""
+    ap.add_argument("--pretrain-n-train", type=int, default=None, help="source images per class (default: PretrainConfig's)")
+    ap.add_argument("--pretrain-epochs", type=int, default=None)
+    ap.add_argument("--no-lite-pretrain", action="store_true", help="pretrain the backbone without lite residuals (fresh ones at transfer)")
+
+
+def pretrain_settings(args: Any) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    if getattr(args, "pretrain_n_train", None) is not None:
+        out["n_train"] = args.pretrain_n_train
+    if getattr(args, "pretrain_epochs", None) is not None:
+        out["epochs"] = args.pretrain_epochs
+    if getattr(args, "no_lite_pretrain", False):
+        out["lite_residual"] = False
+    return out
 
 
 def run(ev: TinyTLEvaluator, config: Mapping[str, Any], run_dir: Path) -> Dict[str, Any]:

@@ -24,7 +24,7 @@ from hwaml.builtin.searchers import RandomSearch
 from hwaml.testing import run_search
 from hwaml_tinytl.backend import TinyTLMemoryBackend
 
-from common import evaluator, memory, run
+from common import add_pretrain_args, evaluator, memory, run
 
 
 def main() -> None:
@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--tune-seed", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
+    add_pretrain_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()

@@ -23,7 +23,7 @@ import torch
 
 from hwaml_tinytl.methods import METHODS
 
-from common import TARGETS, evaluator, memory, run
+from common import TARGETS, add_pretrain_args, evaluator, memory, run
 
 
 def main() -> None:
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--tune-seed", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default=None)
+    add_pretrain_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     lrs = [float(v) for v in args.lrs.split(",")]
@@ -64,7 +65,9 @@ def main() -> None:
             results[(target, method)] = {"lr": lr, "tuning": scores, **out, "mem8": mem8, "mem1": mem1}
             print(f"  {target:<12} {method:<13} lr={lr:g} val={out['accuracy']:.3f} test={out['test_accuracy']:.3f}  ({time.time() - t0:.0f} s)", flush=True)
     targets = args.targets.split(",")
-    print(f"\n# TinyTL transfer, proxyless_tiny (32x32), pretrained on fashion_0_4; {args.n_train} train images/class, {args.epochs} epochs, batch 8, Adam + cosine, seed {args.seed}")
+    ck = evaluator(targets[0], "tinytl_lb", args, args.seed, lrs[0]).checkpoint().with_suffix(".json")
+    meta = json.loads(ck.read_text()) if ck.is_file() else {}
+    print(f"\n# TinyTL transfer, proxyless_tiny (32x32), pretrained on fashion_0_4 ({meta.get('pretrain')}, source val {meta.get('source_val_accuracy')}); {args.n_train} train images/class, {args.epochs} epochs, batch 8, Adam + cosine, seed {args.seed}")
     head = " | ".join(f"{t} top-1" for t in targets)
     print(f"| method | {head} | mean top-1 | mem b8 analytic KB | mem b8 measured KB | mem b1 analytic KB | mem b1 measured KB |")
     print("|---|" + "---:|" * (len(targets) + 5))

@@ -57,6 +57,10 @@ def test_bad_config_keys_name_the_key(fashion_root, tiny_evaluator):
         tiny_evaluator(fashion_root, method="tinytl_x")
     with pytest.raises(ValueError, match="mode"):
         TinyTLMemoryBackend(mode="guessed")
+    with pytest.raises(ValueError, match="peak_rule"):
+        TinyTLMemoryBackend(peak_rule="guessed")
+    with pytest.raises(ValueError, match="peak_rule: schedule"):
+        TinyTLMemoryBackend(recompute=True)
 
 
 def test_space_and_published_default(shared_evaluator):
@@ -161,3 +165,50 @@ def test_memory_backend_costs_another_evaluators_network(tmp_path):
     assert report.metrics["train_activation_kb"] > 0 and report.source == "tinytl_memory"
     with pytest.raises(RuntimeError, match="build_model"):
         TinyTLMemoryBackend().cost(candidate=cand, ctx=base)
+
+
+def test_pretrained_lite_residuals_are_trained_where_chosen_and_frozen_elsewhere(shared_evaluator, tmp_path):
+    from hwaml_tinytl.lite_residual import LiteResidualModule
+
+    ev = shared_evaluator
+    src = ev.pretrained()
+    assert any(isinstance(m, LiteResidualModule) for m in src.modules())  # pretrained with the backbone, as published
+    state = src.state_dict()
+    x = torch.randn(3, *ev.input_shape)
+
+    def features(net):
+        net.eval()
+        with torch.no_grad():
+            return net.feature_mix(net.blocks(net.stem(x)))
+
+    cfg = ev.default_config()
+    net, inserted = ev.adapted_network(cfg, pretrained=True)
+    assert inserted and all(i["pretrained"] for i in inserted)
+    names = {n for n, p in net.named_parameters() if p.requires_grad}
+    lite = {n for n, _ in net.named_parameters() if ".lite_residual." in n}
+    assert all(torch.equal(p, state[n]) for n, p in net.named_parameters() if n in lite)
+    # TinyTL-L+B trains the lite modules but not their last norm shift (the block's own shift does that)
+    assert {n for n in lite if not n.endswith("final_norm.bias")} <= names and not any(n.endswith("final_norm.bias") for n in lite & names)
+    # a method without lite residuals keeps the pretrained ones, frozen
+    last, _ = ev.adapted_network({**cfg, "method": "ft_last"}, pretrained=True)
+    assert not any(p.requires_grad for n, p in last.named_parameters() if ".lite_residual." in n)
+    assert torch.allclose(features(last), features(src))
+    # block1 with other groups: a fresh module around the frozen pretrained one; block2 off: frozen
+    other = {**cfg, "block1": {**cfg["block1"], "groups": 4}, "block2": {**cfg["block2"], "lite": False}}
+    net2, ins2 = ev.adapted_network(other, pretrained=True)
+    assert [(i["block"], i["pretrained"]) for i in ins2] == [(1, False), (3, True)]
+    outer = net2.get_submodule(ins2[0]["path"])
+    assert isinstance(outer, LiteResidualModule) and isinstance(outer.main_branch, LiteResidualModule)
+    assert all(p.requires_grad for p in outer.lite_residual.parameters() if p is not outer.lite_residual.final_norm.bias)
+    assert not any(p.requires_grad for p in outer.main_branch.lite_residual.parameters())
+    assert not any(p.requires_grad for p in net2.get_submodule(f"blocks.2.main.lite_residual").parameters())
+    assert torch.allclose(features(net2), features(src))  # starts as the pretrained function
+    # a checkpoint made with lite residuals does not load as one without
+    from hwaml_tinytl.training import load_pretrained
+
+    ck = tmp_path / "ck.pt"
+    torch.save(state, ck)
+    ck.with_suffix(".json").write_text(json.dumps({"arch": ev.arch.to_dict(), "pretrain": {"lite_residual": True}}))
+    assert torch.allclose(features(load_pretrained(ck, ev.arch, True)), features(src))
+    with pytest.raises(ValueError, match="lite_residual"):
+        load_pretrained(ck, ev.arch, False)

@@ -200,10 +200,22 @@ class BackboneConfig:
 
 
 #: ``proxyless_tiny``: ProxylessNAS-Mobile's layout at 1/8 width and 32x32 input
-#: (Fashion-MNIST scale); ``test``: the smallest useful one, for unit tests.
+#: (Fashion-MNIST scale); ``test``: the smallest useful one, for unit tests;
+#: ``mobilenetv2_224``: MobileNetV2 1.0 at 224 px, the paper's activation-dominated regime.
 PRESETS: Dict[str, BackboneConfig] = {
     "proxyless_tiny": BackboneConfig(),
     "test": BackboneConfig(stages=((3, 8, 1, 2, 3), (3, 16, 2, 2, 5)), resolution=16, stem_width=8, first_block_width=8, feature_width=32),
+    # MobileNetV2 1.0 at 224x224x3 (ImageNet scale, GroupNorm + WS): for memory profiles at the
+    # paper's resolution; pretraining it is beyond a CPU (pass pretrain.checkpoint for your own)
+    "mobilenetv2_224": BackboneConfig(
+        stages=((6, 24, 2, 2, 3), (6, 32, 3, 2, 3), (6, 64, 4, 2, 3), (6, 96, 3, 1, 3), (6, 160, 3, 2, 3), (6, 320, 1, 1, 3)),
+        in_channels=3,
+        resolution=224,
+        stem_width=32,
+        first_block_width=16,
+        feature_width=1280,
+        n_classes=1000,
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """``hwaml-tinytl``: pretrain the backbone (cached) and print memory profiles.
 
-    hwaml-tinytl pretrain [--arch proxyless_tiny] [--epochs 8] [--n-train 2000] [--out PATH]
+    hwaml-tinytl pretrain [--arch proxyless_tiny] [--epochs 8] [--n-train 2000] [--no-lite-residual] [--out PATH]
     hwaml-tinytl memory   [--arch proxyless_tiny] [--batch 8] [--target-classes 5]
 """
 
@@ -23,7 +23,7 @@ from .training import PretrainConfig, pretrain_backbone, pretrained_path
 
 def _pretrain(args: argparse.Namespace) -> int:
     arch = backbone_config(args.arch)
-    cfg = PretrainConfig(source=args.source, n_train=args.n_train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, checkpoint=args.out)
+    cfg = PretrainConfig(source=args.source, n_train=args.n_train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, checkpoint=args.out, lite_residual=not args.no_lite_residual)
     out = pretrained_path(arch, cfg, args.seed)
     if out.is_file() and not args.force:
         print(f"{out} exists (use --force to pretrain again)")
@@ -69,6 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     pre.add_argument("--data-root", default=None, help="Fashion-MNIST IDX folder")
     pre.add_argument("--out", default=None, help="weights file (default: the cache path the evaluator looks up)")
     pre.add_argument("--force", action="store_true")
+    pre.add_argument("--no-lite-residual", action="store_true", help="pretrain the backbone alone (pretrain.lite_residual: false)")
     mem = sub.add_parser("memory", help="analytic and measured saved-for-backward bytes of the six methods")
     mem.add_argument("--arch", default="proxyless_tiny")
     mem.add_argument("--batch", type=int, default=8)

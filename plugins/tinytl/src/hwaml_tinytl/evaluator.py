@@ -34,7 +34,7 @@ from hwaml.config import as_config
 
 from .backbone import MobileNetV2Backbone, backbone_config, replace_classifier
 from .data import TARGETS, TargetData, load_target
-from .lite_residual import LiteSpec, MobileBlock, find_mobile_blocks, insert_lite_residuals, published_kernel
+from .lite_residual import LiteResidualModule, LiteSpec, MobileBlock, find_mobile_blocks, published_kernel
 from .memory import profile_training_memory
 from .methods import METHODS, check_method, configure_method, trainable_summary, uses_lite_residual
 from .quantize import Codebook, quantize_frozen_weights
@@ -179,7 +179,7 @@ class TinyTLEvaluator:
             if self._backbone is None:
                 path = self.checkpoint()
                 if path.is_file():
-                    self._backbone = load_pretrained(path, self.arch)
+                    self._backbone = load_pretrained(path, self.arch, self.pretrain.lite_residual)
                 elif self.pretrain.train_if_missing:
                     log.info("%s: no pretrained backbone at %s, pretraining on %s", self.name, path, self.pretrain.source)
                     src = load_target(self.pretrain.source, self.arch.resolution, self.arch.in_channels, self.pretrain.n_train, self.pretrain.n_val, self.pretrain.n_val, self.seed, self.pretrain.data_root)
@@ -242,33 +242,78 @@ class TinyTLEvaluator:
 
     # -- the network of a candidate -------------------------------------------
     def adapted_network(self, config: Mapping[str, Any], pretrained: bool) -> Tuple[nn.Module, List[Dict[str, Any]]]:
-        """The backbone (pretrained, or untrained for costing) with the target's
-        classifier, the candidate's lite residuals and the method's trainable set."""
+        """The pretrained network (or an untrained one of the same structure, for
+        costing) with the target's classifier, the candidate's lite residuals and the
+        method's trainable set.
+
+        With ``pretrain.lite_residual`` (default, as published) the pretrained network
+        already holds lite residual modules at the published placement. A candidate's
+        block with ``lite: true`` trains that block's pretrained module when its kernel
+        and groups are the pretrained ones; with other kernel/groups (or on a block
+        without one) a fresh module (scale 0) is added around it and trained, the
+        pretrained one staying frozen, so the network starts as the pretrained function.
+        ``lite: false`` leaves the block's pretrained module frozen (part of the feature
+        extractor, as for the methods without lite residuals). As published, TinyTL-L+B
+        does not train a lite module's last norm shift (the block's own shift does that job).
+        """
+        from .training import source_network
+
         method = str(config.get("method", self.method))
         check_method(method)
+        lite_pre = self.pretrain.lite_residual
         if pretrained:
             with self._lock:
-                net = MobileNetV2Backbone(self.arch)
+                net = source_network(self.arch, lite_pre)
                 net.load_state_dict(self.pretrained().state_dict())
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                net = MobileNetV2Backbone(self.arch)
+                net = source_network(self.arch, lite_pre)
         n_classes = self.target_data().n_classes if pretrained else self._n_target_classes()
         replace_classifier(net, n_classes, seed=self.seed)
         inserted: List[Dict[str, Any]] = []
+        trained: List[nn.Module] = []
         if uses_lite_residual(method):
-            specs = self.lite_specs(config)
-            if any(s.enabled for s in specs):
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self.seed)
-                    inserted = insert_lite_residuals(net, self.input_shape, specs, self.blocks())
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                inserted, trained = self._place_lite(net, self.lite_specs(config))
         # a searched placement may enable no block: the method then trains its biases / classifier only
         configure_method(net, method, allow_no_lite=True)
+        if method != "ft_full":
+            chosen = {id(m) for m in trained}
+            for m in net.modules():
+                if isinstance(m, LiteResidualModule):
+                    on = id(m) in chosen
+                    for p in m.lite_residual.parameters():
+                        p.requires_grad_(on)
+                    if on and method == "tinytl_lb":
+                        m.lite_residual.final_norm.bias.requires_grad_(False)
         for m in net.modules():
             if isinstance(m, nn.Dropout):
                 m.p = self.training.dropout
         return net, inserted
+
+    def _place_lite(self, net: nn.Module, specs: List[LiteSpec]) -> Tuple[List[Dict[str, Any]], List[nn.Module]]:
+        inserted: List[Dict[str, Any]] = []
+        trained: List[nn.Module] = []
+        for block, spec in zip(self.blocks(), specs):
+            if not spec.enabled:
+                continue
+            k_max, down = published_kernel(block.in_resolution)
+            k = 1 if down is None else (k_max if spec.kernel is None else int(spec.kernel))
+            if k > k_max:
+                raise ValueError(f"block {block.index} ({block.path}): kernel {k} exceeds the pooled resolution {block.in_resolution // 2}")
+            here = net.get_submodule(block.path)
+            if isinstance(here, LiteResidualModule) and here.config["kernel_size"] == k and here.config["groups"] == spec.groups and here.config["expand"] == spec.expand:
+                trained.append(here)
+                inserted.append({"block": block.index, "path": block.path, "kernel": k, "groups": spec.groups, "stride": block.stride, "downsample": down, "pretrained": True})
+                continue
+            module = LiteResidualModule(here, block.in_channels, block.out_channels, k, block.stride, spec.groups, spec.expand, down)
+            parent, _, attr = block.path.rpartition(".")
+            setattr(net.get_submodule(parent) if parent else net, attr, module)
+            trained.append(module)
+            inserted.append({"block": block.index, "path": block.path, "kernel": k, "groups": spec.groups, "stride": block.stride, "downsample": down, "pretrained": False})
+        return inserted, trained
 
     def _n_target_classes(self) -> int:
         return {"fashion_5_9": 5, "digits": 10, "letters": 10}.get(self.target) or self.target_data().n_classes

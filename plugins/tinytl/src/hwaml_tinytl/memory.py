@@ -12,11 +12,24 @@ the layer's output requires a gradient):
 - ReLU / ReLU6 / dropout: 1 bit per element; sigmoid, h-swish, SiLU, GELU: their
   full input; pooling, additions, upsampling, reshapes: nothing.
 
-Peak activation memory walks the forward/backward schedule: during forward the
-saved tensors so far, the layer's input and output and the inputs of residual
-blocks still open; during backward the saved tensors not yet released, the
-gradients in and out of the layer and the open residual gradients. Training
-memory = parameter bytes + peak activation bytes. Batch size is a parameter
+Peak activation memory (``peak_rule``):
+
+- ``paper`` (default): the published profiler's accounting. The peak is taken over
+  the forward pass: the tensors saved so far, plus the layer's working memory, plus
+  the inputs of residual blocks still open. A layer's working memory is, as
+  published, a convolution's input plus its output divided by its groups (a
+  depthwise convolution runs channel by channel), a linear layer's input plus output,
+  a norm's or an activation's input (they run in place) and nothing for pooling,
+  dropout, upsampling and additions. Where this plugin differs from the published
+  profiler, it counts more: the input of a lite residual module stays open while
+  its main branch runs also when the block has no identity shortcut (the lite
+  branch reads it afterwards).
+- ``schedule``: a stricter walk of the whole forward/backward schedule: during forward
+  the saved tensors so far, the layer's full input and output (nothing in place) and
+  the open residual inputs; during backward the saved tensors not yet released, the
+  gradients in and out of the layer and the open residual gradients.
+
+Training memory = parameter bytes + peak activation bytes. Batch size is a parameter
 (one traced forward at batch 1; activations scale with the batch).
 
 Layers are found by forward hooks on leaf modules, so the profile covers what
@@ -36,9 +49,10 @@ from torch import nn
 from .lite_residual import LiteResidualModule
 from .methods import NORM_TYPES
 
-__all__ = ["LayerRecord", "MemoryProfile", "profile_training_memory", "NORM_RULES"]
+__all__ = ["LayerRecord", "MemoryProfile", "profile_training_memory", "NORM_RULES", "PEAK_RULES"]
 
 NORM_RULES = ("paper", "exact")
+PEAK_RULES = ("paper", "schedule")
 FULL_INPUT_ACTS = (nn.Sigmoid, nn.Hardswish, nn.SiLU, nn.GELU, nn.Tanh, nn.Hardsigmoid)
 ONE_BIT_ACTS = (nn.ReLU, nn.ReLU6)
 NOTHING = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity, nn.Flatten, nn.Upsample)
@@ -56,6 +70,7 @@ class LayerRecord:
     saved_fp: int = 0  #: fp32 elements saved per sample
     saved_bits: int = 0  #: 1-bit elements saved per sample
     saved_stats: int = 0  #: fp32 statistics saved per sample (norm mean / rstd)
+    work: int = 0  #: fp32 working elements per sample under the published profiler's rule
 
     def saved_bytes(self, batch: int) -> int:
         return FP * (self.saved_fp + self.saved_stats) * batch + math.ceil(self.saved_bits * batch / 8)
@@ -66,6 +81,7 @@ class MemoryProfile:
     batch_size: int
     frozen_bits: int
     norm_rule: str
+    peak_rule: str
     trainable_params: int
     frozen_params: int
     weight_bytes: int
@@ -82,6 +98,7 @@ class MemoryProfile:
         return {
             "batch_size": self.batch_size,
             "norm_rule": self.norm_rule,
+            "peak_rule": self.peak_rule,
             "trainable_params": self.trainable_params,
             "frozen_params": self.frozen_params,
             "weight_bytes": self.weight_bytes,
@@ -129,6 +146,18 @@ def _rule(m: nn.Module, rec: LayerRecord, norm_rule: str, training: bool) -> Opt
     return f"{rec.name} ({type(m).__name__})"
 
 
+def _work(m: nn.Module, rec: LayerRecord) -> int:
+    """Working memory (elements per sample) of a layer as the published profiler counts it."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)) or hasattr(m, "weight_codes"):
+        groups = int(getattr(m, "groups", 1) or 1)
+        return rec.in_numel + rec.out_numel // groups
+    if isinstance(m, NORM_TYPES) or type(m).__name__ == "MemGroupNorm":
+        return rec.in_numel
+    if isinstance(m, ONE_BIT_ACTS + FULL_INPUT_ACTS) or type(m).__name__ == "MemReLU":
+        return rec.in_numel
+    return 0
+
+
 def _residual_owner(m: nn.Module) -> bool:
     """Modules whose input stays alive until their end (a skip or a second branch reads it)."""
     if isinstance(m, LiteResidualModule):
@@ -149,16 +178,27 @@ def _param_bytes(net: nn.Module, frozen_bits: int) -> Tuple[int, int, int]:
 
 
 def profile_training_memory(
-    net: nn.Module, input_shape: Sequence[int], batch_size: int = 8, frozen_bits: int = 8, norm_rule: str = "paper", recompute: bool = False
+    net: nn.Module,
+    input_shape: Sequence[int],
+    batch_size: int = 8,
+    frozen_bits: int = 8,
+    norm_rule: str = "paper",
+    recompute: bool = False,
+    peak_rule: str = "paper",
 ) -> MemoryProfile:
     """The analytic training memory of one step of ``net`` with its current
     ``requires_grad`` flags (see the module docstring for the rules).
 
     ``recompute``: the memory-saving mode's block recomputation. Each mobile block
     keeps only its input (fp32) through the step, and its own saved tensors exist
-    only while its backward runs (they count in the peak, not in ``saved_bytes``)."""
+    only while its backward runs (they count in the peak, not in ``saved_bytes``;
+    recomputation is costed on the ``schedule`` walk, which has a backward pass)."""
     if norm_rule not in NORM_RULES:
         raise ValueError(f"norm_rule {norm_rule!r} is not one of {NORM_RULES}")
+    if peak_rule not in PEAK_RULES:
+        raise ValueError(f"peak_rule {peak_rule!r} is not one of {PEAK_RULES}")
+    if recompute and peak_rule != "schedule":
+        raise ValueError("recompute: true is costed on the forward/backward walk; use peak_rule='schedule'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     records: List[LayerRecord] = []
@@ -180,6 +220,7 @@ def profile_training_memory(
             bool(isinstance(out, torch.Tensor) and out.requires_grad),
         )
         why = _rule(m, rec, norm_rule, training)
+        rec.work = _work(m, rec)
         if why:
             unmodelled.append(why)
         records.append(rec)
@@ -263,6 +304,12 @@ def profile_training_memory(
             open_in[i] += FP * numel * b
     peak = 0
     cum = 0
+    if peak_rule == "paper":
+        for i, r in enumerate(records):  # forward only, in-place norms / activations, grouped convs per group
+            peak = max(peak, cum + FP * b * r.work + open_in[i])
+            cum += saved[i]
+        trainable, frozen, weight_bytes = _param_bytes(net, frozen_bits)
+        return MemoryProfile(b, frozen_bits, norm_rule, peak_rule, trainable, frozen, weight_bytes, total_saved, peak, records, unmodelled)
     for i, r in enumerate(records):  # forward
         peak = max(peak, cum + FP * b * (r.in_numel + r.out_numel) + open_in[i])
         cum += saved[i]
@@ -273,4 +320,4 @@ def profile_training_memory(
         peak = max(peak, cum + again + grads + (open_in[i] if r.out_requires_grad else 0))
         cum -= saved[i]
     trainable, frozen, weight_bytes = _param_bytes(net, frozen_bits)
-    return MemoryProfile(b, frozen_bits, norm_rule, trainable, frozen, weight_bytes, total_saved, peak, records, unmodelled)
+    return MemoryProfile(b, frozen_bits, norm_rule, peak_rule, trainable, frozen, weight_bytes, total_saved, peak, records, unmodelled)

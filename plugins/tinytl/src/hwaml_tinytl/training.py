@@ -56,6 +56,11 @@ class PretrainConfig:
     :param data_root: the source's IDX folder (null: Debian's location).
     :param checkpoint: weights file; default: a cache file named after these settings.
     :param train_if_missing: pretrain when the checkpoint is missing (else an error naming the command).
+    :param lite_residual: pretrain lite residual modules (the published placement: every mobile
+        block but the first, published kernels, groups 2) together with the backbone, as the
+        published checkpoint is (``proxylessnas_mobile+lite_residual@imagenet@ws+gn``): transfer
+        then starts from trained lite residuals instead of fresh ones, and every method sees the
+        same pretrained network (frozen lite residuals are part of the feature extractor).
     """
 
     source: str = "fashion_0_4"
@@ -67,6 +72,7 @@ class PretrainConfig:
     data_root: Optional[str] = None
     checkpoint: Optional[str] = None
     train_if_missing: bool = True
+    lite_residual: bool = True
 
     def settings(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -153,12 +159,24 @@ def _epochs(
             after_epoch(epoch)
 
 
+def source_network(arch: BackboneConfig, lite_residual: bool) -> MobileNetV2Backbone:
+    """The network pretraining trains: the backbone, with lite residual modules at the
+    published placement when ``lite_residual``."""
+    from .lite_residual import insert_lite_residuals
+
+    net = MobileNetV2Backbone(arch)
+    if lite_residual:
+        insert_lite_residuals(net, (arch.in_channels, arch.resolution, arch.resolution))
+    return net
+
+
 def pretrain_backbone(arch: BackboneConfig, data: TargetData, cfg: PretrainConfig, seed: int, out: Optional[Path] = None, show: bool = True) -> MobileNetV2Backbone:
-    """Train the whole backbone on the source task; save it to ``out`` when given."""
+    """Train the whole backbone (and, with ``cfg.lite_residual``, its lite residual
+    modules) on the source task; save it to ``out`` when given."""
     if data.n_classes != arch.n_classes:
         raise ValueError(f"source {data.name} has {data.n_classes} classes but the backbone has n_classes={arch.n_classes}")
     torch.manual_seed(seed)
-    net = MobileNetV2Backbone(arch)
+    net = source_network(arch, cfg.lite_residual)
     _epochs(net, list(net.parameters()), data.train, cfg.epochs, cfg.lr, cfg.batch_size, 0.0, seed, "TinyTL pretrain", show)
     val = accuracy(net, data.val)
     if out is not None:
@@ -171,17 +189,24 @@ def pretrain_backbone(arch: BackboneConfig, data: TargetData, cfg: PretrainConfi
     return net.eval()
 
 
-def load_pretrained(path: Path, arch: BackboneConfig) -> MobileNetV2Backbone:
+def load_pretrained(path: Path, arch: BackboneConfig, lite_residual: bool = True) -> MobileNetV2Backbone:
+    """The pretrained network (with its lite residual modules when ``lite_residual``)."""
     meta_path = path.with_suffix(".json")
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if BackboneConfig.from_dict(meta["arch"]) != arch:
             raise ValueError(f"pretrained backbone {path} was trained for arch {meta['arch']}, not {arch.to_dict()}")
-    net = MobileNetV2Backbone(arch)
+        had = bool(meta.get("pretrain", {}).get("lite_residual", False))
+        if had != lite_residual:
+            raise ValueError(
+                f"pretrained backbone {path} was trained with pretrain.lite_residual={had}, not {lite_residual}: "
+                f"set pretrain.lite_residual={had} or pretrain again"
+            )
+    net = source_network(arch, lite_residual)
     state = torch.load(path, map_location="cpu", weights_only=True)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"pretrained backbone {path} does not fit arch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"pretrained backbone {path} does not fit arch (pretrain.lite_residual={lite_residual}): missing {missing[:5]}, unexpected {unexpected[:5]}")
     return net.eval()
 
 
