@@ -47,6 +47,19 @@ def test_macs_backend_counts_the_evaluators_network_and_the_teacher_costs_more(p
     assert count_module_macs(ResnetGenerator(1, 1, 4, 3), (1, 28, 28)) / 1e6 > b
 
 
+def test_latency_is_the_smallest_cpu_or_wall_time_and_bad_options_are_named():
+    from hwaml_gan_compress.export import compare_latency, onnx_latency_ms
+
+    small, big = MobileResnetGenerator(ChannelConfig.uniform(1), 1, 1, 3), ResnetGenerator(1, 1, 16, 3)
+    (s, b) = compare_latency([small, big], (1, 1, 28, 28), rounds=2, repeats=5)
+    assert 0 < s["cpu"] < b["cpu"] and s["cpu"] <= s["wall"] * 1.05 + 0.05  # onnxruntime computes on the calling thread
+    assert onnx_latency_ms(big, (1, 1, 28, 28), warmup=1, repeats=3, clock="wall", graph_optimization="extended") > 0
+    with pytest.raises(ValueError, match="clock"):
+        GanLatencyBackend(clock="gpu")
+    with pytest.raises(ValueError, match="graph_optimization"):
+        GanLatencyBackend(graph_optimization="max")
+
+
 def test_backends_need_an_nn_evaluator(tmp_path):
     with pytest.raises(PluginError, match="build_model"):
         GanMacsBackend().cost(candidate=_candidates()[0], ctx=make_context(tmp_path))
