@@ -68,9 +68,10 @@ def _trial(number, status, metrics=None, cost=None, error=None, intermediate=Non
     return Trial(number, Candidate({"resolution": 128, "blocks": [{"kernel": 3}]}, number), status, metrics or {}, cost or {}, error, 0.5, info)
 
 
-def test_statuses_steps_mode_and_the_parent_status(mlflow_server, tmp_path):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_statuses_steps_mode_and_the_parent_status(mlflow_server, tmp_path, writer):
     ctx = make_context(tmp_path, objectives={"accuracy": "max"})
-    obs = MlflowObserver(tracking_uri=mlflow_server, experiment="statuses", run_name="statuses")
+    obs = MlflowObserver(tracking_uri=mlflow_server, experiment="statuses", run_name=f"statuses-{writer}", writer=writer)
     trials = [
         _trial(0, "complete", {"accuracy": 0.5}, {"latency_ms": 3.0}),
         _trial(1, "infeasible", cost={"latency_ms": 99.0}),
@@ -93,7 +94,7 @@ def test_statuses_steps_mode_and_the_parent_status(mlflow_server, tmp_path):
     assert kids[0].data.params == {k: str(v) for k, v in trial_params(trials[0], ctx).items()}
     assert kids[0].data.params["blocks.0.kernel"] == "3"
 
-    steps = MlflowObserver(tracking_uri=mlflow_server, experiment="statuses", run_name="steps", trials="steps")
+    steps = MlflowObserver(tracking_uri=mlflow_server, experiment="statuses", run_name=f"steps-{writer}", trials="steps", writer=writer)
     for t in trials:
         steps.trial_completed(t, ctx)
     steps.run_finished(RunSummary(str(tmp_path), 4, {}, 0, (0,), "budget", {}), ctx)

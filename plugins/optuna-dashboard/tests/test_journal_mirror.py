@@ -22,7 +22,8 @@ def _load(path):
     return optuna.load_study(study_name=summary.study_name, storage=open_storage(path))
 
 
-def test_trials_states_distributions_constraints_and_intermediate_values(tmp_path):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_trials_states_distributions_constraints_and_intermediate_values(tmp_path, writer):
     ev = AnalyticEvaluator()
     ctx = make_context(tmp_path, evaluator=ev, objectives={"accuracy": "max", "latency_ms": "min"}, constraints={"params_k": 2000, "latency_ms": {"min": 1.0}})
     rng = np.random.default_rng(0)
@@ -33,7 +34,7 @@ def test_trials_states_distributions_constraints_and_intermediate_values(tmp_pat
         Trial(2, Candidate(configs[2], 2, "tpe"), "failed", {}, {"latency_ms": 3.0, "params_k": 100.0}, "Traceback\nValueError: diverged", 0.2, {}),
         Trial(3, Candidate(configs[3], 3, "tpe"), "pruned", {"accuracy": 0.3}, {"latency_ms": 0.5, "params_k": 100.0}, None, 0.1, {"intermediate": [[0, 0.3]]}),
     ]
-    obs = OptunaJournalObserver(study_name="mirror")
+    obs = OptunaJournalObserver(study_name="mirror", writer=writer)
     for t in trials:
         obs.trial_completed(t, ctx)
     obs.run_finished(RunSummary(str(tmp_path), 4, {"complete": 1}, 0, (0,), "budget", {}), ctx)

@@ -64,10 +64,11 @@ def test_hwaml_run_writes_scalars_per_trial_and_the_hparams_view(tmp_path, cli):
         assert [(s.step, round(s.value, 5)) for s in curve] == [(s, round(v, 5)) for s, v in info["intermediate"]]
 
 
-def test_failed_and_pruned_trials_end_their_sessions_as_failures(tmp_path):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_failed_and_pruned_trials_end_their_sessions_as_failures(tmp_path, writer):
     ctx = make_context(tmp_path, evaluator=AnalyticEvaluator(), objectives={"accuracy": "max"})
     rng = np.random.default_rng(0)
-    obs = TensorBoardObserver(log_dir=str(tmp_path / "tb"))
+    obs = TensorBoardObserver(log_dir=str(tmp_path / "tb"), writer=writer)
     obs.trial_completed(Trial(0, Candidate(ctx.space.sample(rng), 0), "pruned", {"accuracy": 0.2}, {}, None, 0.1, {"intermediate": [[0, 0.1], [1, 0.2]]}), ctx)
     obs.trial_completed(Trial(1, Candidate(ctx.space.sample(rng), 1), "failed", {}, {}, "ValueError: x", 0.1, {}), ctx)
     obs.run_finished(RunSummary(str(tmp_path), 2, {}, None, (), "budget", {}), ctx)

@@ -20,13 +20,14 @@ import math
 import uuid
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 from hwaml.constraints import normalise_constraints
 
-from hwaml.background import BackgroundQueue
+from hwaml.background import make_queue
 from hwaml.background import finite_metrics as _finite
 
 log = logging.getLogger("hwaml.optuna_journal")
@@ -309,9 +310,12 @@ class OptunaJournalObserver:
     :param batch_window_s: after a trial arrives, wait this long for more and write them
         together (one locked append and one fsync for up to 500 trials): the dashboard
         lags by at most this much, and fast searches pay far less per trial.
+    :param writer: ``thread`` (a background thread of the search's process) or ``process``
+        (a writer process: the records are built and written on another core).
     """
 
-    def __init__(self, path: str = JOURNAL_NAME, study_name: Optional[str] = None, queue_size: int = 10000, flush_timeout_s: float = 30.0, retry_after_s: float = 5.0, batch_window_s: float = 0.25):
+    def __init__(self, path: str = JOURNAL_NAME, study_name: Optional[str] = None, queue_size: int = 10000, flush_timeout_s: float = 30.0, retry_after_s: float = 5.0, batch_window_s: float = 0.25, writer: str = "thread"):
+        init = {k: v for k, v in locals().items() if k not in ("self", "writer")}
         if Path(path).name == "pruning.journal":
             raise ValueError("observer.optuna_journal.path: pruning.journal is the core's pruner journal; choose another file (default optuna.journal)")
         self.path = str(path)
@@ -319,7 +323,7 @@ class OptunaJournalObserver:
         self.flush_timeout_s = float(flush_timeout_s)
         if float(batch_window_s) < 0:
             raise ValueError(f"observer.optuna_journal.batch_window_s must be >= 0, got {batch_window_s}")
-        self.queue = BackgroundQueue("optuna journal observer", self._handle, maxsize=queue_size, batch_size=500, retry_after_s=retry_after_s, linger_s=batch_window_s, logger=log)
+        self.queue = make_queue(writer, "optuna journal observer", self._handle, partial(OptunaJournalObserver, **init), maxsize=queue_size, batch_size=500, retry_after_s=retry_after_s, linger_s=batch_window_s, logger=log)
         self._study = None
         self._backend = None
         self._worker_id = f"hwaml-{uuid.uuid4()}"

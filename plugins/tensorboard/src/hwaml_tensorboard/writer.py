@@ -20,12 +20,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from hwaml import RunContext, RunSummary, Trial, hookimpl
 
-from hwaml.background import BackgroundQueue
+from hwaml.background import make_queue
 from hwaml.background import finite_metrics as _finite
 from .events import EventFile
 
@@ -117,14 +118,17 @@ class TensorBoardObserver:
         mode for searches of thousands of millisecond trials; no HParams view).
     :param queue_size: events held while the writer is behind; more are dropped (counted, warned).
     :param flush_timeout_s: how long the end of the run waits for the queue to drain.
+    :param writer: ``thread`` (a background thread of the search's process) or ``process``
+        (a writer process: the event records are built and written on another core).
     """
 
-    def __init__(self, log_dir: str = "tensorboard", hparams: bool = True, trial_runs: bool = True, queue_size: int = 10000, flush_timeout_s: float = 30.0, retry_after_s: float = 5.0):
+    def __init__(self, log_dir: str = "tensorboard", hparams: bool = True, trial_runs: bool = True, queue_size: int = 10000, flush_timeout_s: float = 30.0, retry_after_s: float = 5.0, writer: str = "thread"):
+        init = {k: v for k, v in locals().items() if k not in ("self", "writer")}
         self.log_dir = str(log_dir)
         self.trial_runs = bool(trial_runs)
         self.hparams = bool(hparams) and self.trial_runs  # sessions live in the per-trial runs
         self.flush_timeout_s = float(flush_timeout_s)
-        self.queue = BackgroundQueue("tensorboard observer", self._handle, maxsize=queue_size, retry_after_s=retry_after_s, logger=log)
+        self.queue = make_queue(writer, "tensorboard observer", self._handle, partial(TensorBoardObserver, **init), maxsize=queue_size, retry_after_s=retry_after_s, logger=log)
         self._root = None
         self._best: Dict[str, float] = {}
         self._domains: Dict[str, Any] = {}
