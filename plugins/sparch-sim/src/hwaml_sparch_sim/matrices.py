@@ -80,6 +80,24 @@ _MM_FIELDS = {"real", "integer", "complex", "pattern", "double"}
 _MM_SYMMETRY = {"general", "symmetric", "skew-symmetric", "hermitian"}
 
 
+def _banner(header: str) -> Tuple[List[str], str]:
+    """The ``%%MatrixMarket`` banner's lower-cased tokens, or a problem to report."""
+    if not header.startswith("%%MatrixMarket"):
+        return [], f"the first line must start with '%%MatrixMarket' (got {header.strip()[:60]!r})"
+    parts = header.lower().split()
+    if len(parts) != 5 or parts[1] != "matrix" or parts[2] not in ("coordinate", "array"):
+        return [], "header must read '%%MatrixMarket matrix coordinate|array <field> <symmetry>'"
+    return parts, ""
+
+
+def _size_line(tokens: List[str], coordinate: bool, line: str) -> Tuple[List[int], str]:
+    """The size line's integers (rows cols [entries]), or a problem to report."""
+    want = 3 if coordinate else 2
+    if len(tokens) != want or not all(t.isdigit() for t in tokens):
+        return [], f"size line must hold {want} non-negative integers, got {line[:60]!r}"
+    return [int(t) for t in tokens], ""
+
+
 def _scan_matrix_market(path: Path) -> Tuple[Optional[int], str]:
     """Find the first malformed line of a coordinate Matrix Market file.
 
@@ -89,12 +107,9 @@ def _scan_matrix_market(path: Path) -> Tuple[Optional[int], str]:
     Returns ``(line, message)``, or ``(None, "")`` when nothing is wrong.
     """
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        header = fh.readline()
-        if not header.startswith("%%MatrixMarket"):
-            return 1, f"the first line must start with '%%MatrixMarket' (got {header.strip()[:60]!r})"
-        parts = header.lower().split()
-        if len(parts) != 5 or parts[1] != "matrix" or parts[2] not in ("coordinate", "array"):
-            return 1, "header must read '%%MatrixMarket matrix coordinate|array <field> <symmetry>'"
+        parts, problem = _banner(fh.readline())
+        if problem:
+            return 1, problem
         if parts[3] not in _MM_FIELDS:
             return 1, f"unknown field {parts[3]!r}; expected one of {sorted(_MM_FIELDS)}"
         if parts[4] not in _MM_SYMMETRY:
@@ -111,10 +126,9 @@ def _scan_matrix_market(path: Path) -> Tuple[Optional[int], str]:
                 continue
             tokens = line.split()
             if size is None:
-                want = 3 if coordinate else 2
-                if len(tokens) != want or not all(t.isdigit() for t in tokens):
-                    return lineno, f"size line must hold {want} non-negative integers, got {line[:60]!r}"
-                size = [int(t) for t in tokens]
+                size, problem = _size_line(tokens, coordinate, line)
+                if problem:
+                    return lineno, problem
                 continue
             if not coordinate:
                 entries += 1
@@ -180,23 +194,19 @@ def check_matrix_fits(path: str | Path, rows: int, cols: int, entries: int, line
 def _read_header(path: Path) -> Tuple[List[str], int, List[int]]:
     """The banner tokens, the size line's number and its integers (no entries read)."""
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        header = fh.readline()
-        if not header.startswith("%%MatrixMarket"):
-            raise MatrixFileError(path, 1, f"the first line must start with '%%MatrixMarket' (got {header.strip()[:60]!r})")
-        parts = header.lower().split()
-        if len(parts) != 5 or parts[1] != "matrix" or parts[2] not in ("coordinate", "array"):
-            raise MatrixFileError(path, 1, "header must read '%%MatrixMarket matrix coordinate|array <field> <symmetry>'")
+        parts, problem = _banner(fh.readline())
+        if problem:
+            raise MatrixFileError(path, 1, problem)
         lineno = 1
         for raw in fh:
             lineno += 1
             line = raw.strip()
             if not line or line.startswith("%"):
                 continue
-            tokens = line.split()
-            want = 3 if parts[2] == "coordinate" else 2
-            if len(tokens) != want or not all(t.isdigit() for t in tokens):
-                raise MatrixFileError(path, lineno, f"size line must hold {want} non-negative integers, got {line[:60]!r}")
-            return parts, lineno, [int(t) for t in tokens]
+            size, problem = _size_line(line.split(), parts[2] == "coordinate", line)
+            if problem:
+                raise MatrixFileError(path, lineno, problem)
+            return parts, lineno, size
     raise MatrixFileError(path, lineno, "the file has no size line")
 
 
