@@ -171,3 +171,17 @@ def test_known_parameters_are_answered_without_a_replay_and_match_one():
         assert params == replay.params and dists == replay.distributions
     assert seen_fast > 30  # most configurations took the recorded path
     assert params_and_distributions(cfg, space)[0]["shape"] in ("(1, 2)", "(3, 4)")
+
+
+def test_the_per_space_record_keeps_only_the_recent_spaces():
+    from hwaml.space import Categorical, Integer, SearchSpace
+    from hwaml_optuna_dashboard import journal
+
+    spaces = [SearchSpace([Integer("k", 1, 9), Categorical("c", ["a", "b"])]) for _ in range(3 * journal._BY_NAME_MAX)]
+    rng = np.random.default_rng(0)
+    for space in spaces:
+        journal.params_and_distributions(space.sample(rng), space)
+    assert len(journal._BY_NAME) == journal._BY_NAME_MAX  # a long process running many searches does not grow it
+    assert all(journal._BY_NAME[id(s)][0] is s for s in spaces[-journal._BY_NAME_MAX:])  # the most recent ones
+    params, _ = journal.params_and_distributions({"k": 4, "c": "b"}, spaces[0])  # an evicted space is replayed again
+    assert params == {"k": 4, "c": "b"} and journal._BY_NAME[id(spaces[0])][0] is spaces[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections import OrderedDict
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -109,8 +110,10 @@ class _Distributions:
 
 _DIST_CACHE: Dict[Any, Any] = {}
 _JSON_CACHE: Dict[int, str] = {}
-#: id(space) -> (the space, kept so the id is not reused; parameter name -> (distribution, stored as text?))
-_BY_NAME: Dict[int, Tuple[Any, Dict[str, Tuple[Any, bool]]]] = {}
+#: id(space) -> (the space, kept so the id is not reused; parameter name -> (distribution, stored as text?)),
+#: for the most recent spaces only (one per run; a long process, a test session, runs many)
+_BY_NAME: "OrderedDict[int, Tuple[Any, Dict[str, Tuple[Any, bool]]]]" = OrderedDict()
+_BY_NAME_MAX = 8
 
 
 def params_and_distributions(config: Mapping[str, Any], space: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -124,6 +127,10 @@ def params_and_distributions(config: Mapping[str, Any], space: Any) -> Tuple[Dic
     entry = _BY_NAME.get(id(space))
     if entry is None or entry[0] is not space:
         entry = _BY_NAME[id(space)] = (space, {})
+        while len(_BY_NAME) > _BY_NAME_MAX:
+            _BY_NAME.popitem(last=False)
+    else:
+        _BY_NAME.move_to_end(id(space))
     known = entry[1]
     if flat and all(k in known for k in flat):
         params, dists = {}, {}
