@@ -56,7 +56,7 @@ import networkx as nx
 import numpy as np
 
 from .ir import inputs_of
-from .memory_planner import MemoryPlan, live_overlaps
+from .memory_planner import MemoryPlan, dw_scratch_layout, live_overlaps
 from .quantize import ADD_LEFT_SHIFT, run_int8
 
 __all__ = ["CProject", "generate_project", "build_project", "build_and_run", "run_test_harness", "kernel_templates", "c_source", "CFLAGS", "TEMPLATES", "STATIC_FILES"]
@@ -197,9 +197,10 @@ def _weights(qg: nx.DiGraph, n: str, cid: str) -> str:
 
 
 def requant_form(qg: nx.DiGraph, n: str) -> str:
-    """``TE_RQ_FAST`` when every shift of the layer is <= -1 and its
+    """``TE_RQ_FAST`` when every shift of the layer is in [-22, -1] and its
     accumulators provably stay under 2^30 in magnitude (then the inlined
-    SMMULR form is exact), else ``TE_RQ_EXACT``."""
+    SMMLAR form with the zero point in the rounding offset is exact), else
+    ``TE_RQ_EXACT``."""
     d = qg.nodes[n]
     op = d["op"]
     w = d["w_int8"]
@@ -213,7 +214,9 @@ def requant_form(qg: nx.DiGraph, n: str) -> str:
         bound = np.abs(bias).max(initial=0) + 128 * 128 * taps
     else:  # conv: x - zp in [-255, 255]
         bound = np.abs(bias).max(initial=0) + 255 * 128 * taps
-    fast = bool(np.all(np.asarray(d["shift"]) <= -1)) and bound < 2**30
+    shift = np.asarray(d["shift"])
+    # e = -shift in [1, 22]: the output zero point folds into the rounding offset without overflow
+    fast = bool(np.all((shift <= -1) & (shift >= -22))) and bound < 2**30
     return "TE_RQ_FAST" if fast else "TE_RQ_EXACT"
 
 
@@ -290,7 +293,8 @@ def _layer_code(qg: nx.DiGraph, plan: MemoryPlan, n: str, fn: str, cid: str) -> 
         inplace = n in plan.inplace
         k, st, pad = d["kernel"], d["stride"], d["padding"]
         what = f"depthwise {k}x{k} stride {st} pad {pad}, {c} channels, {ih}x{iw} -> {oh}x{ow}" + (", in place" if inplace else "")
-        values = {**consts, "K": k, "S": st, "P": pad, "C": c, "IH": ih, "IW": iw, "ZPIN": zp_in, **clamp, "INPLACE": int(inplace)}
+        tmpb, _ = dw_scratch_layout(qg, n, plan.patch, inplace)
+        values = {**consts, "K": k, "S": st, "P": pad, "C": c, "IH": ih, "IW": iw, "ZPIN": zp_in, **clamp, "INPLACE": int(inplace), "TMPB": tmpb}
     elif op == "linear":
         what = f"fully connected {cin * ih * iw} -> {c}"
         values = {**consts, "IN": cin * ih * iw, "OUT": c, **clamp}

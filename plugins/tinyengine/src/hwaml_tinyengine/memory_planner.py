@@ -276,13 +276,33 @@ def _bytes(g: nx.DiGraph, t: str, region: Optional[Region] = None) -> int:
     return int(c * (h * w if region is None else _area(region)))
 
 
-def _scratch_bytes(g: nx.DiGraph, n: str, out_area: int, inplace: bool) -> int:
+def dw_scratch_layout(g: nx.DiGraph, n: str, patch: Optional["PatchPlan"], inplace: bool) -> Tuple[int, int]:
+    """Scratch of a depthwise layer (te_dwconv.h): ``(tmp_bytes, ring_bytes)``.
+    ``tmp``: 0 (an in-place layer writes each output row straight over its
+    input once the rows it lands on are in the ring; no channel buffer);
+    ``ring``: K + 1 int16 rows of the padded input window (the K rows of the
+    current output row and one of padding), each ``(tile width - 1) * stride + K``
+    entries rounded up to even."""
+    d = g.nodes[n]
+    k, s = d["kernel"], d["stride"]
+    w = d["shape"][2]
+    width = max(r[3] - r[2] for r in patch.regions[n]) if patch is not None and n in patch.layers else w
+    row = ((width - 1) * s + k + 1) // 2 * 2
+    del inplace  # the same scratch either way
+    return 0, 2 * (k + 1) * row
+
+
+def _scratch_bytes(g: nx.DiGraph, n: str, out_area: int, inplace: bool, patch: Optional["PatchPlan"] = None) -> int:
     d = g.nodes[n]
     if d["op"] == "conv":
         cin = g.nodes[inputs_of(g, n)[0]]["shape"][0]
         return 2 * d["kernel"] ** 2 * cin
-    if d["op"] == "dwconv" and inplace:
-        return out_area
+    if d["op"] == "pwconv":
+        # the DSP kernel's int16 column of two pixels (te_pwconv.h): 2 x 2 x (cin rounded down to 4) bytes
+        cin = g.nodes[inputs_of(g, n)[0]]["shape"][0]
+        return 4 * (cin // 4 * 4)
+    if d["op"] == "dwconv":
+        return sum(dw_scratch_layout(g, n, patch, inplace))
     return 0
 
 
@@ -358,7 +378,7 @@ def _build(g: nx.DiGraph, inplace_ok: bool, patch: Optional[PatchPlan]) -> Memor
             tensor_buffer[t] = b.name
     scratch: Dict[str, str] = {}
     for n in order:
-        size = _scratch_bytes(g, n, tile_area(n), n in inplace)
+        size = _scratch_bytes(g, n, tile_area(n), n in inplace, patch)
         if size:
             buffers.append(Buffer(f"s_{n}", size, step[n], step[n], "scratch", [n]))
             scratch[n] = f"s_{n}"

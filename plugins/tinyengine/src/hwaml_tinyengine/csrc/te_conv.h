@@ -64,7 +64,7 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
 #endif
                 for (; i < TE_KKC_; i++) acc += (int32_t)col[i] * wp[i];
                 wp += TE_KKC_;
-                dst[co] = TE_OUT_(TE_RQ(acc, TE_MULT[co], TE_SHIFT[co]) + TE_ZPOUT);
+                dst[co] = TE_OUT_(te_rq(acc, te_rqc_of(TE_MULT[co], TE_SHIFT[co], TE_ZPOUT, TE_RQ), TE_RQ));
             }
         }
     }

@@ -1,15 +1,22 @@
 /* Kernel template: depthwise TE_K x TE_K convolution, channel by channel over the
  * NHWC tensor (TinyEngine's in-place order). Per channel the K*K weights, the
- * bias and the requantisation constants are loaded once (on DSP cores the weights
- * are packed in int16 pairs, used by SMLABB/SMLABT, so they stay in registers);
- * the interior outputs run the fully unrolled window without bounds checks, the
- * border outputs read the input zero point for padded taps. The bias carries
+ * bias and the requantisation constants are loaded once (on DSP cores the
+ * weights of each row packed in int16 pairs for SMLAD); the channel's input rows
+ * are gathered once each, as int16, into a ring of K rows that already carry
+ * the padding (the input zero point ZPIN left and right of the tensor, and a
+ * row of ZPIN for the rows above and below it), so every output, border or
+ * interior, runs the same unrolled K x K window without bounds checks: on DSP
+ * cores one unaligned 32-bit load and one SMLAD per two taps. The bias carries
  * -ZPIN * sum(w) (folded by the generator), so padding by ZPIN is padding by zero.
- * With TE_INPLACE 1 the output overwrites the input: each channel is computed
- * into the one-channel buffer tmp, then copied over the (now dead) input channel.
+ * With TE_INPLACE 1 the output overwrites the input (out == in, TinyEngine's
+ * in-place depthwise): output row oy of channel c is written when every input
+ * row it lands on has been gathered (rows up to oy S - P + K - 1: the output
+ * tile is no wider than the input window), and only over channel c, so no
+ * temporary channel buffer is needed. The ring starts TE_TMPB bytes into the
+ * scratch.
  * Define before including: TE_FN; TE_WEIGHT (kh x kw x C), TE_BIAS, TE_MULT,
  * TE_SHIFT; TE_K, TE_S, TE_P; TE_C; TE_IH, TE_IW; TE_ZPIN, TE_ZPOUT; TE_QMIN,
- * TE_QMAX; TE_INPLACE (0 or 1); TE_RQ (TE_RQ_FAST or TE_RQ_EXACT).
+ * TE_QMAX; TE_INPLACE (0 or 1); TE_TMPB; TE_RQ (TE_RQ_FAST or TE_RQ_EXACT).
  * Optional: TE_LUT (a 256-entry int8 table: the fused h-swish/h-sigmoid; TE_ZPOUT
  * is then the pre-activation zero point). The macros are undefined at the end. */
 #ifdef TE_LUT /* table activation (h-swish, h-sigmoid) on the pre-activation int8 value */
@@ -18,84 +25,90 @@
 #define TE_OUT_(v) te_clamp((v), TE_QMIN, TE_QMAX)
 #endif
 #define TE_KK_ (TE_K * TE_K)
-#define TE_NP_ ((TE_KK_ + 1) / 2)
-/* the interior: outputs whose whole window lies inside the input (full-tensor coordinates) */
-#define TE_Y_LO_ ((TE_P + TE_S - 1) / TE_S)
-#define TE_Y_HI_ ((TE_IH - TE_K + TE_P) >= 0 ? (TE_IH - TE_K + TE_P) / TE_S + 1 : 0)
-#define TE_X_LO_ ((TE_P + TE_S - 1) / TE_S)
-#define TE_X_HI_ ((TE_IW - TE_K + TE_P) >= 0 ? (TE_IW - TE_K + TE_P) / TE_S + 1 : 0)
-#if TE_DSP
-#define TE_TAP_(acc, x, t) (acc) = ((t) & 1) ? __smlabt((x), wp[(t) >> 1], (acc)) : __smlabb((x), wp[(t) >> 1], (acc))
-#else
-#define TE_TAP_(acc, x, t) (acc) += (x) * wk[t]
-#endif
+#define TE_KP_ (TE_K / 2) /* weight pairs per row */
 static void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
     const int ow = ox1 - ox0;
-    const int rs = ibw * TE_C; /* input row stride */
-    const int ylo = oy0 > TE_Y_LO_ ? oy0 : TE_Y_LO_, yhi = oy1 < TE_Y_HI_ ? oy1 : TE_Y_HI_;
-    const int xlo = ox0 > TE_X_LO_ ? ox0 : TE_X_LO_, xhi = ox1 < TE_X_HI_ ? ox1 : TE_X_HI_;
-    int oy, ox, ky, kx, c, t;
-    (void)tmp; (void)ow; (void)oby; (void)obx; (void)obw;
+    const int rl = (ow - 1) * TE_S + TE_K, rle = (rl + 1) & ~1; /* ring row: entries, stride */
+    int16_t *const ring = (int16_t *)(void *)(tmp + TE_TMPB);
+    int16_t *const pad = ring + TE_K * rle;
+    const int ix0 = ox0 * TE_S - TE_P; /* full-tensor column of ring entry 0 */
+    const int jlo = ix0 < 0 ? -ix0 : 0, jhi = TE_IW - ix0 < rl ? TE_IW - ix0 : rl;
+    const int iyf = oy0 * TE_S - TE_P; /* the first input row of the call */
+    int oy, ky, kx, c, j, t;
+    /* the padding: the ZPIN row, and the ring's columns outside the tensor */
+    for (j = 0; j < rl; j++) pad[j] = TE_ZPIN;
+    for (t = 0; t < TE_K; t++) {
+        for (j = 0; j < jlo; j++) ring[t * rle + j] = TE_ZPIN;
+        for (j = jhi; j < rl; j++) ring[t * rle + j] = TE_ZPIN;
+    }
     for (c = 0; c < TE_C; c++) {
         int32_t wk[TE_KK_];
-        const int32_t bias = TE_BIAS[c], mult = TE_MULT[c], shift = TE_SHIFT[c];
+        const int32_t bias = TE_BIAS[c];
+        const te_rqc q = te_rqc_of(TE_MULT[c], TE_SHIFT[c], TE_ZPOUT, TE_RQ);
+        int next = iyf, base = 0; /* the next input row to gather; the ring slot of row oy*S-P */
+        int16_t *slot = ring;      /* the ring row the next input row goes to */
+        const int8_t *src = in + ((iyf - iby) * ibw + (ix0 + jlo - ibx)) * TE_C + c; /* its first entry */
 #if TE_DSP
-        uint32_t wp[TE_NP_];
-#endif
-#if TE_INPLACE
-        int8_t *dst = tmp;
-        const int dstep = 1;
-#else
-        int8_t *dst = out + c;
-        const int dstep = TE_C;
+        int32_t wp[TE_K][TE_KP_ > 0 ? TE_KP_ : 1];
+        int32_t wo[(TE_K + 1) / 2]; /* the odd taps (kx = K - 1) of rows 2i, 2i + 1 as an int16 pair */
 #endif
         TE_UNROLL_ALL
         for (t = 0; t < TE_KK_; t++) wk[t] = TE_WEIGHT[t * TE_C + c];
 #if TE_DSP
         TE_UNROLL_ALL
-        for (t = 0; t < TE_NP_; t++) wp[t] = (uint16_t)wk[2 * t] | (2 * t + 1 < TE_KK_ ? (uint32_t)(uint16_t)wk[2 * t + 1] << 16 : 0u);
+        for (ky = 0; ky < TE_K; ky++)
+            TE_UNROLL_ALL
+            for (kx = 0; kx < TE_KP_; kx++)
+                wp[ky][kx] = (int32_t)((uint32_t)(uint16_t)wk[ky * TE_K + 2 * kx] | ((uint32_t)(uint16_t)wk[ky * TE_K + 2 * kx + 1] << 16));
+        TE_UNROLL_ALL
+        for (ky = 0; ky < TE_K; ky += 2)
+            wo[ky / 2] = (int32_t)((uint32_t)(uint16_t)wk[ky * TE_K + TE_K - 1] | (ky + 1 < TE_K ? (uint32_t)(uint16_t)wk[(ky + 1) * TE_K + TE_K - 1] << 16 : 0u));
 #endif
         for (oy = oy0; oy < oy1; oy++) {
-            const int inner = oy >= ylo && oy < yhi;
-            int8_t *d = dst + ((TE_INPLACE ? (oy - oy0) * ow - ox0 : (oy - oby) * obw - obx)) * dstep;
-            for (ox = ox0; ox < ox1; ox++) {
-                int32_t acc = bias;
-                if (inner && ox >= xlo && ox < xhi) {
-                    /* the window's top-left input, then the unrolled K x K taps */
-                    const int8_t *s = in + ((oy * TE_S - TE_P - iby) * ibw + (ox * TE_S - TE_P - ibx)) * TE_C + c;
-                    for (; ox < xhi; ox++, s += TE_S * TE_C) {
-                        acc = bias;
-                        TE_UNROLL_ALL
-                        for (ky = 0; ky < TE_K; ky++)
-                            TE_UNROLL_ALL
-                            for (kx = 0; kx < TE_K; kx++) TE_TAP_(acc, (int32_t)s[ky * rs + kx * TE_C], ky * TE_K + kx);
-                        d[ox * dstep] = TE_OUT_(TE_RQ(acc, mult, shift) + TE_ZPOUT);
-                    }
-                    ox--;
-                    continue;
+            const int16_t *rp[TE_K];
+            int8_t *d = out + ((oy - oby) * obw + (ox0 - obx)) * TE_C + c;
+            /* gather the input rows this output row needs that are not in the ring yet */
+            for (; next < oy * TE_S - TE_P + TE_K; next++) {
+                if (next >= 0 && next < TE_IH) {
+                    const int8_t *sp = src;
+                    for (j = jlo; j < jhi; j++, sp += TE_C) slot[j] = *sp;
                 }
+                src += ibw * TE_C;
+                slot += rle;
+                if (slot == pad) slot = ring;
+            }
+            TE_UNROLL_ALL
+            for (ky = 0; ky < TE_K; ky++) {
+                const int iy = oy * TE_S - TE_P + ky;
+                int s = base + ky;
+                if (s >= TE_K) s -= TE_K;
+                rp[ky] = (iy >= 0 && iy < TE_IH) ? ring + s * rle : pad;
+            }
+            for (j = 0; j < ow; j++, d += TE_C) {
+                int32_t acc = bias;
                 TE_UNROLL_ALL
                 for (ky = 0; ky < TE_K; ky++) {
-                    const int iy = oy * TE_S - TE_P + ky;
+                    const int16_t *r = rp[ky] + j * TE_S;
+#if TE_DSP
                     TE_UNROLL_ALL
-                    for (kx = 0; kx < TE_K; kx++) {
-                        const int ix = ox * TE_S - TE_P + kx;
-                        const int32_t x = (iy < 0 || iy >= TE_IH || ix < 0 || ix >= TE_IW) ? TE_ZPIN : in[((iy - iby) * ibw + (ix - ibx)) * TE_C + c];
-                        TE_TAP_(acc, x, ky * TE_K + kx);
+                    for (kx = 0; kx < TE_KP_; kx++) {
+                        uint32_t x2;
+                        __builtin_memcpy(&x2, r + 2 * kx, 4);
+                        acc = __smlad((int32_t)x2, wp[ky][kx], acc);
                     }
-                }
-                d[ox * dstep] = TE_OUT_(TE_RQ(acc, mult, shift) + TE_ZPOUT);
-            }
-        }
-#if TE_INPLACE
-        {   /* channel c of the input is dead: write the output over it */
-            const int n = (oy1 - oy0) * ow;
-            int p;
-            for (p = 0; p < n; p++) out[p * TE_C + c] = tmp[p];
-        }
+                    if (TE_K & 1) acc = (ky & 1) ? __smlabt((int32_t)r[TE_K - 1], wo[ky / 2], acc) : __smlabb((int32_t)r[TE_K - 1], wo[ky / 2], acc);
+#else
+                    TE_UNROLL_ALL
+                    for (kx = 0; kx < TE_K; kx++) acc += (int32_t)r[kx] * wk[ky * TE_K + kx];
 #endif
+                }
+                *d = TE_OUT_(te_rq(acc, q, TE_RQ));
+            }
+            base += TE_S;
+            while (base >= TE_K) base -= TE_K;
+        }
     }
 }
 #undef TE_FN
@@ -114,13 +127,9 @@ static void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win
 #undef TE_QMIN
 #undef TE_QMAX
 #undef TE_INPLACE
+#undef TE_TMPB
 #undef TE_LUT
 #undef TE_RQ
 #undef TE_OUT_
 #undef TE_KK_
-#undef TE_NP_
-#undef TE_Y_LO_
-#undef TE_Y_HI_
-#undef TE_X_LO_
-#undef TE_X_HI_
-#undef TE_TAP_
+#undef TE_KP_

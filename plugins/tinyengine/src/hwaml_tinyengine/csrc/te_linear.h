@@ -32,14 +32,14 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
             a0 += (int32_t)in[i] * wp[i];
             a1 += (int32_t)in[i] * w1[i];
         }
-        out[o] = TE_OUT_(TE_RQ(a0, TE_MULT[o], TE_SHIFT[o]) + TE_ZPOUT);
-        out[o + 1] = TE_OUT_(TE_RQ(a1, TE_MULT[o + 1], TE_SHIFT[o + 1]) + TE_ZPOUT);
+        out[o] = TE_OUT_(te_rq(a0, te_rqc_of(TE_MULT[o], TE_SHIFT[o], TE_ZPOUT, TE_RQ), TE_RQ));
+        out[o + 1] = TE_OUT_(te_rq(a1, te_rqc_of(TE_MULT[o + 1], TE_SHIFT[o + 1], TE_ZPOUT, TE_RQ), TE_RQ));
         wp += 2 * TE_IN;
     }
     if (TE_OUT & 1) {
         int32_t acc = TE_BIAS[TE_OUT - 1];
         for (i = 0; i < TE_IN; i++) acc += (int32_t)in[i] * wp[i];
-        out[TE_OUT - 1] = TE_OUT_(TE_RQ(acc, TE_MULT[TE_OUT - 1], TE_SHIFT[TE_OUT - 1]) + TE_ZPOUT);
+        out[TE_OUT - 1] = TE_OUT_(te_rq(acc, te_rqc_of(TE_MULT[TE_OUT - 1], TE_SHIFT[TE_OUT - 1], TE_ZPOUT, TE_RQ), TE_RQ));
     }
 }
 #undef TE_FN

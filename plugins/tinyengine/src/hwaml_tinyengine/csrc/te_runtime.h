@@ -80,6 +80,13 @@ static inline int32_t te_requant(int32_t acc, int32_t mult, int shift) {
 #define TE_UNROLL_4
 #endif
 
+/* a 32-bit word of a scratch buffer (may alias the int8 arena) */
+#if defined(__GNUC__)
+typedef uint32_t __attribute__((may_alias)) te_word;
+#else
+typedef uint32_t te_word;
+#endif
+
 /* four int8 values as one 32-bit word (an unaligned load on ARMv7-M) */
 TE_INLINE uint32_t te_ld32(const int8_t *p) {
     uint32_t v;
@@ -108,27 +115,71 @@ TE_INLINE int32_t te_sxtb16_ror8(uint32_t x) {
 /* 32-bit requantisation, inlined: gemmlowp's saturating rounding doubling high
  * multiply then rounding divide by 2^e, for e = -shift >= 1 and |acc| < 2^30
  * (the generator checks both per layer and otherwise uses te_requant). With
- * a = 2 acc: SRDHM(acc, m) = (a m + 2^31) >> 32, one SMMULR; the rounding
- * divide is (h + 2^(e-1) - (h < 0)) >> e. Identical to te_requant there. */
-TE_INLINE int32_t te_requant_fast(int32_t acc, int32_t mult, int32_t e) {
-    int32_t h;
+ * a = 2 acc: SRDHM(acc, m) = h = (a m + 2^31) >> 32; the rounding divide is
+ * (h + 2^(e-1) - (h < 0)) >> e. Where h != 0, h < 0 exactly when acc < 0, and
+ * where h = 0 both forms give 0 (e >= 1), so the divide's offset
+ * r = 2^(e-1) + (acc >> 31) can be added inside the multiply: one SMMLAR,
+ * (r 2^32 + a m + 2^31) >> 32 = h + r, then one arithmetic shift. Identical to
+ * te_requant there. te_requant_fast_r takes the channel's 2^(e-1) precomputed
+ * (te_round_of(e)), so a kernel can hoist it out of its pixel loop. */
+TE_INLINE int32_t te_round_of(int32_t e) {
+    return (int32_t)(1u << (e - 1));
+}
+TE_INLINE int32_t te_requant_fast_r(int32_t acc, int32_t mult, int32_t e, int32_t round) {
 #if TE_DSP && defined(__GNUC__)
-    int32_t a = (int32_t)((uint32_t)acc << 1);
-    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(a), "r"(mult));
+    int32_t h;
+    const int32_t a = (int32_t)((uint32_t)acc << 1);
+    const int32_t r = round + (acc >> 31);
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(h) : "r"(a), "r"(mult), "r"(r));
+    return h >> e;
 #else
-    h = (int32_t)(((int64_t)acc * (int64_t)mult + ((int64_t)1 << 30)) >> 31);
+    const int32_t h = (int32_t)(((int64_t)acc * (int64_t)mult + ((int64_t)1 << 30)) >> 31);
+    return (h + round + (h < 0 ? -1 : 0)) >> e;
 #endif
-    return (h + (int32_t)(1u << (e - 1)) + (h < 0 ? -1 : 0)) >> e;
+}
+TE_INLINE int32_t te_requant_fast(int32_t acc, int32_t mult, int32_t e) {
+    return te_requant_fast_r(acc, mult, e, te_round_of(e));
 }
 
-/* the requantisation a kernel uses: TE_RQFAST (defined by the generator when the
- * layer's shifts are all <= -1 and its accumulators stay under 2^30) selects
- * the fast form */
-#define TE_RQ_FAST(acc, m, s) te_requant_fast((acc), (m), -(int32_t)(s))
-#define TE_RQ_EXACT(acc, m, s) te_requant((acc), (m), (s))
+/* the requantisation a kernel uses: the generator defines TE_RQ as TE_RQ_FAST when
+ * the layer's shifts are all in [-22, -1] and its accumulators stay under 2^30
+ * (the inlined SMMLAR form is exact there, with the output zero point folded
+ * into the rounding offset: (h + 2^(e-1) + zp 2^e) >> e = ((h + 2^(e-1)) >> e) + zp
+ * without overflow for e <= 22), else TE_RQ_EXACT (te_requant, any shift). A
+ * kernel loads one output channel's constants once (te_rqc_of) and applies them
+ * to each of its pixels' accumulators (te_rq). */
+#define TE_RQ_FAST 1
+#define TE_RQ_EXACT 0
+typedef struct {
+    int32_t m, e, r;
+} te_rqc;
+TE_INLINE te_rqc te_rqc_of(int32_t mult, int32_t shift, int32_t zp, int fast) {
+    te_rqc q;
+    q.m = mult;
+    if (fast) {
+        q.e = -shift;
+        q.r = (int32_t)((uint32_t)(2 * zp + 1) << (q.e - 1)); /* 2^(e-1) + zp 2^e */
+    } else {
+        q.e = shift;
+        q.r = zp;
+    }
+    return q;
+}
+/* the requantised accumulator plus the output zero point */
+TE_INLINE int32_t te_rq(int32_t acc, te_rqc q, int fast) {
+    return fast ? te_requant_fast_r(acc, q.m, q.e, q.r) : te_requant(acc, q.m, q.e) + q.r;
+}
 
 TE_INLINE int8_t te_clamp(int32_t v, int32_t lo, int32_t hi) {
+#if TE_DSP
+    /* SSAT to int8, then the activation's bounds where they are narrower (literals) */
+    v = __ssat(v, 8);
+    if (lo > -128) v = v < lo ? lo : v;
+    if (hi < 127) v = v > hi ? hi : v;
+    return (int8_t)v;
+#else
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+#endif
 }
 
 /* a table activation: entry v + 128 is the output for the int8 value v */
