@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BENCH_PS_EPOCHS, FASHION_PS_EPOCHS, RECIPE, append_csv, data_spec, log, read_csv, tinynas_search, train_and_score  # noqa: E402
+from common import BENCH_PS_EPOCHS, FASHION_PS_EPOCHS, RECIPE, append_csv, data_spec, log, read_csv, stack_reserve_kb, tinynas_search, train_and_score  # noqa: E402
 
 HEADER = "| budget | model | scaled to | unconstrained | MMACs | peak SRAM (KB) | Flash (KB) | lr | seed | val acc | float acc | float errors | int8 acc | int8 errors |"
 SUMMARY = "| budget | model | scaled to | MMACs | peak SRAM (KB) | lr | seeds | mean val acc | mean float acc | min float acc | mean float errors | mean int8 acc | mean int8 errors |"
@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10, help="stage-1 samples per space")
     ap.add_argument("--data", choices=["digits", "fashion_mnist"], default="digits", help="digits (scikit-learn) or Fashion-MNIST (Debian's dataset-fashion-mnist)")
     ap.add_argument("--train-images", type=int, default=None, help="Fashion-MNIST: training images (of the 55,000 not held out); every model and the supernet train on these")
+    ap.add_argument("--final-train-images", type=int, default=None, help="Fashion-MNIST: the from-scratch trainings use the first N of the search's training images (default: all of them)")
     ap.add_argument("--val-images", type=int, default=5000, help="Fashion-MNIST: held-out training images (search ranking, lr tuning)")
     ap.add_argument("--test-images", type=int, default=None, help="Fashion-MNIST: the first N test images (default all 10,000)")
     ap.add_argument("--ps-epochs", type=int, nargs=4, default=None, metavar=("FULL", "KERNEL", "DEPTH", "EXPAND"), help="progressive-shrinking epochs (default: the digits benchmark's 6 2 1+1 1+1; Fashion: the main job's 3 1 1 1)")
@@ -138,6 +139,7 @@ def main() -> None:
     ap.add_argument("--lrs-from", nargs="+", default=None, help="tuning CSVs: each model at its best-validation rate")
     ap.add_argument("--models", nargs="+", default=None, help="only these (TinyNAS, mobilenetv2, proxylessnas)")
     ap.add_argument("--search-only", action="store_true", help="run (and cache) the TinyNAS searches, train nothing")
+    ap.add_argument("--stack-reserve-kb", type=float, default=None, help="SRAM kept for the stack (default: TinyEngine's fits check, 1 KB): baselines and TinyNAS fit their activation arena in budget minus this")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds")
     ap.add_argument("--search-seed", type=int, default=0)
     ap.add_argument("--csv", default=None, help="append every row here as soon as it is done")
@@ -152,13 +154,15 @@ def main() -> None:
     from hwaml_tinynas.supernet import static_subnet
 
     data = data_spec(args.data, args.train_images, args.val_images, args.test_images)
+    final_data = data_spec(args.data, args.final_train_images or args.train_images, args.val_images, args.test_images)
     if args.ps_epochs is not None:
         ps = dict(zip(("full", "kernel", "depth", "expand"), args.ps_epochs))
     else:
         ps = FASHION_PS_EPOCHS if args.data != "digits" else BENCH_PS_EPOCHS
     recipe = dict(RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    reserve = stack_reserve_kb() if args.stack_reserve_kb is None else args.stack_reserve_kb
     lr_of = tuned_lrs(args.lrs_from) if args.lrs_from else {}
-    log(f"data {args.data} {data}; recipe {recipe}; budgets {args.budgets} KB, Flash {args.flash:g} KB, seeds {args.seeds}" + (f"; tuned lrs {lr_of}" if lr_of else ""))
+    log(f"data {args.data} {data} (from-scratch trainings: {final_data}); recipe {recipe}; budgets {args.budgets} KB (arena <= budget - {reserve:g} KB stack), Flash {args.flash:g} KB, seeds {args.seeds}" + (f"; tuned lrs {lr_of}" if lr_of else ""))
     wanted = lambda name: args.models is None or name in args.models  # noqa: E731
     rows = []
     t0 = time.perf_counter()
@@ -169,7 +173,7 @@ def main() -> None:
         for fam in BASELINES:
             if args.search_only or not wanted(fam):
                 continue
-            fit = scale_to_fit(fam, budget, args.flash, widths=tuple(args.baseline_widths), resolutions=tuple(args.resolutions), patch=False)
+            fit = scale_to_fit(fam, budget - reserve, args.flash, widths=tuple(args.baseline_widths), resolutions=tuple(args.resolutions), patch=False)
             free = scale_to_fit(fam, 1e9, args.flash, widths=tuple(args.baseline_widths), resolutions=tuple(args.resolutions), patch=False)
             free_s = f"w{free['width']:g}-r{free['resolution']} ({free['peak_sram_kb']:.1f} KB)"
             if fit is None:
@@ -179,7 +183,7 @@ def main() -> None:
             models.append((fam, f"w{fit['width']:g}-r{fit['resolution']}", free_s, lambda fam=fam, fit=fit: BASELINES[fam](fit["width"], fit["resolution"]), fit["resolution"]))
         if wanted("TinyNAS"):
             log(f"budget {budget:g} KB: TinyNAS search ({args.trials} trials, {args.samples} samples per space, supernet epochs {ps})")
-            found = tinynas_search(budget, args.flash, args.widths, args.resolutions, args.trials, args.samples, args.search_seed, cache_dir=args.cache or None, data=data, ps_epochs=ps, ps_batch_size=args.ps_batch_size)
+            found = tinynas_search(budget, args.flash, args.widths, args.resolutions, args.trials, args.samples, args.search_seed, cache_dir=args.cache or None, data=data, ps_epochs=ps, ps_batch_size=args.ps_batch_size, reserve_kb=reserve)
             log(f"budget {budget:g} KB: TinyNAS chose space w{found['width']:g}-r{found['resolution']} ({found['space_fit']} fit), best val acc {found['supernet_acc']} ({time.perf_counter() - t0:.0f} s)")
             if found["config"] is None:
                 log(f"budget {budget:g} KB: TinyNAS found no feasible sub-network")
@@ -191,7 +195,7 @@ def main() -> None:
             for name, shape, free_s, build, res in models:
                 for lr in args.tune_lrs or [lr_of.get(name, args.lr)]:
                     torch.manual_seed(seed)
-                    s = train_and_score(build(), res, seed, dict(recipe, lr=lr), split_seed=args.search_seed, data=data)
+                    s = train_and_score(build(), res, seed, dict(recipe, lr=lr), split_seed=args.search_seed, data=final_data)
                     r = {"budget_kb": budget, "model": name, "scaled_to": shape, "unconstrained": free_s, "lr": lr, "seed": seed, "data": args.data, **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in s.items()}}
                     rows.append(r)
                     append_csv(args.csv, r)
@@ -205,7 +209,7 @@ def main() -> None:
     if not args.tune_lrs:
         print()
         print("\n".join(goal_lines(rows)))
-    print(f"\ndata {args.data} {data}; recipe: {recipe}; lrs {lr_of or args.tune_lrs or args.lr}; test split {rows[0]['n_test'] if rows else '?'} images; memory: TinyEngine whole-network plan without patches; total {time.perf_counter() - t0:.0f} s")
+    print(f"\ndata {args.data} {data} (from-scratch trainings: {final_data}); recipe: {recipe}; lrs {lr_of or args.tune_lrs or args.lr}; test split {rows[0]['n_test'] if rows else '?'} images; memory: TinyEngine whole-network plan without patches, arena + {reserve:g} KB stack <= budget; total {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ def tinynas_search(
     data: Optional[Dict[str, Any]] = None,
     ps_epochs: Optional[Dict[str, Any]] = None,
     ps_batch_size: Optional[int] = None,
+    reserve_kb: float = 0.0,
 ) -> Dict[str, Any]:
     """Run TinyNAS (stage 1, supernet, evolution under the budget) through hwaml's
     loop; returns the best sub-network's config and supernet shape. With
@@ -104,9 +105,13 @@ def tinynas_search(
     another one ran, does not train again; the results are the same.
     ``data``: :func:`data_spec`; ``ps_epochs`` / ``ps_batch_size``: the
     progressive-shrinking schedule (default :data:`BENCH_PS_EPOCHS`, the
-    evaluator's batch size)."""
+    evaluator's batch size). ``reserve_kb``: SRAM the backend's ``fits`` keeps
+    for the firmware's stack (:func:`stack_reserve_kb`); stage 1 and the search
+    then fit the activation arena in ``sram_kb - reserve_kb`` (a
+    ``peak_sram_kb`` constraint), so stage 1 counts as fitting exactly what the
+    backend accepts."""
     ps_epochs = dict(BENCH_PS_EPOCHS if ps_epochs is None else ps_epochs)
-    extra = [] if not data and ps_batch_size is None else [data or {}, ps_batch_size]
+    extra = [] if not data and ps_batch_size is None and not reserve_kb else [data or {}, ps_batch_size] + ([reserve_kb] if reserve_kb else [])
     key = hashlib.sha1(json.dumps([sram_kb, flash_kb, list(widths), list(resolutions), trials, samples, seed, force_space, profile, ps_epochs, *extra], default=str).encode()).hexdigest()[:16]
     if cache_dir is not None:
         done = Path(cache_dir) / f"search_{key}.json"
@@ -137,7 +142,7 @@ def tinynas_search(
             components={"searcher": searcher, "evaluator": ev, "backend.tinynas_bench": backend},
             run_dir=Path(tmp),
             objectives={"accuracy": "max"},
-            constraints={"fits": {"min": 1}},
+            constraints={"fits": {"min": 1}, **({"peak_sram_kb": {"max": sram_kb - reserve_kb}} if reserve_kb else {})},
             budget_trials=trials,
             seed=seed,
             cfg=cfg,
@@ -164,6 +169,13 @@ def tinynas_search(
         done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text(json.dumps(out, indent=1))
     return out
+
+
+def stack_reserve_kb() -> float:
+    """The stack TinyEngine's ``fits`` adds to the activation arena (KB)."""
+    from hwaml_tinyengine.firmware import STACK_MIN_BYTES
+
+    return STACK_MIN_BYTES / 1024.0
 
 
 def log(msg: str) -> None:
