@@ -185,3 +185,41 @@ def test_the_per_space_record_keeps_only_the_recent_spaces():
     assert all(journal._BY_NAME[id(s)][0] is s for s in spaces[-journal._BY_NAME_MAX:])  # the most recent ones
     params, _ = journal.params_and_distributions({"k": 4, "c": "b"}, spaces[0])  # an evicted space is replayed again
     assert params == {"k": 4, "c": "b"} and journal._BY_NAME[id(spaces[0])][0] is spaces[0]
+
+
+def test_ctrl_c_with_a_writer_process_closes_the_mirror_with_its_counts(tmp_path):
+    """Ctrl-C reaches the whole process group, the writer process included: it ignores it,
+    and the search's own interrupt handling flushes the mirror and closes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "live"
+    journal = run_dir / "optuna.journal"
+    search = subprocess.Popen(
+        [sys.executable, "-m", "hwaml.cli", "run", "evaluator=analytic", "evaluator.sleep_s=0.05", "searcher=random", "budget.trials=100000",
+         "+observer=optuna_journal", "observer.optuna_journal.writer=process", "observer.optuna_journal.batch_window_s=0.05",
+         "name=live", f"hydra.run.dir={run_dir}", "plots=false"],
+        cwd=tmp_path, env={**os.environ, "MPLBACKEND": "Agg"}, stdout=open(tmp_path / "search.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (journal.exists() and journal.read_text().count('"op_code":4') >= 5):  # trials mirrored by the writer process
+            assert search.poll() is None and time.monotonic() < deadline, (tmp_path / "search.log").read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(search.pid, signal.SIGINT)
+        search.wait(120)
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+            search.wait(10)
+    log = (tmp_path / "search.log").read_text()
+    assert search.returncode != 0 and "KeyboardInterrupt" in log, log[-3000:]
+    study = _load(journal)
+    assert study.user_attrs["stopped_because"] == "interrupted"
+    counts = study.user_attrs["counts"]
+    finished = sum(counts.values()) - counts.get("pending", 0)
+    assert finished == len(study.trials) >= 5  # every finished trial reached the journal through the writer
+    assert "not recorded" not in log
