@@ -115,6 +115,12 @@ def main(argv=None):
     if args.latency_speedup:
         (t_lat,) = compare_latency([teacher], (1, *shape), threads=1, rounds=7, repeats=30)
         lat_budget = t_lat["cpu"] / args.latency_speedup
+        smallest = state.supernet.smallest()
+        (s_lat,) = compare_latency([ev.subgenerator(smallest)], (1, *shape), threads=1, rounds=7, repeats=30)
+        print(f"# latency budget {lat_budget:.3f} ms (teacher {t_lat['cpu']:.3f} ms / {args.latency_speedup:g}); the smallest sub-generator {smallest.to_str()}: {s_lat['cpu']:.3f} ms")
+        if s_lat["cpu"] > lat_budget:
+            print("# no sub-generator meets the latency budget (the smallest does not): latency-constrained search skipped")
+    if args.latency_speedup and s_lat["cpu"] <= lat_budget:
         lat_cfg = search({"backend.gan_macs": GanMacsBackend(), "backend.gan_latency": GanLatencyBackend(repeats=50)}, {"macs_m": budget, "latency_ms": lat_budget})
 
     rows = [row(ev, "teacher (ResNet)", teacher)]
@@ -124,6 +130,9 @@ def main(argv=None):
     if lat_cfg is not None:
         timed.append(ev.subgenerator(lat_cfg))
         rows.append(row(ev, f"searched under MACs and latency {lat_cfg.to_str()}", timed[-1], ev.macs(lat_cfg)))
+    if args.latency_speedup:
+        timed.append(ev.subgenerator(smallest))
+        rows.append(row(ev, f"OFA smallest {smallest.to_str()} (no retraining)", timed[-1], ev.macs(smallest)))
     for r, t in zip(rows, compare_latency(timed, (1, *shape), threads=1, rounds=7, repeats=30)):
         r["latency_ms"], r["wall_ms"] = t["cpu"], t["wall"]
     sup = state.supernet
