@@ -212,3 +212,16 @@ def test_pretrained_lite_residuals_are_trained_where_chosen_and_frozen_elsewhere
     assert torch.allclose(features(load_pretrained(ck, ev.arch, True)), features(src))
     with pytest.raises(ValueError, match="lite_residual"):
         load_pretrained(ck, ev.arch, False)
+    # training.lite_init: random re-initialises the trained pretrained modules (the published ablation flag)
+    from hwaml_tinytl.training import TransferRecipe
+
+    with pytest.raises(ValueError, match="lite_init"):
+        TransferRecipe(lite_init="zeros")
+    fresh = TinyTLEvaluator(**{**_args(ev), "pretrain": {**ev.pretrain.__dict__, "checkpoint": str(ck)}, "training": {**ev.training.__dict__, "lite_init": "random"}})
+    net3, _ = fresh.adapted_network(cfg, pretrained=True)
+    final = [m.lite_residual.final_norm.weight for m in net3.modules() if isinstance(m, LiteResidualModule)]
+    assert final and all(float(w.detach().abs().sum()) == 0.0 for w in final)
+
+
+def _args(ev):
+    return dict(target=ev.target, method=ev.method, arch="test", data=ev.data.__dict__, progress=False)

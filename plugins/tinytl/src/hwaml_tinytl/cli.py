@@ -22,6 +22,10 @@ from .training import PretrainConfig, pretrain_backbone, pretrained_path
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)  # on a shared machine more threads than free cores is far slower than one
     arch = backbone_config(args.arch)
     cfg = PretrainConfig(source=args.source, n_train=args.n_train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, checkpoint=args.out, lite_residual=not args.no_lite_residual)
     out = pretrained_path(arch, cfg, args.seed)
@@ -69,6 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     pre.add_argument("--data-root", default=None, help="Fashion-MNIST IDX folder")
     pre.add_argument("--out", default=None, help="weights file (default: the cache path the evaluator looks up)")
     pre.add_argument("--force", action="store_true")
+    pre.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     pre.add_argument("--no-lite-residual", action="store_true", help="pretrain the backbone alone (pretrain.lite_residual: false)")
     mem = sub.add_parser("memory", help="analytic and measured saved-for-backward bytes of the six methods")
     mem.add_argument("--arch", default="proxyless_tiny")

@@ -305,6 +305,8 @@ class TinyTLEvaluator:
                 raise ValueError(f"block {block.index} ({block.path}): kernel {k} exceeds the pooled resolution {block.in_resolution // 2}")
             here = net.get_submodule(block.path)
             if isinstance(here, LiteResidualModule) and here.config["kernel_size"] == k and here.config["groups"] == spec.groups and here.config["expand"] == spec.expand:
+                if self.training.lite_init == "random":
+                    here.reset_lite()
                 trained.append(here)
                 inserted.append({"block": block.index, "path": block.path, "kernel": k, "groups": spec.groups, "stride": block.stride, "downsample": down, "pretrained": True})
                 continue

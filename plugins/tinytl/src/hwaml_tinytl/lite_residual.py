@@ -108,9 +108,16 @@ class LiteResidualModule(nn.Module):
                 final_norm=group_norm(out_channels),
             )
         )
+        self.reset_lite()
+
+    def reset_lite(self) -> None:
+        """Fresh lite-branch weights, the last norm's scale and shift at 0 (the module is then a no-op)."""
         for m in self.lite_residual.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.GroupNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
         with torch.no_grad():
             self.lite_residual.final_norm.weight.zero_()  # a no-op at start: the pretrained function is kept
             self.lite_residual.final_norm.bias.zero_()

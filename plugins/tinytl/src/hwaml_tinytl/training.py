@@ -64,9 +64,9 @@ class PretrainConfig:
     """
 
     source: str = "fashion_0_4"
-    n_train: Optional[int] = 600
+    n_train: Optional[int] = 2000
     n_val: int = 50
-    epochs: int = 3
+    epochs: int = 6
     lr: float = 2e-3
     batch_size: int = 64
     data_root: Optional[str] = None
@@ -93,6 +93,9 @@ class TransferRecipe:
     :param memory_saving: train with the memory-saving layers (same gradients, less memory).
     :param recompute: with ``memory_saving``, also recompute each mobile block in backward.
     :param eval_batch_size: images per batch when scoring.
+    :param lite_init: ``pretrained`` (as published): a trained lite residual module starts from its
+        pretrained weights; ``random``: it is re-initialised (scale 0), the published code's
+        ``--random_init_lite_residual`` (an ablation).
     """
 
     epochs: int = 50
@@ -103,6 +106,11 @@ class TransferRecipe:
     memory_saving: bool = True
     recompute: bool = False
     eval_batch_size: int = 256
+    lite_init: str = "pretrained"
+
+    def __post_init__(self) -> None:
+        if self.lite_init not in ("pretrained", "random"):
+            raise ValueError(f"training.lite_init {self.lite_init!r} is not one of ('pretrained', 'random')")
 
 
 def pretrained_path(arch: BackboneConfig, cfg: PretrainConfig, seed: int) -> Path:
