@@ -124,6 +124,31 @@ def profile_by_op(model_bytes, x, runs=50):
     return {op: d / runs for op, d in per_op.items()}, {op: c // runs for op, c in count.items()}, float(np.median(total))
 
 
+OTHER_PAIRS = [
+    (16, "4_4_4_4_4_4_4_4", [28, 128]),
+    (16, "16_16_16_16_16_16_16_16", [128]),
+    (64, "16_16_24_56_48_56_24_48", [64, 128]),
+    (64, "16_16_32_16_32_32_16_16", [128]),
+]
+
+
+def others():
+    print("| teacher ngf | student | side | graph opt | MACs ratio | teacher ms (min CPU) | student ms (min CPU) | speedup (CPU) | speedup (min wall) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for ngf, cfg, sides in OTHER_PAIRS:
+        t = init_weights(ResnetGenerator(1, 1, ngf, 9), seed=0).eval()
+        s = init_weights(MobileResnetGenerator(cfg, 1, 1, 9), seed=0).eval()
+        for side in sides:
+            x = np.random.default_rng(0).uniform(-1, 1, size=(1, 1, side, side)).astype(np.float32)
+            tb, sb = onnx_bytes(t, (1, 1, side, side)), onnx_bytes(s, (1, 1, side, side))
+            ratio = count_module_macs(t, (1, side, side)) / count_config_macs(cfg, 1, 1, 9, side, side)
+            for level in ("extended", "all"):
+                a, b = time_pair([session(tb, level), session(sb, level)], x, 3, 4, 30 if side <= 64 else 6)
+                print(f"| {ngf} | {cfg} | {side} | {level} | {ratio:.1f}x | {a['cpu_min_ms']:.2f} | {b['cpu_min_ms']:.2f} | {a['cpu_min_ms'] / b['cpu_min_ms']:.2f}x | {a['min_ms'] / b['min_ms']:.2f}x |")
+                sys.stdout.flush()
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="4_4_6_14_12_14_6_12", help="the compressed sub-generator (8 numbers, ngf-16 units)")
@@ -135,10 +160,14 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--profile", action="store_true", help="also split the 28x28 time by operator type")
+    ap.add_argument("--others", action="store_true", help="instead: other pairs (the smallest and the largest ngf-16 sub-generators; "
+                    "the published ngf-64 teacher against students of its choice sets), batch 1, levels extended and all")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     import onnxruntime as ort
 
+    if args.others:
+        return others()
     teacher = init_weights(ResnetGenerator(1, 1, args.ngf, 9), seed=0).eval()
     student = init_weights(MobileResnetGenerator(args.config, 1, 1, 9), seed=0).eval()
     print(f"# onnxruntime {ort.__version__} CPU, 1 intra-op thread, 1 inter-op thread, sequential; machine: {platform.machine()}, {os.cpu_count()} cores (shared)")
