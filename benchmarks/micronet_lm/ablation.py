@@ -50,6 +50,10 @@ def main() -> None:
     ap.add_argument("--bits", type=int, default=9)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--hebbian-T", type=int, default=500, help="the Hebbian softmax's hand-over count T (published: 500, for 103M tokens)")
+    ap.add_argument("--hebbian-sweep", type=int, nargs="*", default=None,
+                    help="only train the '+ Hebbian softmax' stage (adaptive softmax + cache) without Hebbian and with each T given, "
+                         "and print validation perplexities (to choose T on a seed other than the reported one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
@@ -73,6 +77,7 @@ def main() -> None:
             progress=False,
             threads=a.threads,
             seed=a.seed,
+            hebbian={"T": a.hebbian_T, "gamma": 0.01, "match_norm": True},
         )
         args.update(kw)
         return MicroNetEvaluator(**args)
@@ -80,6 +85,19 @@ def main() -> None:
     probe = evaluator(teacher="unused")
     corpus = probe.corpus()
     print(f"corpus {corpus.name}: {corpus.summary()}; training on the first {a.train_tokens} tokens, {a.epochs} epoch(s)")
+    if a.hebbian_sweep is not None:
+        cand = {"n_layers": a.layers, "d_model": a.d_model, "cutoffs": "2000,8000", "cache": True, "hebbian": False, "distill": False, "sparsity": 0.0, "bits": 0}
+        print(f"seed {a.seed}: adaptive softmax + cache, without and with the Hebbian softmax (gamma 0.01), validation perplexity of the training stage")
+        print("| Hebbian T | valid ppl | test ppl | s |")
+        print("| ---: | ---: | ---: | ---: |")
+        for T in [None, *a.hebbian_sweep]:
+            ev = evaluator(teacher="unused", hebbian={"T": T or a.hebbian_T, "gamma": 0.01, "match_norm": True})
+            ctx = make_context(work / f"sweep{T}", seed=a.seed, evaluator=ev, backends={"micronet_score": MicroNetScore()})
+            t = time.perf_counter()
+            res = ev.evaluate(candidate=Candidate(dict(cand, hebbian=T is not None), number=0), ctx=ctx)
+            train = next(s for s in res.info["stages"] if s["stage"] == "train")
+            print(f"| {'off' if T is None else T} | {train['perplexity']:.2f} | {res.metrics['test_perplexity']:.2f} | {time.perf_counter() - t:.0f} |", flush=True)
+        return
 
     # -- teacher (the distillation command's function), on the same tokens
     t = time.perf_counter()
