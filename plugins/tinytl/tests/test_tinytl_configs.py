@@ -23,4 +23,4 @@ def test_evaluator_configs(name):
 def test_experiment_preset():
     cfg = compose_config(["experiment=tinytl_fashion_search"])
     assert cfg.evaluator.target == "fashion_5_9" and "tinytl_memory" in cfg.backend
-    assert cfg.constraints.train_memory_kb == 950 and cfg.evaluator.training.epochs == 15
+    assert cfg.constraints.train_memory_kb == 570 and cfg.evaluator.training.epochs == 15
