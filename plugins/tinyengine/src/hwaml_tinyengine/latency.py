@@ -16,8 +16,11 @@ per core, sources in :mod:`.device`); latency = cycles / clock.
 Features (summed over a layer's calls, i.e. over patches in the patch stage):
 
 ``conv``      SIMD steps (4 MACs), tail MACs, outputs (requantised), column entries (im2col), pixels, calls
-``pwconv``    SIMD steps (2 pixels x 1 channel x 4 inputs), tail MACs, outputs, pixel pairs, calls
-``dwconv``    interior taps, border taps, outputs, channel rows, channels, calls
+``pwconv``    SIMD steps (2 pixels x 1 channel x 4 inputs), tail MACs, outputs, pixel pairs,
+              column steps (4 inputs of a pixel pair widened to int16), calls
+``dwconv``    taps (every output runs the whole K x K window on the padded ring), outputs,
+              channel rows (output rows x channels), gathered rows and gathered entries
+              (input rows and values copied into the ring, per channel), channels, calls
 ``linear``    SIMD steps (2 outputs x 4 inputs), tail MACs, outputs, calls
 others        output elements, input elements, calls
 """
@@ -41,8 +44,8 @@ FIT_FILE = "latency_fit.json"
 #: feature names per op type ("other" for the elementwise and pooling ops)
 FEATURES: Dict[str, Tuple[str, ...]] = {
     "conv": ("simd_steps", "tail_macs", "outputs", "columns", "pixels", "calls"),
-    "pwconv": ("simd_steps", "tail_macs", "outputs", "pixel_pairs", "calls"),
-    "dwconv": ("interior_taps", "border_taps", "outputs", "channel_rows", "channels", "calls"),
+    "pwconv": ("simd_steps", "tail_macs", "outputs", "pixel_pairs", "column_steps", "calls"),
+    "dwconv": ("taps", "outputs", "channel_rows", "gathered_rows", "gathered", "channels", "calls"),
     "linear": ("simd_steps", "tail_macs", "outputs", "calls"),
     "other": ("out_elements", "in_elements", "calls"),
 }
@@ -58,13 +61,6 @@ def _regions(plan: Any, n: str) -> List[Tuple[int, int, int, int]]:
     if plan.patch is not None and n in plan.patch.layers:
         return [tuple(r) for r in plan.patch.regions[n]]
     return [(0, h, 0, w)]
-
-
-def _interior(lo_full: int, size_in: int, k: int, s: int, p: int) -> Tuple[int, int]:
-    """Output index range whose window lies inside the input (as te_dwconv.h computes it)."""
-    lo = (p + s - 1) // s
-    hi = (size_in - k + p) // s + 1 if size_in - k + p >= 0 else 0
-    return lo, hi
 
 
 def layer_features(g: nx.DiGraph, n: str, regions: Sequence[Tuple[int, int, int, int]]) -> Dict[str, float]:
@@ -91,16 +87,17 @@ def layer_features(g: nx.DiGraph, n: str, regions: Sequence[Tuple[int, int, int,
             f["tail_macs"] += pairs * c * (cin % 4)
             f["outputs"] += pix * c
             f["pixel_pairs"] += pairs
+            f["column_steps"] += pairs * (cin // 4)
         elif op == "dwconv":
             k, s, p = d["kernel"], d["stride"], d["padding"]
-            ylo, yhi = _interior(0, ih, k, s, p)
-            xlo, xhi = _interior(0, iw, k, s, p)
-            ny = max(0, min(y1, yhi) - max(y0, ylo))
-            nx_ = max(0, min(x1, xhi) - max(x0, xlo))
-            inner = ny * nx_
-            f["interior_taps"] += inner * c * k * k
-            f["border_taps"] += (pix - inner) * c * k * k
+            # the input rows and columns of the window that lie inside the tensor (te_dwconv.h's ring)
+            rows = max(0, min(ih, (y1 - 1) * s - p + k) - max(0, y0 * s - p))
+            ix0, rl = x0 * s - p, (x1 - x0 - 1) * s + k
+            cols = max(0, min(rl, iw - ix0) - max(0, -ix0))
+            f["taps"] += pix * c * k * k
             f["outputs"] += pix * c
+            f["gathered_rows"] += c * rows
+            f["gathered"] += c * rows * cols
             f["channel_rows"] += c * (y1 - y0)
             f["channels"] += c
         elif op == "linear":

@@ -15,7 +15,7 @@
 #else
 #define TE_RQO_(x, m, s) te_requant((x), (m), (s))
 #endif
-static void TE_FN(const int8_t *a, const int8_t *b, int8_t *out, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *a, const int8_t *b, int8_t *out, const int16_t *win) {
     TE_WIN_HEAD
     const int aby = win[7], abx = win[8], abw = win[9];
     const int bby = win[10], bbx = win[11], bbw = win[12];

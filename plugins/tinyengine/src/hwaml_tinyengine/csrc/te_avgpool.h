@@ -1,7 +1,7 @@
 /* Kernel template: average pooling TE_K x TE_K, stride TE_S, no padding,
  * rounding division. Define before including: TE_FN; TE_K, TE_S; TE_C; TE_QMIN,
  * TE_QMAX. The macros are undefined at the end. */
-static void TE_FN(const int8_t *in, int8_t *out, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
     int oy, ox, ky, kx, c;

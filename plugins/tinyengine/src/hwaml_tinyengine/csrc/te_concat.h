@@ -3,7 +3,7 @@
  * entries per input: channels, zero point, Q31 multiplier, shift. Define before
  * including: TE_FN; TE_NIN; TE_PARTS; TE_COUT; TE_ZPOUT; TE_QMIN, TE_QMAX.
  * The macros are undefined at the end. */
-static void TE_FN(const int8_t *const *in, int8_t *out, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *const *in, int8_t *out, const int16_t *win) {
     TE_WIN_HEAD
     int oy, ox, c, k;
     for (oy = oy0; oy < oy1; oy++) {

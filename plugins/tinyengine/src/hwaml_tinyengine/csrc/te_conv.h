@@ -21,7 +21,7 @@
 #else
 #define TE_POS_(j) (j)
 #endif
-static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
     int oy, ox, ky, kx, c, co, i;

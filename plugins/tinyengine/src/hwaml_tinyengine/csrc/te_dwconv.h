@@ -26,7 +26,7 @@
 #endif
 #define TE_KK_ (TE_K * TE_K)
 #define TE_KP_ (TE_K / 2) /* weight pairs per row */
-static void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
     const int ow = ox1 - ox0;
@@ -73,7 +73,15 @@ static void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win
             for (; next < oy * TE_S - TE_P + TE_K; next++) {
                 if (next >= 0 && next < TE_IH) {
                     const int8_t *sp = src;
-                    for (j = jlo; j < jhi; j++, sp += TE_C) slot[j] = *sp;
+                    int16_t *r = slot + jlo, *const rend = slot + jhi;
+                    if ((jhi - jlo) & 1) {
+                        *r++ = *sp;
+                        sp += TE_C;
+                    }
+                    for (; r < rend; r += 2, sp += 2 * TE_C) { /* two entries per step */
+                        r[0] = sp[0];
+                        r[1] = sp[TE_C];
+                    }
                 }
                 src += ibw * TE_C;
                 slot += rle;

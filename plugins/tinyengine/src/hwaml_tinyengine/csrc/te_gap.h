@@ -1,7 +1,7 @@
 /* Kernel template: global average pooling over TE_HW pixels, rounding division.
  * Define before including: TE_FN; TE_C; TE_HW; TE_QMIN, TE_QMAX. The macros are
  * undefined at the end. */
-static void TE_FN(const int8_t *in, int8_t *out, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, const int16_t *win) {
     int p, c;
     (void)win;
     for (c = 0; c < TE_C; c++) {

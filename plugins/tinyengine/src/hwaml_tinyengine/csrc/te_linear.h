@@ -10,7 +10,7 @@
 #else
 #define TE_OUT_(v) te_clamp((v), TE_QMIN, TE_QMAX)
 #endif
-static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
     int o, i;
     const int8_t *wp = TE_WEIGHT;
     (void)col; (void)win;

@@ -3,7 +3,7 @@
  * Define before including: TE_FN; TE_C; TE_ZX, TE_ZS, TE_ZO (zero points); TE_M,
  * TE_SH (Q31 multiplier and shift of s_x * s_s / s_out); TE_QMIN, TE_QMAX.
  * The macros are undefined at the end. */
-static void TE_FN(const int8_t *x, const int8_t *s, int8_t *out, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *x, const int8_t *s, int8_t *out, const int16_t *win) {
     TE_WIN_HEAD
     const int xby = win[7], xbx = win[8], xbw = win[9];
     int oy, ox, c;

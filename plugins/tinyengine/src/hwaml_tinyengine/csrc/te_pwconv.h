@@ -21,7 +21,58 @@
 #define TE_QC_(co) te_rqc_of(TE_MULT[co], TE_SHIFT[co], TE_ZPOUT, TE_RQ)
 #define TE_C4_ (TE_CIN / 4)          /* SIMD steps of four inputs */
 #define TE_CW_ (2 * TE_C4_)          /* column words of one pixel */
-static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
+#if TE_DSP
+#if defined(__GNUC__)
+/* one step: four inputs of two pixels (column words at ca, pixel b TE_CW_ words on)
+ * times four weights of two output channels (wq, wq + TE_CIN): eight SMLAD with
+ * every operand in a register (written out, so that the compiler cannot spill
+ * the four accumulators); advances ca by two words and wq by four weights */
+#define TE_STEP_(ca, wq) \
+    do { \
+        int32_t t0_, t1_, t2_, t3_, t4_, t5_; \
+        __asm__("ldr %[t0], [%[w]], #4\n\t" \
+                "ldr %[t1], [%[c]], #8\n\t" \
+                "ldr %[t2], [%[c], #-4]\n\t" \
+                "sxtb16 %[t3], %[t0]\n\t" \
+                "sxtb16 %[t0], %[t0], ror #8\n\t" \
+                "smlad %[a0], %[t1], %[t3], %[a0]\n\t" \
+                "smlad %[a0], %[t2], %[t0], %[a0]\n\t" \
+                "ldr %[t4], [%[c], %[ob]]\n\t" \
+                "ldr %[t5], [%[c], %[ob4]]\n\t" \
+                "smlad %[b0], %[t4], %[t3], %[b0]\n\t" \
+                "smlad %[b0], %[t5], %[t0], %[b0]\n\t" \
+                "ldr %[t0], [%[w], %[ow]]\n\t" \
+                "sxtb16 %[t3], %[t0]\n\t" \
+                "sxtb16 %[t0], %[t0], ror #8\n\t" \
+                "smlad %[a1], %[t1], %[t3], %[a1]\n\t" \
+                "smlad %[a1], %[t2], %[t0], %[a1]\n\t" \
+                "smlad %[b1], %[t4], %[t3], %[b1]\n\t" \
+                "smlad %[b1], %[t5], %[t0], %[b1]" \
+                : [a0] "+r"(a0), [b0] "+r"(b0), [a1] "+r"(a1), [b1] "+r"(b1), [c] "+r"(ca), [w] "+r"(wq), \
+                  [t0] "=&r"(t0_), [t1] "=&r"(t1_), [t2] "=&r"(t2_), [t3] "=&r"(t3_), [t4] "=&r"(t4_), [t5] "=&r"(t5_) \
+                : [ob] "i"(4 * TE_CW_ - 8), [ob4] "i"(4 * TE_CW_ - 4), [ow] "i"(TE_CIN - 4) \
+                : "memory"); \
+    } while (0)
+#else
+#define TE_STEP_(ca, wq) \
+    do { \
+        const int32_t xae = (int32_t)ca[0], xao = (int32_t)ca[1]; \
+        const int32_t xbe = (int32_t)ca[TE_CW_], xbo = (int32_t)ca[TE_CW_ + 1]; \
+        uint32_t w4 = te_ld32(wq); \
+        int32_t we = __sxtb16(w4), wo = te_sxtb16_ror8(w4); \
+        a0 = __smlad(xao, wo, __smlad(xae, we, a0)); \
+        b0 = __smlad(xbo, wo, __smlad(xbe, we, b0)); \
+        w4 = te_ld32(wq + TE_CIN); \
+        we = __sxtb16(w4); \
+        wo = te_sxtb16_ror8(w4); \
+        a1 = __smlad(xao, wo, __smlad(xae, we, a1)); \
+        b1 = __smlad(xbo, wo, __smlad(xbe, we, b1)); \
+        ca += 2; \
+        wq += 4; \
+    } while (0)
+#endif
+#endif
+TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
     const int ow = ox1 - ox0, npix = (oy1 - oy0) * ow;
@@ -63,19 +114,7 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
                 const te_word *ca = cw;
                 const int8_t *wq = w0;
                 TE_UNROLL_4
-                for (c = 0; c < TE_C4_; c++, ca += 2, wq += 4) {
-                    const int32_t xae = (int32_t)ca[0], xao = (int32_t)ca[1];
-                    const int32_t xbe = (int32_t)ca[TE_CW_], xbo = (int32_t)ca[TE_CW_ + 1];
-                    uint32_t w4 = te_ld32(wq);
-                    int32_t we = __sxtb16(w4), wo = te_sxtb16_ror8(w4);
-                    a0 = __smlad(xao, wo, __smlad(xae, we, a0));
-                    b0 = __smlad(xbo, wo, __smlad(xbe, we, b0));
-                    w4 = te_ld32(wq + TE_CIN);
-                    we = __sxtb16(w4);
-                    wo = te_sxtb16_ror8(w4);
-                    a1 = __smlad(xao, wo, __smlad(xae, we, a1));
-                    b1 = __smlad(xbo, wo, __smlad(xbe, we, b1));
-                }
+                for (c = 0; c < TE_C4_; c++) TE_STEP_(ca, wq);
             }
             c = 4 * TE_C4_;
 #else
@@ -88,14 +127,12 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
                 a1 += x * w0[TE_CIN + c];
                 b1 += y * w0[TE_CIN + c];
             }
-            {
+            {   /* a single last pixel has db == da and b == a: its stores repeat a's */
                 const te_rqc q0 = TE_QC_(co), q1 = TE_QC_(co + 1);
                 da[co] = TE_Q_(a0, q0);
                 da[co + 1] = TE_Q_(a1, q1);
-                if (two) {
-                    db[co] = TE_Q_(b0, q0);
-                    db[co + 1] = TE_Q_(b1, q1);
-                }
+                db[co] = TE_Q_(b0, q0);
+                db[co + 1] = TE_Q_(b1, q1);
             }
             w0 += 2 * TE_CIN;
         }
@@ -150,3 +187,4 @@ static void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t *wi
 #undef TE_QC_
 #undef TE_C4_
 #undef TE_CW_
+#undef TE_STEP_

@@ -1,7 +1,7 @@
 /* Kernel template: a standalone clamp (a ReLU/ReLU6 that could not be fused
  * into its producer). Define before including: TE_FN; TE_C; TE_QMIN, TE_QMAX.
  * The macros are undefined at the end. */
-static void TE_FN(const int8_t *in, int8_t *out, const int16_t *win) {
+TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
     int oy, ox, c;

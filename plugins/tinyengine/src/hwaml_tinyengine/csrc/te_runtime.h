@@ -71,6 +71,15 @@ static inline int32_t te_requant(int32_t acc, int32_t mult, int shift) {
 #define TE_INLINE static inline
 #endif
 
+/* every layer kernel is its own function (GCC would otherwise inline each
+ * once-called kernel into the model's run function, whose register allocation
+ * over all layers at once spills the kernels' inner loops) */
+#if defined(__GNUC__)
+#define TE_KERNEL static __attribute__((noinline))
+#else
+#define TE_KERNEL static
+#endif
+
 /* loop unrolling hints (GCC); the generator makes every trip count a literal */
 #if defined(__GNUC__) && !defined(__clang__)
 #define TE_UNROLL_ALL _Pragma("GCC unroll 64")
