@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BENCH_PS_EPOCHS, FASHION_PS_EPOCHS, RECIPE, append_csv, data_spec, log, tinynas_search, train_and_score  # noqa: E402
+from common import BENCH_PS_EPOCHS, FASHION_PS_EPOCHS, RECIPE, append_csv, data_spec, log, stack_reserve_kb, tinynas_search, train_and_score  # noqa: E402
 
 HEADER = "| search space | space | space fit (stage-1 samples) | feasible trials | supernet val acc | MMACs | peak SRAM (KB) | seed | float acc | float errors | int8 acc | int8 errors |"
 
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--ps-batch-size", type=int, default=None, help="supernet batch size (default: the evaluator's)")
     ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     ap.add_argument("--lr", type=float, default=RECIPE["lr"])
+    ap.add_argument("--stack-reserve-kb", type=float, default=None, help="SRAM kept for the stack (default: TinyEngine's fits check, 1 KB); every space fits its arena in budget minus this")
     ap.add_argument("--search-only", action="store_true", help="run (and cache) the searches, train nothing")
     ap.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds of the final models")
@@ -62,7 +63,8 @@ def main() -> None:
     recipe = dict(RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     data = data_spec(args.data, args.train_images, args.val_images, args.test_images)
     ps = FASHION_PS_EPOCHS if args.data != "digits" else BENCH_PS_EPOCHS
-    search_kw = dict(cache_dir=args.cache or None, data=data, ps_epochs=ps, ps_batch_size=args.ps_batch_size)
+    reserve = stack_reserve_kb() if args.stack_reserve_kb is None else args.stack_reserve_kb
+    search_kw = dict(cache_dir=args.cache or None, data=data, ps_epochs=ps, ps_batch_size=args.ps_batch_size, reserve_kb=reserve)
     t0 = time.perf_counter()
     largest = (max(args.widths), max(args.resolutions))
     arms = [("optimised (stage 1)", None), ("largest space", largest)]
@@ -71,7 +73,7 @@ def main() -> None:
 
         from hwaml_tinynas.space_optimization import optimize_search_space
 
-        so = optimize_search_space("mcunet_digits", args.widths, args.resolutions, args.budget, args.flash, args.samples, seed=args.search_seed, patch=False, min_fit_fraction=0.1, progress=False)
+        so = optimize_search_space("mcunet_digits", args.widths, args.resolutions, args.budget - reserve, args.flash, args.samples, seed=args.search_seed, patch=False, min_fit_fraction=0.1, progress=False)
         pool = sorted((x.width, x.resolution) for x in so.spaces if x.n_fit and x.fit_fraction >= 0.1 and (x.width, x.resolution) not in ((so.width, so.resolution), largest))
         if not pool:
             raise SystemExit(f"{args.budget:g} KB: no qualifying space other than the chosen w{so.width:g}-r{so.resolution} and the largest")
@@ -84,7 +86,7 @@ def main() -> None:
         print("| peak-SRAM budget | stage-1 choice | its fit | its mean MMACs | largest space | largest fit | largest mean MMACs |\n|---|---|---|---|---|---|---|", flush=True)
         for b in args.probe_budgets:
             try:
-                so = optimize_search_space("mcunet_digits", args.widths, args.resolutions, b, args.flash, args.samples, seed=args.search_seed, patch=False, min_fit_fraction=0.1, progress=False)
+                so = optimize_search_space("mcunet_digits", args.widths, args.resolutions, b - reserve, args.flash, args.samples, seed=args.search_seed, patch=False, min_fit_fraction=0.1, progress=False)
             except ValueError as exc:
                 print(f"| {b:g} KB | none ({exc}) | | | | | |", flush=True)
                 continue
@@ -103,7 +105,7 @@ def main() -> None:
             # none of stage 1's samples of this space fits: sample more before calling it empty
             from hwaml_tinynas.space_optimization import _evaluate_space
 
-            st = _evaluate_space(dict(base="mcunet_digits", width=force[0], resolution=force[1], n=args.largest_samples, seed=args.search_seed + 1, sram_kb=args.budget, flash_kb=args.flash, patch=False, max_overhead=0.3, threads=1))
+            st = _evaluate_space(dict(base="mcunet_digits", width=force[0], resolution=force[1], n=args.largest_samples, seed=args.search_seed + 1, sram_kb=args.budget - reserve, flash_kb=args.flash, patch=False, max_overhead=0.3, threads=1))
             log(f"{label}: stage 1 found no fitting model ({exc}); {st.n_fit}/{st.n_sampled} of more samples fit (min peak {min(st.peak_sram_kb):.2f} KB)")
             if st.n_fit:
                 found[label] = tinynas_search(args.budget, args.flash, args.widths, args.resolutions, args.trials, args.largest_samples, args.search_seed, force_space=force, **search_kw)
