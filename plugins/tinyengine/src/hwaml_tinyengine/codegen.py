@@ -15,7 +15,7 @@ Python writes only what depends on the model. A generated project holds
     template: ``model.c`` defines the template's ``TE_*`` macros (every shape,
     stride, padding, zero point and clamp a literal, so the compiler unrolls and
     folds) and includes it. Tensors live at the planner's arena offsets;
-    in-place depthwise layers overwrite their input through a one-channel buffer.
+    in-place depthwise layers overwrite their input row by row (te_dwconv.h).
 ``te_runtime.h``, ``te_<op>.h``
     the fixed-point helpers (gemmlowp semantics) and the kernel templates the
     model uses (conv, pwconv, dwconv, linear, add, mul, avgpool, gap, relu, concat).

@@ -41,8 +41,8 @@ def _pad4(n: int) -> int:
 
 def code_features(g: nx.DiGraph) -> Dict[str, float]:
     """What the generated code's size depends on: layers per op, and the
-    unrolled loops (depthwise K*K taps twice: interior and border; dense
-    convolution K*K*C_in column entries)."""
+    unrolled loops (depthwise K*K taps; dense convolution K*K*C_in column
+    entries)."""
     f: Dict[str, float] = {"model": 1.0}
     for n in g.graph["order"]:
         d = g.nodes[n]

@@ -2,7 +2,7 @@
 
 Each layer call of the generated firmware is described by the work its kernel
 really does (features below, computed from the memory plan: patch regions,
-padding borders, pixel pairs, SIMD steps and tails, requantised outputs, calls),
+padding rows and columns, pixel pairs, SIMD steps and tails, requantised outputs, calls),
 and its instructions are a non-negative linear function of them, one set of
 coefficients per op type and core. The coefficients are fitted by
 ``benchmarks/tinyengine/calibrate_latency.py`` to per-layer counts of the

@@ -9,12 +9,14 @@ patch by patch. This module does both:
    lives from the step that produces it to the last step that reads it; the
    network input lives from step 0 and the output to the end.
 2. **In-place depthwise convolution.** A depthwise layer whose input has no
-   other reader writes its output over its input, channel by channel, through a
-   one-channel temporary buffer (the only extra memory). Input and output then
-   share one buffer.
+   other reader writes its output over its input, channel by channel (each
+   output row once the input rows it lands on are in the kernel's row ring, so
+   no temporary). Input and output then share one buffer.
 3. **Kernel buffers.** A k x k convolution (k > 1) uses an int16 im2col buffer of
-   ``k*k*C_in`` entries; an in-place depthwise layer its one-channel temporary.
-   Both live only during their layer and are placed in the arena too.
+   ``k*k*C_in`` entries; a pointwise layer an int16 column of two pixels
+   (``4*C_in`` bytes, the DSP kernel); a depthwise layer a ring of K+1 padded
+   int16 input rows (:func:`dw_scratch_layout`). They live only during their
+   layer and are placed in the arena too.
 4. **Arena placement.** Buffers are placed by greedy first-fit in decreasing
    size (the offline planner of TFLite Micro), and also in order of first use;
    the smaller arena wins. Offsets are 4-byte aligned.
