@@ -88,7 +88,9 @@ def goal_lines(rows: list) -> list:
         bm = max(base, key=lambda m: base[m][0])
         gap = 100 * (t[0] - base[bm][0])
         gap8 = 100 * (t[1] - max(v[1] for v in base.values()))
-        out.append(f"{b:g} KB: TinyNAS {100 * t[0]:.2f} % vs best baseline {bm} {100 * base[bm][0]:.2f} % (mean float test acc, {t[2]} seeds): {gap:+.2f} points (int8 {gap8:+.2f}) -> {'goal met' if gap >= 1.0 else 'goal NOT met'} (>= 1 point)")
+        n_low = sum(float(r["float_acc"]) < COLLAPSED for (bb, _m, _lr), rs in _groups(rows).items() if bb == b for r in rs)
+        verdict = "goal NOT met" if gap < 1.0 else ("margin >= 1 point, but not a valid comparison: " + f"{n_low} run(s) below {COLLAPSED:.0%}" if n_low else "goal met")
+        out.append(f"{b:g} KB: TinyNAS {100 * t[0]:.2f} % vs best baseline {bm} {100 * base[bm][0]:.2f} % (mean float test acc, {t[2]} seeds): {gap:+.2f} points (int8 {gap8:+.2f}) -> {verdict} (goal: >= 1 point, no run below {COLLAPSED:.0%})")
     low = [r for r in rows if float(r["float_acc"]) < COLLAPSED]
     out.append(f"runs below {COLLAPSED:.0%} test accuracy (collapsed recipe): {len(low)} of {len(rows)}" + "".join(f"\n  {r['budget_kb']} KB {r['model']} lr {r.get('lr')} seed {r['seed']}: {float(r['float_acc']):.4f}" for r in low))
     return out
