@@ -1,7 +1,7 @@
 """Instructions per MAC of the generated firmware on Cortex-M4 in QEMU, whole
 network and per op type, on MobileNetV2-0.35 at 96x96x3 and the MCUNet-like net.
 
-    python benchmarks/tinyengine/bench_firmware.py [--profile stm32f412] [--vectors 2]
+    python benchmarks/tinyengine/bench_firmware.py [--profile stm32f412] [--vectors 2] [--no-patch]
 
 Each model is quantised (random calibration images: instruction counts do not
 depend on the weights' values), planned (patch-based inference as deploy does),
@@ -56,17 +56,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="stm32f412")
     ap.add_argument("--vectors", type=int, default=2)
+    ap.add_argument("--no-patch", action="store_true", help="layer-by-layer plan (no patch-based inference, no recomputation)")
     ap.add_argument("--flash-kb", type=float, default=4096, help="Flash of the profile (1000-class heads need more than 1 MB; QEMU has 4 MB)")
     args = ap.parse_args()
     prof = load_profile(args.profile, {"flash_kb": args.flash_kb})
-    print(f"profile {prof.device} ({prof.core}); instructions per MAC (patch recomputation included in the MACs)")
+    print(f"profile {prof.device} ({prof.core}); instructions per MAC (patch recomputation included in the MACs)" + ("; layer-by-layer plan" if args.no_patch else ""))
     for name, model in models():
         torch.manual_seed(0)
         model = calibrate_bn(model, model.input_shape)
         g = import_model(model, model.input_shape)
         x = torch.randn(max(8, args.vectors), *model.input_shape, generator=torch.Generator().manual_seed(0))
         qg = quantize_graph(g, x)
-        plan = plan_memory(qg, patch=True)
+        plan = plan_memory(qg, patch=not args.no_patch)
         res = {}
         for variant, extra in (("dsp", ""), ("portable", "-DTE_PORTABLE")):
             with tempfile.TemporaryDirectory() as d:
