@@ -47,22 +47,10 @@ LEVELS = ("disable", "basic", "extended", "all")
 
 
 def session(model_bytes, level="all", profile_dir=None):
-    import onnxruntime as ort
+    """The backend's own session settings (one thread, sequential), at a graph level."""
+    from hwaml_gan_compress.export import _session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    if profile_dir is not None:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = os.path.join(profile_dir, "ort")
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    return _session(model_bytes, 1, level, profile_prefix=None if profile_dir is None else os.path.join(profile_dir, "ort"))
 
 
 def node_count(model_bytes, level):

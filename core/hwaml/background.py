@@ -230,7 +230,7 @@ class ProcessQueue:
         self._conn, child = spawn.Pipe(duplex=True)
         self._proc = spawn.Process(
             target=_writer_main, name=f"hwaml-{self.name}", daemon=True,
-            args=(self.name, self._factory, child, os.getpid(), self._settings, self._log.name),
+            args=(self.name, self._factory, child, self._settings, self._log.name),
         )
         self._proc.start()
         child.close()  # the writer sees EOF when this process dies
@@ -331,7 +331,7 @@ class ProcessQueue:
         return done
 
 
-def _writer_main(name: str, factory: Callable[[], Any], conn: Any, parent_pid: int, settings: Dict[str, Any], logger_name: str) -> None:
+def _writer_main(name: str, factory: Callable[[], Any], conn: Any, settings: Dict[str, Any], logger_name: str) -> None:
     """The writer process: batches of pickled events from ``conn`` to a
     :class:`BackgroundQueue` on the sink's ``_handle``; the counters (and the sink's
     ``writer_result()``) back through ``conn`` when the search's side stops it."""
