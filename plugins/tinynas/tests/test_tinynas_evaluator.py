@@ -173,9 +173,13 @@ def test_stage1_reads_the_run_backend_profile_and_tighter_constraints(make_evalu
         }
     )
     budget = ev.memory_budget(make_context(tmp_path, cfg=cfg, constraints={"flash_kb": 200}))
-    assert (budget.device, budget.sram_kb, budget.flash_kb, budget.patch) == ("mcu64k", 48.0, 200.0, False)
+    # the arena gets the device's SRAM less the firmware's 1 KB stack reserve (TinyEngine's fits check)
+    assert (budget.device, budget.sram_kb, budget.flash_kb, budget.patch) == ("mcu64k", 47.0, 200.0, False)
+    # a peak_sram_kb constraint bounds the arena itself: not reduced again
+    budget = ev.memory_budget(make_context(tmp_path, cfg=cfg, constraints={"peak_sram_kb": 30}))
+    assert budget.sram_kb == 30.0
     # the evaluator's own device wins over the run's backends
-    assert make_evaluator(device="stm32h743").memory_budget(make_context(tmp_path, cfg=cfg)).sram_kb == 512.0
+    assert make_evaluator(device="stm32h743").memory_budget(make_context(tmp_path, cfg=cfg)).sram_kb == 511.0
     with pytest.raises(ValueError, match="exactly one TinyEngine device.*none"):
         ev.memory_budget(make_context(tmp_path))
     two = OmegaConf.create({"backend": {"a": _backend_node("mcu64k"), "b": _backend_node("stm32f746")}})

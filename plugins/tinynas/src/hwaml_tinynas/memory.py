@@ -8,6 +8,13 @@ TinyEngine's own :func:`hwaml_tinyengine.device.load_profile`. The backend
 is never instantiated here: components meet only through hooks and ``ctx``,
 and a config node is plain data. The run's ``peak_sram_kb`` / ``flash_kb``
 constraints then tighten the numbers.
+
+The SRAM a model's activation arena may use is the profile's SRAM minus the
+stack the firmware reserves (:data:`hwaml_tinyengine.firmware.STACK_MIN_BYTES`,
+1 KB): the backend's ``fits`` check is ``peak_sram_kb + stack <= SRAM``, so a
+stage-1 sample that fills the whole SRAM would be infeasible in stage 3. A
+``peak_sram_kb`` constraint bounds the arena itself (the metric), so it is not
+reduced.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ class MemoryBudget:
     """What a sampled model must fit in stage 1, and how TinyEngine plans it."""
 
     device: str
+    #: SRAM the activation arena may use (the device's SRAM minus the stack reserve, or a tighter constraint)
     sram_kb: float
     flash_kb: float
     patch: bool = True
@@ -66,7 +74,9 @@ def _profile_budget(name: str, node: Optional[Mapping[str, Any]], where: str) ->
         raise ValueError(f"{where}: {exc}") from exc
     patch = _get(node, "patch")
     overhead = _get(node, "max_overhead")
-    return MemoryBudget(str(profile.device), float(profile.sram_kb), float(profile.flash_kb), True if patch is None else bool(patch), 0.3 if overhead is None else float(overhead))
+    from hwaml_tinyengine.firmware import STACK_MIN_BYTES
+
+    return MemoryBudget(str(profile.device), float(profile.sram_kb) - STACK_MIN_BYTES / 1024.0, float(profile.flash_kb), True if patch is None else bool(patch), 0.3 if overhead is None else float(overhead))
 
 
 def memory_budget(device: Optional[str], cfg: Any, constraints: Optional[Mapping[str, Any]]) -> MemoryBudget:
