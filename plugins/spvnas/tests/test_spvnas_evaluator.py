@@ -119,7 +119,7 @@ def test_hwaml_run_experiment_trains_the_supernet_and_searches_under_macs(tmp_pa
         _dict_override("evaluator.supernet_training", tiny_settings["supernet_training"]),
         "evaluator.training.bn_calibration_scans=1", "evaluator.cost_scans=1", "evaluator.progress=false",
         f"evaluator.checkpoint={tmp_path / 'supernet.pt'}",
-        "budget.trials=2", "searcher.population_size=2", "searcher.tournament_size=2", "constraints.macs_m=1000",
+        "budget.trials=2", "searcher.population_size=2", "searcher.parent_ratio=0.5", "searcher.generations=1", "constraints.macs_m=1000",
         "deploy.enabled=true", f"hydra.run.dir={run}",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
