@@ -11,7 +11,7 @@ DATA = {"source": "procedural", "train_scans": 12, "val_scans": 4, "seed": 10, "
 TEST_SEED, TEST_SCANS = 20, 4
 SPACE = {"width_multiplier": 0.5, "granularity": 4}
 #: the supernet: uniform sampling, full depth for the first half of the epochs, then depth 1 or 2
-SUPERNET = {"epochs": 20, "batch_size": 1, "lr": 0.1, "warmup_epochs": 1.0, "depth_shrink_at": 0.5, "bn_calibration_scans": 2}
+SUPERNET = {"epochs": 16, "batch_size": 1, "lr": 0.1, "warmup_epochs": 1.0, "depth_shrink_at": 0.5, "bn_calibration_scans": 2}
 #: every network of the comparison (from scratch or fine-tuned from the supernet): the recipe of spvcnn_vs_minkunet.py
 TRAIN = {"epochs": 12, "batch_size": 1, "lr": 0.1, "warmup_epochs": 1.0}
 FINETUNE_LR = 0.02  # fine-tuning from the supernet's weights starts lower (no warm-up needed from a trained point)
