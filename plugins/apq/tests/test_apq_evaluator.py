@@ -141,3 +141,80 @@ def test_amc_reconstruction_refits_pruned_projections_to_the_unpruned_outputs(ma
 def test_reconstruct_images_must_be_positive(make_evaluator):
     with pytest.raises(ValueError, match="reconstruct_images"):
         make_evaluator(reconstruct=True, reconstruct_images=0)
+
+
+def _idx_folder(root: Path, n_train: int = 300, n_test: int = 40) -> Path:
+    from hwaml_ofa_nas.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    write_idx(root / "train-images-idx3-ubyte.gz", rng.integers(0, 128, size=(n_train, 12, 12), dtype=np.uint8))
+    write_idx(root / "train-labels-idx1-ubyte.gz", (np.arange(n_train) % 10).astype(np.uint8))
+    # the test files are told apart from every training image: all bright
+    write_idx(root / "t10k-images-idx3-ubyte.gz", np.full((n_test, 12, 12), 250, dtype=np.uint8))
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", (np.arange(n_test) % 10).astype(np.uint8))
+    return root
+
+
+def test_held_out_split_is_disjoint_stratified_and_seeded():
+    from hwaml_apq.data import held_out_split
+
+    labels = np.arange(1000) % 10
+    tr, va = held_out_split(labels, 200, None, seed=3)
+    assert len(va) == 200 and len(tr) == 800 and not set(tr) & set(va)
+    assert np.bincount(labels[va]).tolist() == [20] * 10
+    tr2, va2 = held_out_split(labels, 200, 100, seed=3)
+    assert va2.tolist() == va.tolist() and len(tr2) == 100 and set(tr2) <= set(tr)
+    assert held_out_split(labels, 200, None, seed=4)[1].tolist() != va.tolist()
+    with pytest.raises(ValueError, match="val_images"):
+        held_out_split(labels, 1000, None, seed=0)
+
+
+def test_idx_sets_validate_on_held_out_training_images_and_test_only_in_the_report(tmp_path):
+    import torch
+    from hwaml import Trial
+    from hwaml_ofa_nas.progressive_shrinking import save_supernet
+    from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config
+
+    from hwaml_apq.evaluator import APQEvaluator
+
+    root = _idx_folder(tmp_path / "idx")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny1.pt"
+    arch = supernet_config("test_tiny", {"in_channels": 1})
+    save_supernet(OFAMobileNetV3(arch), ckpt)
+    ev = APQEvaluator(
+        arch="test_tiny", arch_overrides={"in_channels": 1}, data={"dataset": "idx", "root": str(root), "val_images": 60, "train_limit": 100, "test_limit": 30},
+        qat={"epochs": 1, "max_steps_per_epoch": 1, "batch_size": 16, "calibration_images": 16, "kl_bins": 64},
+        checkpoint=str(ckpt), train_if_missing=False, calibration_size=16, progress=False, name="apq_idx",
+    )
+    d = ev.data()
+    assert len(d.train) == 100 and len(d.val) == 60
+    test = ev.test_split()
+    assert len(test) == 30
+    # validation images are training images (dark), never the test files (bright)
+    assert float(d.val.tensors[0].max()) < float(test.tensors[0].min())
+    ctx = make_context(tmp_path / "run", evaluator=ev)
+    cand = Candidate(extreme_config(ctx.space, "min", bits=8), number=0)
+    res = ev.evaluate(cand, ctx)
+    assert res.info["val_images"] == 60
+    trial = Trial(0, cand, "complete", dict(res.metrics), info={"artifacts": dict(res.artifacts)})
+    acc_test = ev.test_accuracy(trial, ctx)
+    assert 0.0 <= acc_test <= 1.0
+    out = ev.deploy(trial, ctx)
+    assert out.metrics["test_accuracy"] == pytest.approx(acc_test, abs=1e-9)
+    report = json.loads(Path(out.artifacts["bits"]).read_text())
+    assert report["accuracy_split"] == "test" and report["images"] == 30
+    # the cache file is named after the held-out split (a supernet never trained on its validation images)
+    other = APQEvaluator(arch="test_tiny", arch_overrides={"in_channels": 1}, data={"dataset": "idx", "root": str(root), "val_images": 70, "train_limit": 100}, progress=False)
+    same = APQEvaluator(arch="test_tiny", arch_overrides={"in_channels": 1}, data={"dataset": "idx", "root": str(root), "val_images": 60, "train_limit": 100}, progress=False)
+    assert other.checkpoint != same.checkpoint
+
+
+def test_fashion_validation_split_is_large_enough_and_val_limit_is_for_digits(make_evaluator):
+    with pytest.raises(ValueError, match="at least 5000"):
+        make_evaluator(arch_overrides={"in_channels": 1}, data={"dataset": "fashion_mnist", "val_images": 2000})
+    with pytest.raises(ValueError, match="val_limit is for digits"):
+        make_evaluator(data={"dataset": "idx", "root": "/nonexistent", "val_limit": 100})
+    ev = make_evaluator()
+    assert ev.test_split() is None  # digits: no test split

@@ -42,7 +42,7 @@ from hwaml_ofa_nas.evaluator import TrainingConfig, default_checkpoint_path, loa
 from hwaml_ofa_nas.progressive_shrinking import calibration_images, evaluate_accuracy, recalibrate_batchnorm
 from hwaml_ofa_nas.supernet import OFAMobileNetV3, supernet_config
 
-from .data import DATASETS, load_data
+from .data import DATASETS, MIN_FASHION_VAL_IMAGES, idx_root, load_data, load_idx_test
 from .network import bit_report, build_untrained, extract_subnet, quantize_subnet, reconstruct_projections
 from .quantize import calibrate, finetune
 from .space import JointSpaceConfig, joint_space, widest_config
@@ -88,20 +88,34 @@ class DataConfig:
 
     :param dataset: ``fashion_mnist`` (default; Debian's IDX files), ``idx`` (any MNIST-like folder) or ``digits``.
     :param root: IDX folder (default for fashion_mnist: /usr/share/datasets/fashion-mnist).
-    :param train_limit: keep a seeded random subset of the training split (CPU-sized runs).
-    :param val_limit: the same for the validation split.
+    :param val_images: IDX sets: training images held out (stratified, seeded) as the
+        validation split every search decision is made on; at least 5,000 for
+        Fashion-MNIST (:data:`hwaml_apq.data.MIN_FASHION_VAL_IMAGES`).
+    :param train_limit: train on a seeded random subset of the remaining training images (CPU-sized runs).
+    :param test_limit: IDX sets: the final report scores the first this many test
+        (``t10k``) images (``None``: all 10,000); the test split is never searched on.
+    :param val_limit: digits only: keep the first this many validation images.
     :param val_fraction: held-out fraction for digits (which has no split).
     """
 
     dataset: str = "fashion_mnist"
     root: Optional[str] = None
+    val_images: int = 5000
     train_limit: Optional[int] = None
+    test_limit: Optional[int] = None
     val_limit: Optional[int] = None
     val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"data.dataset: {self.dataset!r} is not one of {DATASETS}")
+        if self.dataset != "digits" and self.val_limit is not None:
+            raise ValueError(f"data.val_limit is for digits; {self.dataset} validates on data.val_images held-out training images (now {self.val_images})")
+        if self.dataset == "fashion_mnist" and self.val_images < MIN_FASHION_VAL_IMAGES:
+            raise ValueError(
+                f"data.val_images={self.val_images}: Fashion-MNIST validates on at least {MIN_FASHION_VAL_IMAGES} held-out training images "
+                f"(fewer cannot separate the searches' accuracies); use dataset=idx for a smaller IDX folder"
+            )
 
 
 class APQEvaluator:
@@ -177,13 +191,15 @@ class APQEvaluator:
             "val_fraction": d.val_fraction,
         }
         if d.dataset != "digits":
-            settings.update(train_limit=d.train_limit)
+            # the held-out validation images are not trained on: they name the cache file
+            settings.update(train_limit=d.train_limit, val_images=d.val_images, split="train_holdout")
         self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint_path(self.arch, d.dataset, settings)
         self._space = joint_space(self.arch, self.space_cfg)  # cheap: no weights
         self.resolution = int(self._space.meta["apq"]["resolution"])
         self._net: Optional[OFAMobileNetV3] = None
         self._data: Optional[DataSplits] = None
         self._calib: Optional[torch.Tensor] = None
+        self._test: Any = None
         self._lock = threading.RLock()
 
     # -- lazily built state ---------------------------------------------------
@@ -191,11 +207,33 @@ class APQEvaluator:
         with self._lock:
             if self._data is None:
                 d = self.data_cfg
-                data = load_data(d.dataset, d.root, max(self.arch.resolutions), self.arch.in_channels, d.val_fraction, d.train_limit, d.val_limit, self.seed)
+                data = load_data(d.dataset, d.root, max(self.arch.resolutions), self.arch.in_channels, d.val_fraction, d.train_limit, d.val_limit, self.seed, d.val_images)
                 if data.n_classes != self.arch.n_classes:
                     raise ValueError(f"dataset {d.dataset!r} has {data.n_classes} classes but the supernet has n_classes={self.arch.n_classes}; set arch_overrides.n_classes")
                 self._data = data
             return self._data
+
+    def test_split(self) -> Any:
+        """The test split (IDX sets' ``t10k`` files, the first ``data.test_limit``), for
+        the final report only (:meth:`test_accuracy`, deploy); ``None`` for digits,
+        which has none."""
+        with self._lock:
+            d = self.data_cfg
+            root = idx_root(d.dataset, d.root)
+            if root is None:
+                return None
+            if self._test is None:
+                self._test = load_idx_test(root, max(self.arch.resolutions), self.arch.in_channels, d.test_limit)
+            return self._test
+
+    def test_accuracy(self, trial: Trial, ctx: RunContext) -> float:
+        """Final report: the finished ``trial``'s network (its fine-tuned weights)
+        scored on the test split; raises for digits (no test split)."""
+        test = self.test_split()
+        if test is None:
+            raise ValueError(f"{self.name}: dataset {self.data_cfg.dataset!r} has no test split (digits holds out only a validation split)")
+        model = self.build_model(trial.candidate, trial, ctx)
+        return evaluate_accuracy(model.module, test, self.resolution, self.eval_batch_size)
 
     def supernet(self) -> OFAMobileNetV3:
         """The trained supernet: loaded from :attr:`checkpoint` or trained (and cached) when missing."""
@@ -311,8 +349,9 @@ class APQEvaluator:
             net = self.quantized(config)
         else:
             net = self.subnet(config)
-        val = self.data().val
-        xs, ys = zip(*(val[i] for i in range(len(val))))
+        split = self.test_split()
+        split = self.data().val if split is None else split  # digits: no test split
+        xs, ys = zip(*(split[i] for i in range(len(split))))
         test = (resize_batch(torch.stack(list(xs)), self.resolution), torch.as_tensor([int(y) for y in ys]))
         return BuiltModel(net.eval(), shape, trained=True, calibration=self.calibration(), test_data=test, source=self.name, info={**info, "trial": trial.number})
 
@@ -325,14 +364,15 @@ class APQEvaluator:
         with torch.no_grad():
             correct = sum(int((model.module(x[s : s + 256]).argmax(1) == y[s : s + 256]).sum()) for s in range(0, len(y), 256))
         acc = correct / max(1, len(y))
+        split = "validation" if self.test_split() is None else "test"
         out = Path(ctx.run_dir) / "deploy"
         out.mkdir(parents=True, exist_ok=True)
         stem = out / f"apq_trial{trial.number}"
-        report = {"trial": trial.number, "accuracy": acc, "mode": self.mode, "resolution": self.resolution, "blocks": bit_report(self.arch, trial.config, self.resolution), "config": trial.config}
+        report = {"trial": trial.number, "accuracy": acc, "accuracy_split": split, "images": len(y), "mode": self.mode, "resolution": self.resolution, "blocks": bit_report(self.arch, trial.config, self.resolution), "config": trial.config}
         Path(f"{stem}.bits.json").write_text(json.dumps(report, indent=2))
         torch.save({k: v.detach().clone() for k, v in model.module.state_dict().items()}, f"{stem}.pt")
         files = {"bits": f"{stem}.bits.json", "weights": f"{stem}.pt"}
-        metrics = {"accuracy": acc}
+        metrics = {"accuracy": acc, f"{split}_accuracy": acc}
         try:
             torch.onnx.export(model.module, torch.zeros(1, *model.input_shape), f"{stem}.onnx", dynamo=False, opset_version=17)
             files["onnx"] = f"{stem}.onnx"
