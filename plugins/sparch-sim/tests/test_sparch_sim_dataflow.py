@@ -410,3 +410,33 @@ def test_windowed_belady_matches_a_reference_model():
         for cap, window in ((3, 5), (4, 20), (6, 1), (2, 200)):
             got = int(simulate_buffer(trace, cap, "belady", lookahead=window).sum())
             assert got == _reference_lookahead(trace.tolist(), cap, window)
+
+
+def _reference_lookahead_fast(trace, capacity, window):
+    """The same reference model with next uses precomputed (long traces)."""
+    n = len(trace)
+    nxt, seen = [n] * n, {}
+    for i in range(n - 1, -1, -1):
+        nxt[i] = seen.get(trace[i], n)
+        seen[trace[i]] = i
+    cache, last_use, misses = {}, {}, 0
+    for i, x in enumerate(trace):
+        if x not in cache:
+            misses += 1
+            if len(cache) >= capacity:
+                blind = [v for v in cache if cache[v] - i > window]
+                victim = min(blind, key=lambda v: last_use[v]) if blind else max(cache, key=lambda v: cache[v])
+                del cache[victim]
+        cache[x] = nxt[i]
+        last_use[x] = i
+    return misses
+
+
+def test_windowed_belady_on_traces_long_enough_to_compact_its_heaps():
+    # the heaps drop their stale entries once they outgrow 4 * capacity + 1024; these traces
+    # push several times that, so the compaction runs many times in each
+    rng = np.random.default_rng(11)
+    for n_lines, cap, window in ((40, 3, 6), (300, 16, 50), (25, 5, 0), (2000, 8, 3000)):
+        trace = (rng.zipf(1.6, size=6000) % n_lines).astype(np.int64)
+        got = int(simulate_buffer(trace, cap, "belady", lookahead=window).sum())
+        assert got == _reference_lookahead_fast(trace.tolist(), cap, window if window > 0 else len(trace) + 1)

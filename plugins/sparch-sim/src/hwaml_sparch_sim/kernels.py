@@ -17,10 +17,12 @@ contiguous range ``[lo, hi]`` of that order. Process the products of one output
 row in increasing leaf order and remember, per output column, the leaf position
 where it was last seen (``prev``). A product is a new coordinate for exactly
 those mergers above its leaf whose range starts after ``prev``; since ``lo``
-only decreases on the way to the root, the walk up stops at the first merger
-that already holds the coordinate. Work is the number of (product, merger)
-pairs in which the product is new: at most products x tree depth, usually close
-to the products plus the output sizes. Memory is O(columns + mergers).
+only decreases on the way to the root, they form a chain from the leaf's merger
+up. The chain is recorded as two path deltas (+1 at its bottom, -1 above its
+top) and every merger's count is the sum of the deltas in its subtree, so a
+product costs one column-state lookup and one or two counter updates; only a
+column already seen in the row walks up (without writing) to find the chain's
+top. Memory is O(columns + mergers).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ __all__ = [
     "count_merge_tree",
     "count_rows_into",
     "count_state",
+    "subtree_sums",
+    "merger_order",
+    "root_links",
     "subtree_nnz",
     "belady_misses",
     "lru_misses",
@@ -41,11 +46,18 @@ __all__ = [
 
 
 @njit(cache=True, nogil=True)
-def count_rows_into(first, stop, state, cnt, rows, row_seen, stamp, last, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root):
-    """:func:`count_merge_tree` over rows ``first .. stop - 1``, accumulating into the counters
-    (``cnt``, ``rows``) and the column state (``row_seen``, ``stamp``, ``last``) of earlier calls,
-    so the sweep can be cut into blocks (a progress bar). ``state`` is a scratch buffer at least
-    as long as the longest row of A."""
+def count_rows_into(first, stop, state, delta, rows, row_seen, tag, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, leaf_root, root_up, b_indptr, b_indices, b_len, parent, lo):
+    """:func:`count_merge_tree` over rows ``first .. stop - 1``, accumulating into the path
+    deltas (``delta``), the pass roots' row counts (``rows``) and the column state (``tag``,
+    ``row_seen``) of earlier calls, so the sweep can be cut into blocks (a progress bar).
+    ``state`` is a scratch buffer at least as long as the longest row of A.
+
+    A product that is new for the mergers ``bottom .. u`` (a chain up the tree) adds 1 at
+    ``bottom`` and -1 at ``parent[u]``; a merger's count is the sum of the deltas in its
+    subtree (:func:`subtree_sums`). A product whose column is new in the row is new up to
+    the final root: one update, no walk. Non-empty rows of a pass result come from A's
+    elements alone (a row is non-empty where a leaf under the pass has a product in it).
+    """
     keys = state
     for i in range(first, stop):
         s, e = a_indptr[i], a_indptr[i + 1]
@@ -57,41 +69,103 @@ def count_rows_into(first, stop, state, cnt, rows, row_seen, stamp, last, a_indp
         order = np.argsort(keys[:ln])
         for t in range(ln):
             el = s + order[t]
-            leaf = leaf_of_elem[el]
-            pos = leaf_pos[leaf]
             k = a_indices[el]
+            if b_len[k] == 0:
+                continue
+            leaf = leaf_of_elem[el]
+            pos = np.int32(leaf_pos[leaf])
             bottom = leaf_bottom[leaf]
             lo_bottom = lo[bottom]
+            # rows of the pass results above this leaf (stop at the first already marked)
+            v = leaf_root[leaf]
+            while v >= 0 and row_seen[v] != i:
+                row_seen[v] = i
+                rows[v] += 1
+                v = root_up[v]
             for q in range(b_indptr[k], b_indptr[k + 1]):
                 j = b_indices[q]
-                if stamp[j] == i:
-                    prev = np.int64(last[j])
-                    last[j] = pos
+                if tag[j, 0] == i:
+                    prev = tag[j, 1]
+                    tag[j, 1] = pos
                     if lo_bottom <= prev:
                         continue  # already in this leaf merger's output
+                    u = bottom
+                    w = parent[u]
+                    while w >= 0 and lo[w] > prev:
+                        u = w
+                        w = parent[u]
+                    delta[bottom] += 1
+                    if w >= 0:
+                        delta[w] -= 1
                 else:
-                    prev = np.int64(-1)
-                    stamp[j] = i
-                    last[j] = pos
-                v = bottom
-                while v >= 0 and lo[v] > prev:
-                    cnt[v] += 1
-                    if is_pass_root[v] and row_seen[v] != i:
-                        row_seen[v] = i
-                        rows[v] += 1
-                    v = parent[v]
+                    tag[j, 0] = i
+                    tag[j, 1] = pos
+                    delta[bottom] += 1  # new for every merger up to the final root
+
+
+@njit(cache=True, nogil=True)
+def subtree_sums(delta, parent, order):
+    """Per merger, the sum of ``delta`` over its subtree; ``order`` lists children before parents."""
+    out = delta.copy()
+    for t in range(order.shape[0]):
+        v = order[t]
+        w = parent[v]
+        if w >= 0:
+            out[w] += out[v]
+    return out
 
 
 def count_state(n_mergers: int, n_cols: int, max_row: int):
-    """Fresh counters and column state for :func:`count_rows_into`."""
+    """Fresh path deltas, row counters and column state for :func:`count_rows_into`."""
+    tag = np.empty((n_cols, 2), dtype=np.int32)  # per output column: the row where it was last seen, and the leaf position there
+    tag[:, 0] = -1
+    tag[:, 1] = 0
     return (
         np.zeros(max(1, max_row), dtype=np.int64),
         np.zeros(n_mergers, dtype=np.int64),
         np.zeros(n_mergers, dtype=np.int64),
         np.full(n_mergers, -1, dtype=np.int64),
-        np.full(n_cols, -1, dtype=np.int32),  # per output column: the row where it was last seen
-        np.zeros(n_cols, dtype=np.int32),  # ... and the leaf position there
+        tag,
     )
+
+
+def merger_order(parent: np.ndarray) -> np.ndarray:
+    """Mergers ordered children before parents (by depth below the final root, deepest first)."""
+    n = len(parent)
+    depth = np.zeros(n, dtype=np.int64)
+    for v in _topdown(parent):
+        if parent[v] >= 0:
+            depth[v] = depth[parent[v]] + 1
+    return np.argsort(-depth, kind="stable")
+
+
+def _topdown(parent: np.ndarray) -> np.ndarray:
+    """Mergers ordered parents before children."""
+    n = len(parent)
+    children = [[] for _ in range(n)]
+    roots = []
+    for v, w in enumerate(parent.tolist()):
+        (roots if w < 0 else children[w]).append(v)
+    out = []
+    stack = list(roots)
+    while stack:
+        v = stack.pop()
+        out.append(v)
+        stack.extend(children[v])
+    return np.asarray(out, dtype=np.int64)
+
+
+def root_links(parent: np.ndarray, is_pass_root: np.ndarray, leaf_bottom: np.ndarray):
+    """Per leaf, the root merger of its pass; per pass root, the root of the pass that consumes it."""
+    n = len(parent)
+    root_of = np.full(n, -1, dtype=np.int64)
+    for v in _topdown(parent).tolist():
+        root_of[v] = v if is_pass_root[v] else root_of[parent[v]]
+    root_up = np.full(n, -1, dtype=np.int64)
+    roots = np.flatnonzero(is_pass_root)
+    has = parent[roots] >= 0
+    root_up[roots[has]] = root_of[parent[roots[has]]]
+    return root_of[leaf_bottom], root_up
 
 
 def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root, n_cols):
@@ -103,9 +177,11 @@ def count_merge_tree(a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b
     """
     n_rows = len(a_indptr) - 1
     max_row = int(np.diff(a_indptr).max()) if n_rows else 0
-    state, cnt, rows, row_seen, stamp, last = count_state(len(parent), n_cols, max_row)
-    count_rows_into(0, n_rows, state, cnt, rows, row_seen, stamp, last, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_pass_root)
-    return cnt, rows
+    state, delta, rows, row_seen, tag = count_state(len(parent), n_cols, max_row)
+    leaf_root, root_up = root_links(parent, is_pass_root, leaf_bottom)
+    b_len = np.diff(b_indptr)
+    count_rows_into(0, n_rows, state, delta, rows, row_seen, tag, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, leaf_root, root_up, b_indptr, b_indices, b_len, parent, lo)
+    return subtree_sums(delta, parent, merger_order(parent)), rows
 
 
 @njit(cache=True, nogil=True)
@@ -228,81 +304,117 @@ def _pop(hk, hv, size):
 def belady_misses(trace, n_lines, capacity, window):
     """Lookahead replacement: evict the furthest next use seen within ``window``
     accesses; lines whose next use is beyond the window cannot be ranked and go
-    first, least recently used first (``window <= 0``: the whole trace, exact MIN)."""
+    first, least recently used first (``window <= 0``: the whole trace, exact MIN).
+
+    A cached line whose next use ``j`` is beyond the window becomes rankable at step
+    ``j - window``; that step finds it by looking at ``trace[j]``, so no event list is
+    sorted or kept. Lines never used again become rankable (furthest of all) at step
+    ``n - window``.
+    """
     n = trace.shape[0]
     miss = np.zeros(n, dtype=np.bool_)
     nu_arr = next_use_of(trace, n_lines).astype(np.int32)  # indices < 2**31: int32 halves the memory
-    if window <= 0:
+    if window <= 0 or window > n:
         window = n + 1
-    nu_of = np.full(n_lines, -1, dtype=np.int64)  # next use of a cached line, -1 = not cached
-    last_use = np.zeros(n_lines, dtype=np.int64)
+    st = np.full((n_lines, 2), -1, dtype=np.int32)  # per line: next use if cached (-1: not cached), last use
     unseen = np.zeros(n_lines, dtype=np.bool_)
-    # events: a far next use enters the window at time nu - window
-    far = np.empty(n, dtype=np.int32)
-    nf = 0
-    for i in range(n):
-        if nu_arr[i] - i > window:
-            far[nf] = i
-            nf += 1
-    far = far[:nf]
-    enter = nu_arr[far] - window
-    order = np.argsort(enter, kind="mergesort")
-    ev_time = enter[order]
-    ev_acc = far[order]
-    cap_heap = n + nf + 1
-    vk = np.empty(cap_heap, dtype=np.int32)  # visible heap: key -next use
-    vv = np.empty(cap_heap, dtype=np.int32)
+    # lazy deletion leaves stale entries behind; at most `capacity` entries of each heap are
+    # live, so dropping the stale ones whenever a heap outgrows `limit` keeps both heaps small
+    # (cache-resident) at O(1) amortised cost per access
+    limit = 4 * capacity + 1024
+    vk = np.empty(limit + 2, dtype=np.int32)  # visible heap: key -next use
+    vv = np.empty(limit + 2, dtype=np.int32)
     vs = 0
-    uk = np.empty(n + 1, dtype=np.int32)  # unseen heap: key last use
-    uv = np.empty(n + 1, dtype=np.int32)
+    uk = np.empty(limit + 2, dtype=np.int32)  # unseen heap: key last use
+    uv = np.empty(limit + 2, dtype=np.int32)
     us = 0
     n_cached = 0
-    ev = 0
     for i in range(n):
-        while ev < nf and ev_time[ev] <= i:
-            a = ev_acc[ev]
-            line = trace[a]
-            if unseen[line] and nu_of[line] == nu_arr[a]:
-                unseen[line] = False
-                vs = _push(vk, vv, vs, -nu_arr[a], line)
-            ev += 1
+        j = i + window
+        if j < n:
+            x = trace[j]
+            if unseen[x] and st[x, 0] == j:  # x's next use enters the window now
+                unseen[x] = False
+                vs = _push(vk, vv, vs, -j, x)
+                if vs > limit:
+                    vs = _compact(vk, vv, vs, st, unseen, True)
+        elif j == n:  # lines never used again enter the window (as the furthest uses)
+            for t in range(us):
+                x = uv[t]
+                if unseen[x] and st[x, 0] == n and st[x, 1] == uk[t]:
+                    unseen[x] = False
+                    vs = _push(vk, vv, vs, -n, x)
+                    if vs > limit:
+                        vs = _compact(vk, vv, vs, st, unseen, True)
+            us = _compact(uk, uv, us, st, unseen, False)
         line = trace[i]
         nu = nu_arr[i]
-        if nu_of[line] < 0:
+        if st[line, 0] < 0:
             miss[i] = True
             if n_cached >= capacity:
                 victim = -1
                 while us > 0:
                     t, cand = uk[0], uv[0]
                     us = _pop(uk, uv, us)
-                    if nu_of[cand] >= 0 and unseen[cand] and last_use[cand] == t:
+                    if st[cand, 0] >= 0 and unseen[cand] and st[cand, 1] == t:
                         victim = cand
                         break
                 if victim < 0:
                     while True:
                         key, cand = vk[0], vv[0]
                         vs = _pop(vk, vv, vs)
-                        if nu_of[cand] == -key and not unseen[cand]:
+                        if st[cand, 0] == -key and not unseen[cand]:
                             victim = cand
                             break
-                nu_of[victim] = -1
+                st[victim, 0] = -1
                 unseen[victim] = False
                 n_cached -= 1
             n_cached += 1
-        nu_of[line] = nu
-        last_use[line] = i
+        st[line, 0] = nu
+        st[line, 1] = i
         if nu - i > window:
             unseen[line] = True
             us = _push(uk, uv, us, i, line)
+            if us > limit:
+                us = _compact(uk, uv, us, st, unseen, False)
         else:
             unseen[line] = False
             vs = _push(vk, vv, vs, -nu, line)
-        if vs > cap_heap - 2:  # compact stale entries (cannot normally happen)
-            vs = 0
-            for x in range(n_lines):
-                if nu_of[x] >= 0 and not unseen[x]:
-                    vs = _push(vk, vv, vs, -nu_of[x], x)
+            if vs > limit:
+                vs = _compact(vk, vv, vs, st, unseen, True)
     return miss
+
+
+@njit(cache=True, nogil=True)
+def _compact(hk, hv, size, st, unseen, visible):
+    """Drop the stale entries of a lazy-deletion heap and re-heapify the live ones in place."""
+    m = 0
+    for t in range(size):
+        key, x = hk[t], hv[t]
+        if visible:
+            live = st[x, 0] == -key and not unseen[x]
+        else:
+            live = st[x, 0] >= 0 and unseen[x] and st[x, 1] == key
+        if live:
+            hk[m] = key
+            hv[m] = x
+            m += 1
+    for start in range(m // 2 - 1, -1, -1):  # sift down (heapify)
+        i = start
+        while True:
+            l = 2 * i + 1
+            if l >= m:
+                break
+            r = l + 1
+            c = l
+            if r < m and hk[r] < hk[l]:
+                c = r
+            if hk[i] <= hk[c]:
+                break
+            hk[c], hk[i] = hk[i], hk[c]
+            hv[c], hv[i] = hv[i], hv[c]
+            i = c
+    return m
 
 
 @njit(cache=True, nogil=True)

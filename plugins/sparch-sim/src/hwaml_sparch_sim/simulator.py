@@ -294,7 +294,7 @@ def _build_schedule(ops: Operands, cfg: SparchConfig, numeric: bool) -> _Schedul
             lo[u] = lo[v]
     is_root = np.zeros(n_m, dtype=np.bool_)
     is_root[pass_root] = True
-    cnt, rows_ne = _count_with_progress(ops.name, a_indptr, a_indices, partials.leaf_of_elem.astype(np.int64), leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, B.shape[1], int(partials.sizes.sum()))
+    cnt, rows_ne = _count_with_progress(ops.name, a_indptr, a_indices, partials.leaf_of_elem.astype(np.int64), leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, B.shape[1], int(partials.sizes.sum()), order)
     m_in = np.zeros(n_m, dtype=np.int64)
     has_parent = parent >= 0
     np.add.at(m_in, parent[has_parent], cnt[has_parent])
@@ -334,17 +334,19 @@ def _build_schedule(ops: Operands, cfg: SparchConfig, numeric: bool) -> _Schedul
     )
 
 
-def _count_with_progress(name, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, n_cols, products):
+def _count_with_progress(name, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root, n_cols, products, order):
     """The counting sweep (single-threaded, like scipy's product it is compared with), cut into
     blocks of rows with about equal products behind a progress bar when it is long."""
     n_rows = len(a_indptr) - 1
     max_row = int(np.diff(a_indptr).max()) if n_rows else 0
-    state, cnt, rows, row_seen, stamp, last = kernels.count_state(len(parent), n_cols, max_row)
+    state, delta, rows, row_seen, tag = kernels.count_state(len(parent), n_cols, max_row)
+    leaf_root, root_up = kernels.root_links(parent, is_root, leaf_bottom)
+    b_len = np.diff(b_indptr)
     blocks = 1 if products < PROGRESS_PRODUCTS else 50
     if blocks == 1:
         bounds = [0, n_rows]
     else:
-        cum = np.concatenate([[0.0], np.cumsum(np.diff(b_indptr)[a_indices], dtype=np.float64)])
+        cum = np.concatenate([[0.0], np.cumsum(b_len[a_indices], dtype=np.float64)])
         per_row = cum[a_indptr]  # products before each row
         bounds = np.unique(np.searchsorted(per_row, np.linspace(0, per_row[-1], blocks + 1))).tolist()
         bounds[0], bounds[-1] = 0, n_rows
@@ -352,7 +354,8 @@ def _count_with_progress(name, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf
     from hwaml.progress import progress
 
     for r0, r1 in progress(list(zip(bounds[:-1], bounds[1:])), desc=f"{name}: counting", unit="block"):
-        kernels.count_rows_into(r0, r1, state, cnt, rows, row_seen, stamp, last, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, b_indptr, b_indices, parent, lo, is_root)
+        kernels.count_rows_into(r0, r1, state, delta, rows, row_seen, tag, a_indptr, a_indices, leaf_of_elem, leaf_pos, leaf_bottom, leaf_root, root_up, b_indptr, b_indices, b_len, parent, lo)
+    cnt = kernels.subtree_sums(delta, parent, order)
     return cnt, rows
 
 
