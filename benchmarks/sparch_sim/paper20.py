@@ -13,7 +13,8 @@ products per output non-zero):
   paper's 4x, with the bound that limited SpArch's passes (cycle share);
 * OuterSPACE's modelled throughput (GFLOPS) next to its reported 2.9 GFLOPS.
 
-Run:  python benchmarks/sparch_sim/paper20.py [--scale 0.25] [--seed 0] [--json out.json]
+Run:  python benchmarks/sparch_sim/paper20.py [--scale 0.25] [--seed 0] [--only NAME ...] [--scaled-buffer] [--json out.json]
+      python benchmarks/sparch_sim/paper20.py --merge a.json b.json ...   (one table from runs of parts)
 """
 
 from __future__ import annotations
@@ -42,29 +43,73 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
+HDR = (
+    f"{'matrix':15s} {'rows':>8s} {'nnz':>9s} {'deg':>5s} {'cv':>5s} {'bw50':>7s} {'bw90':>6s} {'p/out':>5s} | {'OS MB':>8s} {'pipe':>8s} {'+cond':>8s} {'+Huff':>8s} {'+pref':>8s} {'red':>6s} | "
+    f"{'speedup':>7s} {'SpArch bound (cycle share)':32s} {'OS GF':>6s} {'sim s':>6s}"
+)
+
+
+def _line(row) -> str:
+    st, mb = row["stats"], row["mb"]
+    bound = " ".join(f"{k[:3]}{v:.0%}" for k, v in row["bound_share"].items() if v >= 0.005)
+    return (
+        f"{row['name']:15s} {st['rows']:8d} {st['nnz']:9d} {st['mean_deg']:5.1f} {st['deg_cv']:5.2f} {st['bw50']:7.4f} {st['bw90']:6.3f} {st['prod_per_out']:5.2f} | "
+        f"{row['outerspace_mb']:8.1f} {mb['pipelined']:8.1f} {mb['+condensed']:8.1f} {mb['+Huffman']:8.1f} {mb['+prefetcher']:8.1f} {row['reduction']:5.2f}x | "
+        f"{row['speedup']:6.2f}x {bound:32s} {row['outerspace_gflops']:6.2f} {row.get('seconds', float('nan')):6.0f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=0.25, help="fraction of each matrix's published rows (same mean degree)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--merge", nargs="+", default=None, help="print one table from the JSON files of earlier runs (e.g. parts of a full-scale run)")
     ap.add_argument("--min-width", type=int, default=4, help="also time the full design with leaf mergers at least this wide")
+    ap.add_argument(
+        "--scaled-buffer",
+        action="store_true",
+        help="diagnostic: shrink the row buffer and the lookahead FIFO with the stand-ins (buffer_lines and lookahead x scale), "
+        "so that a scaled-down stand-in sees the buffer-to-matrix ratio of the full-size matrix",
+    )
     args = ap.parse_args()
+    arch = {}
+    if args.scaled_buffer:
+        base_cfg = SparchConfig()
+        arch = dict(buffer_lines=max(1, round(base_cfg.buffer_lines * args.scale)), lookahead=max(1, round(base_cfg.lookahead * args.scale)))
     names = args.only or list(PAPER_MATRICES)
     t_all = time.perf_counter()
     rows = []
-    hdr = f"{'matrix':15s} {'rows':>8s} {'nnz':>9s} {'deg':>5s} {'cv':>5s} {'bw50':>7s} {'bw90':>6s} {'p/out':>5s} | {'OS MB':>8s} {'pipe':>8s} {'+cond':>8s} {'+Huff':>8s} {'+pref':>8s} {'red':>6s} | {'speedup':>7s} {'SpArch bound (cycle share)':32s} {'OS GF':>6s}"
-    print(f"stand-ins at scale {args.scale}, seed {args.seed}; SpArch defaults (1 GHz, 128 GB/s, 64-way tree, 16-wide root, 16 multipliers, 1024 x 48 buffer)")
+    hdr = HDR
+    if args.merge:
+        parts = [json.load(open(f)) for f in args.merge]
+        by_name = {r["name"]: r for part in parts for r in part["rows"]}
+        rows = [by_name[n] for n in PAPER_MATRICES if n in by_name]
+        args.scale, args.seed = parts[0]["scale"], parts[0]["seed"]
+        arch = parts[0].get("arch", {})
+        if any((p["scale"], p["seed"], p.get("arch", {})) != (args.scale, args.seed, arch) for p in parts):
+            raise SystemExit("--merge: the parts differ in scale, seed or buffer")
+        names = []
+        print(f"merged from {', '.join(args.merge)} ({len(rows)} matrices, run times summed: {sum(r.get('seconds', 0.0) for r in rows):.0f}s)")
+    c0 = SparchConfig(**arch)
+    print(
+        f"stand-ins at scale {args.scale}, seed {args.seed}; SpArch (1 GHz, 128 GB/s, 64-way tree, 16-wide root, 16 multipliers, "
+        f"{c0.buffer_lines} x {c0.line_elems} buffer, lookahead {c0.lookahead}{', scaled with the stand-ins' if arch else ''})"
+    )
     print(hdr)
     print("-" * len(hdr))
+    for row in rows:
+        print(_line(row))
     for name in names:
+        t_m = time.perf_counter()
         A = standin(name, scale=args.scale, seed=args.seed)
         ops = Operands(name, A, A)
         sim = SparchSimulator()
-        res = {label: sim.run(ops, SparchConfig(**kw)) for label, kw in STEPS}
+        res = {label: sim.run(ops, SparchConfig(**kw, **arch)) for label, kw in STEPS}
         full = res["+prefetcher"]
-        wide = sim.run(ops, SparchConfig(merger_min_width=args.min_width))  # same schedule, wider leaf mergers
-        base = simulate_outerspace(ops, SparchConfig(), nnz_c=full.nnz_c)
+        wide = sim.run(ops, SparchConfig(merger_min_width=args.min_width, **arch))  # same schedule, wider leaf mergers
+        base = simulate_outerspace(ops, SparchConfig(**arch), nnz_c=full.nnz_c)
         st = matrix_stats(A, full.nnz_c)
         share = full.stats["bound_cycle_share"]
         bound = " ".join(f"{k[:3]}{v:.0%}" for k, v in share.items() if v >= 0.005)
@@ -84,15 +129,10 @@ def main() -> None:
             "energy_saving": base.energy_uj / full.energy_uj,
             "categories_mb": {k: v / 1e6 for k, v in full.dram.items()},
             "outerspace_categories_mb": {k: v / 1e6 for k, v in base.dram.items()},
+            "seconds": time.perf_counter() - t_m,
         }
         rows.append(row)
-        mb = row["mb"]
-        print(
-            f"{name:15s} {st['rows']:8d} {st['nnz']:9d} {st['mean_deg']:5.1f} {st['deg_cv']:5.2f} {st['bw50']:7.4f} {st['bw90']:6.3f} {st['prod_per_out']:5.2f} | "
-            f"{row['outerspace_mb']:8.1f} {mb['pipelined']:8.1f} {mb['+condensed']:8.1f} {mb['+Huffman']:8.1f} {mb['+prefetcher']:8.1f} {row['reduction']:5.2f}x | "
-            f"{row['speedup']:6.2f}x {bound:32s} {row['outerspace_gflops']:6.2f}",
-            flush=True,
-        )
+        print(_line(row), flush=True)
     print("-" * len(hdr))
     f_cond = geomean([r["mb"]["pipelined"] / r["mb"]["+condensed"] for r in rows])
     f_huff = geomean([r["mb"]["+condensed"] / r["mb"]["+Huffman"] for r in rows])
@@ -115,10 +155,11 @@ def main() -> None:
     print(f"{'energy saving (geomean)':24s} {es:10.2f}x")
     ratio = [r["reduction"] / r["speedup"] for r in rows]
     print(f"DRAM reduction / speedup: min {min(ratio):.2f}, max {max(ratio):.2f} (1.00 everywhere would mean both designs are pure bandwidth bounds)")
-    print(f"{len(rows)} matrices in {time.perf_counter() - t_all:.0f}s on {platform.machine()} / Python {platform.python_version()}")
+    if not args.merge:
+        print(f"{len(rows)} matrices in {time.perf_counter() - t_all:.0f}s on {platform.machine()} / Python {platform.python_version()}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"scale": args.scale, "seed": args.seed, "rows": rows}, fh, indent=1, default=float)
+            json.dump({"scale": args.scale, "seed": args.seed, "arch": arch, "rows": rows}, fh, indent=1, default=float)
 
 
 if __name__ == "__main__":

@@ -248,3 +248,19 @@ def test_counting_in_blocks_equals_one_sweep(rmat10, monkeypatch):
     monkeypatch.setattr(simulator, "PROGRESS_PRODUCTS", 0)  # 50 blocks of rows behind a progress bar
     blocks = simulate_sparch(rmat10, SparchConfig(merge_ways=8))
     assert blocks.dram == one.dram and blocks.nnz_c == one.nnz_c and blocks.cycles == one.cycles
+
+
+def test_design_points_sharing_a_buffer_reuse_its_simulation(rmat10, monkeypatch):
+    import hwaml_sparch_sim.simulator as simmod
+
+    calls = []
+    real = simmod.simulate_buffer
+    monkeypatch.setattr(simmod, "simulate_buffer", lambda *a, **k: calls.append(a[1:]) or real(*a, **k))
+    sim = SparchSimulator()
+    narrow = sim.run(rmat10, SparchConfig())
+    wide = sim.run(rmat10, SparchConfig(merger_min_width=4, bandwidth_gbps=256))
+    assert len(calls) == 1  # same trace, buffer and policy: simulated once
+    smaller = sim.run(rmat10, SparchConfig(buffer_lines=64))
+    assert len(calls) == 2 and smaller.dram["b_read"] > narrow.dram["b_read"]
+    fresh = simulate_sparch(rmat10, SparchConfig(merger_min_width=4, bandwidth_gbps=256))
+    assert wide.dram == fresh.dram and wide.cycles == fresh.cycles

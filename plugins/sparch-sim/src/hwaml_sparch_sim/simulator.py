@@ -133,6 +133,9 @@ class _Schedule:
     nnz_c: int
     product: Optional[sp.csr_matrix]
     seconds: float
+    # buffer simulations of this schedule's trace, by (line_elems, buffer_lines, policy, lookahead):
+    # design points that differ only in widths, bandwidth, latency or energies reuse them
+    buffer_runs: Dict[Tuple[Any, ...], Tuple[Any, ...]] = field(default_factory=dict)
 
 
 class SparchSimulator:
@@ -437,9 +440,16 @@ def _b_traffic(ops: Operands, cfg: SparchConfig, sched: _Schedule) -> Dict[str, 
         # demand fetch: every access waits for DRAM unless requests overlap; modelled per pass below
         out["demand_rows"] = np.bincount(sched.trace_pass, minlength=n)
         return out
-    layout = line_layout(b_len, cfg.line_elems)
-    lines, owner = kernels.expand_lines(rows, layout.first, layout.count)
-    miss = simulate_buffer(lines, cfg.buffer_lines, policy, cfg.lookahead)
+    key = (cfg.line_elems, cfg.buffer_lines, policy, cfg.lookahead if policy == "belady" else 0)
+    hit = sched.buffer_runs.get(key)
+    if hit is None:
+        layout = line_layout(b_len, cfg.line_elems)
+        lines, owner = kernels.expand_lines(rows, layout.first, layout.count)
+        miss = simulate_buffer(lines, cfg.buffer_lines, policy, cfg.lookahead)
+        if len(sched.buffer_runs) >= 2:  # each holds a line trace: keep memory bounded
+            sched.buffer_runs.pop(next(iter(sched.buffer_runs)))
+        sched.buffer_runs[key] = hit = (layout, lines, owner, miss)
+    layout, lines, owner, miss = hit
     b_data, b_meta, buf_read, buf_write, acc = kernels.line_traffic(
         lines, owner, rows, sched.trace_pass, layout.first, layout.line_elems, miss, n, float(eb), int(burst), random_ptr
     )
