@@ -73,11 +73,15 @@ def main() -> None:
         help="diagnostic: shrink the row buffer and the lookahead FIFO with the stand-ins (buffer_lines and lookahead x scale), "
         "so that a scaled-down stand-in sees the buffer-to-matrix ratio of the full-size matrix",
     )
+    ap.add_argument("--arch", nargs="*", default=[], metavar="KEY=VALUE", help="SparchConfig overrides for every step, e.g. lookahead=0 buffer_lines=4096")
     args = ap.parse_args()
     arch = {}
+    for item in args.arch:
+        key, _, value = item.partition("=")
+        arch[key] = json.loads(value) if value not in ("true", "false") else value == "true"
     if args.scaled_buffer:
         base_cfg = SparchConfig()
-        arch = dict(buffer_lines=max(1, round(base_cfg.buffer_lines * args.scale)), lookahead=max(1, round(base_cfg.lookahead * args.scale)))
+        arch.update(buffer_lines=max(1, round(base_cfg.buffer_lines * args.scale)), lookahead=max(1, round(base_cfg.lookahead * args.scale)))
     names = args.only or list(PAPER_MATRICES)
     t_all = time.perf_counter()
     rows = []
@@ -95,7 +99,8 @@ def main() -> None:
     c0 = SparchConfig(**arch)
     print(
         f"stand-ins at scale {args.scale}, seed {args.seed}; SpArch (1 GHz, 128 GB/s, 64-way tree, 16-wide root, 16 multipliers, "
-        f"{c0.buffer_lines} x {c0.line_elems} buffer, lookahead {c0.lookahead}{', scaled with the stand-ins' if arch else ''})"
+        f"{c0.buffer_lines} x {c0.line_elems} buffer, lookahead {c0.lookahead}{' (0: unlimited)' if c0.lookahead == 0 else ''}{', scaled with the stand-ins' if args.scaled_buffer else ''})"
+        + (f"; overrides {arch}" if arch else "")
     )
     print(hdr)
     print("-" * len(hdr))

@@ -73,11 +73,16 @@ def main() -> None:
     ap.add_argument("--large", action="store_true")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--child", nargs=2, default=None)
+    ap.add_argument("--only", nargs="*", default=None, help="run only these matrices (names as printed, e.g. rmat_s20_e10_flat cit-Patents~)")
     args = ap.parse_args()
     if args.child:
         child(args.child[0], json.loads(args.child[1]), args.check)
         return
     specs = MATRICES + (LARGE if args.large else [])
+    if args.only:
+        from hwaml_sparch_sim.matrices import spec_name
+
+        specs = [s for s in specs if spec_name(s) in args.only]
     head = f"{'matrix':<22} {'nnz(A)':>9} {'products':>11} {'nnz(C)':>11} {'gen s':>6} {'jit s':>5} | {'scipy s':>8} {'scipy MB':>9} | {'sim s':>7} {'sim MB':>7} {'bound':>6} | {'sim/scipy':>9}"
     print(head)
     print("-" * len(head))

@@ -205,8 +205,8 @@ def subtree_nnz(elems, a_row, a_indices, b_indptr, b_indices, n_cols):
 def next_use_of(trace, n_lines):
     """Index of the next access to the same line (``len(trace)`` if none)."""
     n = trace.shape[0]
-    out = np.full(n, n, dtype=np.int64)
-    seen = np.full(n_lines, n, dtype=np.int64)
+    out = np.full(n, n, dtype=np.int32)  # traces are shorter than 2**31 (int32 halves the memory)
+    seen = np.full(n_lines, n, dtype=np.int32)
     for i in range(n - 1, -1, -1):
         x = trace[i]
         out[i] = seen[x]
@@ -313,7 +313,7 @@ def belady_misses(trace, n_lines, capacity, window):
     """
     n = trace.shape[0]
     miss = np.zeros(n, dtype=np.bool_)
-    nu_arr = next_use_of(trace, n_lines).astype(np.int32)  # indices < 2**31: int32 halves the memory
+    nu_arr = next_use_of(trace, n_lines)
     if window <= 0 or window > n:
         window = n + 1
     st = np.full((n_lines, 2), -1, dtype=np.int32)  # per line: next use if cached (-1: not cached), last use
@@ -424,7 +424,7 @@ def expand_lines(rows, first, count):
     total = 0
     for t in range(n):
         total += count[rows[t]]
-    lines = np.empty(total, dtype=np.int64)
+    lines = np.empty(total, dtype=np.int32)  # line ids < nnz(B) < 2**31
     owner = np.empty(total, dtype=np.int32)
     o = 0
     for t in range(n):

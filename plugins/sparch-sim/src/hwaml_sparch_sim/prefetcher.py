@@ -71,7 +71,10 @@ def expand_to_lines(rows: np.ndarray, layout: LineLayout) -> Tuple[np.ndarray, n
 
 def _dense_ids(trace: np.ndarray) -> Tuple[np.ndarray, int]:
     """Line ids as dense 0..n-1 (the compiled loops index arrays by line id)."""
-    trace = np.ascontiguousarray(trace, dtype=np.int64)
+    trace = np.asarray(trace)
+    if trace.dtype not in (np.int32, np.int64):
+        trace = trace.astype(np.int64)
+    trace = np.ascontiguousarray(trace)
     if len(trace) == 0:
         return trace, 0
     lo, hi = int(trace.min()), int(trace.max())
@@ -111,6 +114,8 @@ def simulate_buffer(trace: np.ndarray, capacity: int, policy: str = "belady", lo
     dense, n_lines = _dense_ids(trace)
     if len(dense) == 0:
         return np.zeros(0, dtype=bool)
+    if len(dense) >= 2**31 - 1:
+        raise ValueError(f"a trace of {len(dense)} line accesses is too long for the buffer model (int32 indices, < 2**31)")
     if policy == "lru":
         return kernels.lru_misses(dense, n_lines, int(capacity))
     return kernels.belady_misses(dense, n_lines, int(capacity), int(lookahead))
