@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -43,17 +44,20 @@ def child(mode: str, spec: dict, check: bool) -> None:
         t0 = time.perf_counter()
         SparchSimulator().run(load_operands({"kind": "rmat", "scale": 6, "edge_factor": 4}), SparchConfig())
         jit = time.perf_counter() - t0
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # interpreter, libraries, kernels
     t0 = time.perf_counter()
     ops = load_operands(spec)
     gen = time.perf_counter() - t0
-    out = {"name": ops.name, "nnz": int(ops.A.nnz), "gen_s": gen, "jit_s": jit}
+    out = {"name": ops.name, "nnz": int(ops.A.nnz), "gen_s": gen, "jit_s": jit, "base_mb": base}
     t0 = time.perf_counter()
     if mode == "scipy":
+        c0 = time.process_time()
         C = ops.A @ ops.B
-        out.update(seconds=time.perf_counter() - t0, nnz_c=int(C.nnz))
+        out.update(seconds=time.perf_counter() - t0, cpu_s=time.process_time() - c0, nnz_c=int(C.nnz))
     else:
+        c0 = time.process_time()
         res = SparchSimulator(numeric=check).run(ops, SparchConfig())
-        out.update(seconds=time.perf_counter() - t0, nnz_c=int(res.nnz_c), products=int(res.multiplies), bound=res.stats["bound"])
+        out.update(seconds=time.perf_counter() - t0, cpu_s=time.process_time() - c0, nnz_c=int(res.nnz_c), products=int(res.multiplies), bound=res.stats["bound"])
         if check:
             ref = ops.A @ ops.B
             out["exact"] = bool((res.product != ref).nnz == 0)
@@ -83,27 +87,34 @@ def main() -> None:
         from hwaml_sparch_sim.matrices import spec_name
 
         specs = [s for s in specs if spec_name(s) in args.only]
-    head = f"{'matrix':<22} {'nnz(A)':>9} {'products':>11} {'nnz(C)':>11} {'gen s':>6} {'jit s':>5} | {'scipy s':>8} {'scipy MB':>9} | {'sim s':>7} {'sim MB':>7} {'bound':>6} | {'sim/scipy':>9}"
+    head = (
+        f"{'matrix':<22} {'nnz(A)':>9} {'products':>11} {'nnz(C)':>11} {'gen s':>6} {'jit s':>5} {'base MB':>7} | {'scipy s':>8} {'cpu s':>6} {'scipy MB':>9} | "
+        f"{'sim s':>7} {'cpu s':>6} {'sim MB':>7} {'bound':>6} | {'sim/scipy':>9}"
+    )
     print(head)
     print("-" * len(head))
     for spec in specs:
         sim = run_child("sim", spec, args.check)
         if sim["nnz_c"] * 12 * 2.5 > 6e9:  # scipy's C and its temporaries: leave it out on a shared 24 GB machine
             print(f"  {sim['name']}: scipy's A @ B skipped (C alone would be {sim['nnz_c'] * 12 / 1e9:.1f} GB)")
-            sc = {"seconds": float("nan"), "peak_mb": float("nan")}
+            sc = {"seconds": float("nan"), "cpu_s": float("nan"), "peak_mb": float("nan")}
         else:
             try:
                 sc = run_child("scipy", spec, False)
             except RuntimeError as exc:  # e.g. scipy's C does not fit in memory
                 print(f"  scipy failed on {sim['name']}: {str(exc)[-200:]}")
-                sc = {"seconds": float("nan"), "peak_mb": float("nan")}
+                sc = {"seconds": float("nan"), "cpu_s": float("nan"), "peak_mb": float("nan")}
         extra = f"  exact={sim['exact']}" if "exact" in sim else ""
         print(
-            f"{sim['name']:<22} {sim['nnz']:>9} {sim['products']:>11.3g} {sim['nnz_c']:>11.3g} {sim['gen_s']:>6.1f} {sim['jit_s']:>5.1f} | {sc['seconds']:>8.2f} {sc['peak_mb']:>9.0f} | "
-            f"{sim['seconds']:>7.2f} {sim['peak_mb']:>7.0f} {sim['bound']:>6} | {sim['seconds'] / sc['seconds']:>8.2f}x{extra}",
+            f"{sim['name']:<22} {sim['nnz']:>9} {sim['products']:>11.3g} {sim['nnz_c']:>11.3g} {sim['gen_s']:>6.1f} {sim['jit_s']:>5.1f} {sim['base_mb']:>7.0f} | "
+            f"{sc['seconds']:>8.2f} {sc['cpu_s']:>6.2f} {sc['peak_mb']:>9.0f} | "
+            f"{sim['seconds']:>7.2f} {sim['cpu_s']:>6.2f} {sim['peak_mb']:>7.0f} {sim['bound']:>6} | {sim['seconds'] / sc['seconds']:>8.2f}x{extra}",
             flush=True,
         )
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}; times exclude matrix generation, peaks include it")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}; "
+        "times exclude matrix generation, peaks include it; base MB: the simulator child's peak before generating the matrix"
+    )
 
 
 if __name__ == "__main__":
