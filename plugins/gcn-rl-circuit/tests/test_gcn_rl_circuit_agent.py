@@ -87,6 +87,21 @@ def test_resumed_searcher_rebuilds_the_same_agent(tmp_path):
     assert fresh.agent.updates == live.agent.updates == 21
 
 
+def test_state_is_the_static_circuit_graph_unless_sizes_are_asked_for(tmp_path):
+    """The paper's state is the circuit graph (the same every one-step episode); the best
+    design's sizes enter it only with agent.state_sizes."""
+    space = circuit_space(get_circuit("two_stage_amp"), TECHNOLOGIES["sky130"])
+    hist = _history(space, 12)
+    ctx = RunContext(cfg=None, run_dir=tmp_path, seed=0, rng=np.random.default_rng(0), objectives={"fom": "max"})
+    for sizes in (False, True):
+        s = GCNRLSearcher(agent=dict(SMALL, state_sizes=sizes), exploration=dict(warmup=20), save_agent=False)
+        s.propose(space, hist, 1, ctx)
+        stored = s.agent.buffer.s[: len(s.agent.buffer)]
+        assert (stored[:, :, -2:] != 0).any() == sizes
+        if not sizes:
+            assert (stored == space.meta["graph"].features()).all()
+
+
 def test_transfer_between_topologies_and_nodes(tmp_path):
     g2, g3 = graph("two_stage_tia", "gf180mcu"), graph("three_stage_tia", "sky130")
     a = GCNRLAgent(seed=1, **SMALL)
@@ -272,7 +287,7 @@ def test_rank_reward_norm_ignores_outliers_and_keeps_the_order():
     assert ranks.mean() == pytest.approx(0.0, abs=0.05) and ranks.std() == pytest.approx(1.0, abs=0.1)
     assert np.all(np.diff(ranks[np.argsort(rewards)]) >= 0)  # monotone in the reward
     assert np.ptp(ranks[:10]) == 0  # ties share their mid-rank, however low the reward
-    for _ in range(150):
+    for _ in range(400):
         agent.update(rng)
     ok = slice(10, None)  # the critic ranks the simulated designs by the size that drives the reward
     q = agent.q_values(g.features(), acts[ok]).mean(axis=0)

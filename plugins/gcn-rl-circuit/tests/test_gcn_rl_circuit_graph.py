@@ -48,6 +48,12 @@ def test_features_carry_type_technology_and_sizes():
     assert (x[:, :5].sum(1) == 1).all()
     assert not np.allclose(g180.features(), g45.features())  # technology features differ
     assert np.abs(x).max() <= 2.0
+    # the paper's h: each transistor its own polarity's model features, passives none
+    x0, tf = g180.features(), g180.tech_features
+    n, p, c = (g180.types.index(t) for t in ("nmos", "pmos", "capacitor"))
+    assert x0[n, 5:8] == pytest.approx([tf[0], tf[2], tf[4]]) and x0[p, 5:8] == pytest.approx([tf[1], tf[3], tf[5]])
+    assert (x0[c, 5:8] == 0).all() and x0[c, 8:10] == pytest.approx(tf[6:8])
+    assert (x0[:, -2:] == 0).all() and not (x[:, -2:] == 0).all()  # sizes only when asked for
 
 
 @pytest.mark.parametrize("name", sorted(CIRCUITS))

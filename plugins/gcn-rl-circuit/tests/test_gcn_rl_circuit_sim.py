@@ -180,6 +180,36 @@ def test_conditions_and_specs_are_configurable_per_technology():
         CircuitEvaluator("two_stage_tia", "sky130", specs={"bandwidth_hz": [">=", 1]})
 
 
+def test_compact_deck_loads_the_same_circuit_and_plots_are_read_lazily():
+    """The simulator loads each model card on one line and reads vectors on demand; results
+    are the PDK deck's, vectors read after a release are refused, an analysis times out."""
+    circuit, t = configured("two_stage_tia", "gf180mcu")
+    tb = get_bench(circuit, t)
+    si = sizes_si(circuit, nominal_config(circuit, t))
+    full, compact = tb.deck(si), tb.deck(si, compact=True)
+    assert len(compact.splitlines()) * 5 < len(full.splitlines())
+    sim, ops = tb.sim, []
+    for deck in (full, compact):
+        sim.load(deck, ("test", len(deck)))
+        op = sim.analysis("op")
+        ops.append({k: float(op[k][0]) for k in ("out", "@m1[vds]", "@m4[vdsat]", "@m3[gm]")})
+    assert ops[0] == ops[1]
+    assert "@m2[id]" in set(op) and "nonexistent" not in op
+    kept = op["out"]
+    sim.release()
+    assert op["out"] is kept  # read before the release: kept
+    with pytest.raises(SimulationError, match="released"):
+        op["@m2[vds]"]
+    sim.load("t\nV1 a 0 sin(0 1 1g)\nR1 a b 1k\nC1 b 0 1p\n.end\n", "slow")
+    sim.timeout_s = 0.3
+    try:
+        with pytest.raises(SimulationError, match="timed out"):
+            sim.analysis("tran 1p 10u")
+    finally:
+        sim.timeout_s = 10.0
+    assert sim.analysis("op")["b"][0] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_simulator_errors_and_timeout_raise_simulation_error():
     sim = SpiceSimulator(timeout_s=0.3)
     with pytest.raises(SimulationError, match="timestep too small|singular"):

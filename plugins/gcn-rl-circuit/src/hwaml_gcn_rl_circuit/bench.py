@@ -121,9 +121,10 @@ class CircuitBench:
             sig.append((e.name.lower(), self.tech.bin_for(e.kind, g.l, g.w, self.corner.process).index))
         return geo, tuple(sig)
 
-    def deck(self, sizes_si: Mapping[str, float], control: Optional[List[str]] = None) -> str:
+    def deck(self, sizes_si: Mapping[str, float], control: Optional[List[str]] = None, compact: bool = False) -> str:
         """The full netlist at ``sizes_si`` (models of the bins in use), optionally with a
-        ``.control`` block (the deployed, stand-alone deck)."""
+        ``.control`` block (the deployed, stand-alone deck); ``compact``: each model card on one
+        line (what :meth:`apply` loads)."""
         geo, sig = self.realise(sizes_si)
         used: Dict[str, set] = {"nmos": set(), "pmos": set()}
         kinds = {e.name.lower(): e.kind for e in self.mos}
@@ -146,7 +147,7 @@ class CircuitBench:
                 out.append(f".options noacct temp={_fmt(self.corner.temp)}")
                 if control is not None:
                     out += [".control", *control, ".endc"]
-            out.append(self.tech.model_cards(used, self.corner.process) if line.strip() == marker else line)
+            out.append(self.tech.model_cards(used, self.corner.process, compact) if line.strip() == marker else line)
         return "\n".join(out) + "\n"
 
     def apply(self, sizes_si: Mapping[str, float]) -> None:
@@ -155,6 +156,7 @@ class CircuitBench:
         geo, sig = self.realise(sizes_si)
         self.geometry = geo
         self.log, self.info = [], {}
+        self.sim.release()  # the previous trial's plots
         key = (self.circuit.name, id(self.circuit.template()), self.tech.name, self.corner.process,
                tuple(sorted(self.circuit.conditions.items())), sig)
         values: Dict[Tuple[str, str], float] = {}
@@ -164,7 +166,7 @@ class CircuitBench:
         for e in self.sized_passives:
             values[(e.name.lower(), VALUE_PARAM.get(e.kind, "dc"))] = float(sizes_si[e.params[0]])
         if self.sim.loaded_key != key:
-            self.sim.load(self.deck(sizes_si), key)
+            self.sim.load(self.deck(sizes_si, compact=True), key)
             self.loads += 1
             self._values = dict(values)
         else:

@@ -195,7 +195,7 @@ class ReplayBuffer:
 
 
 HPARAM_KEYS = ("hidden", "gcn_layers", "critics")
-FORMAT = "hwaml-gcn-rl-agent/2"
+FORMAT = "hwaml-gcn-rl-agent/3"  # /3: per-device technology features (13 per vertex)
 REWARD_NORMS = ("none", "standard", "rank")
 
 

@@ -11,9 +11,14 @@ carry no topology. Fixed components have their action slots masked.
 
 Each vertex has a feature vector
 
-    [one-hot component type | technology features | index k/N | current sizes]
+    [one-hot component type t | its device's technology features h | Vdd, Lmin | index k/N | sizes]
 
-(the paper's ``(k, t, h)`` plus the sizes the agent is refining) and an action
+-- the paper's ``(k, t, h)``: a transistor's ``h`` are its own polarity's features measured with
+the real models (threshold, gm/Id, intrinsic gain: an nMOS vertex carries the nMOS figures, a
+pMOS vertex the pMOS ones), a passive's or bias source's are zero; the node's supply and minimum
+length are on every vertex. The state is static, as in the paper (a one-step episode sees the
+same state every time); the last slots hold the best design's sizes only when the searcher asks
+for them (``agent.state_sizes``, not in the paper) and are zero otherwise. Each vertex has an action
 of :data:`ACTION_DIM` numbers in ``[-1, 1]``: ``(W, L)`` for a transistor, the
 value for a passive or a current source (the second slot masked). Actions map
 linearly onto each parameter's (log-)range. Matched devices (a differential
@@ -36,7 +41,13 @@ from .technology import N_TECH_FEATURES, Technology
 #: the vertex types every circuit draws from (fixed, so agents transfer between topologies)
 COMPONENT_TYPES = ("nmos", "pmos", "resistor", "capacitor", "current_source")
 ACTION_DIM = 2
-FEATURE_DIM = len(COMPONENT_TYPES) + N_TECH_FEATURES + 1 + ACTION_DIM
+#: per-vertex technology slots: the device's (Vth, gm/Id, log gain) and the node's (Vdd, Lmin)
+VERTEX_TECH = 5
+FEATURE_DIM = len(COMPONENT_TYPES) + VERTEX_TECH + 1 + ACTION_DIM
+# which of Technology.features() (vth n/p, gm/Id n/p, log gain n/p, Vdd, Lmin) a vertex type gets
+_DEVICE_FEATURES = {"nmos": (0, 2, 4), "pmos": (1, 3, 5)}
+_NODE_FEATURES = (6, 7)
+assert N_TECH_FEATURES == 8
 
 
 @dataclass(frozen=True)
@@ -176,16 +187,20 @@ class CircuitGraph:
         return m
 
     def features(self, config: Mapping[str, float] | None = None) -> np.ndarray:
-        """Vertex features; ``config`` gives the current sizes (zeros if None)."""
+        """Vertex features ``(t, h, k)``; ``config`` fills the size slots (zeros if None)."""
         x = np.zeros((self.n, FEATURE_DIM), dtype=np.float32)
         off = len(COMPONENT_TYPES)
+        tf = self.tech_features
         for i, (t, ps) in enumerate(zip(self.types, self.vertex_params)):
             x[i, COMPONENT_TYPES.index(t)] = 1.0
-            x[i, off : off + N_TECH_FEATURES] = self.tech_features
-            x[i, off + N_TECH_FEATURES] = i / max(1, self.n - 1)
+            for j, f in enumerate(_DEVICE_FEATURES.get(t, ())):
+                x[i, off + j] = tf[f]
+            for j, f in enumerate(_NODE_FEATURES):
+                x[i, off + 3 + j] = tf[f]
+            x[i, off + VERTEX_TECH] = i / max(1, self.n - 1)
             if config is not None:
                 for j, p in enumerate(ps):
-                    x[i, off + N_TECH_FEATURES + 1 + j] = 2.0 * self.ranges[p].to_unit(float(config[p])) - 1.0
+                    x[i, off + VERTEX_TECH + 1 + j] = 2.0 * self.ranges[p].to_unit(float(config[p])) - 1.0
         return x
 
     # -- actions <-> sizing --------------------------------------------------

@@ -2,8 +2,9 @@
 
 Each proposal is one DDPG step on the circuit graph (``space.meta["graph"]``):
 
-* state: vertex features (component type, technology, index) with the sizes of
-  the best design found so far -- the design the agent refines;
+* state: vertex features (component type, the device's technology features,
+  index) -- the static circuit graph, as in the paper (``agent.state_sizes``
+  adds the best design's sizes);
 * action: one vector in ``[-1, 1]`` per vertex (warm-up: uniform random; then
   the actor's output plus truncated-normal exploration noise whose sigma decays
   exponentially), mapped onto every sizing parameter's range;
@@ -69,6 +70,8 @@ class AgentConfig:
     :param reward_norm: Rescale rewards for the critic over the replay buffer: ``none`` (or false),
         ``standard`` (or true: mean and std) or ``rank`` (rank in the buffer, scaled to unit variance).
     :param updates_per_trial: DDPG updates after each observed trial (once warm-up is done).
+    :param state_sizes: Put the best design's sizes into every vertex's state (not in the paper,
+        whose state is the static circuit graph; default false).
     """
 
     hidden: int = 64
@@ -82,6 +85,7 @@ class AgentConfig:
     critics: int = 1
     reward_norm: Any = False
     updates_per_trial: int = 4
+    state_sizes: bool = False
 
     def __post_init__(self) -> None:
         if self.updates_per_trial < 0:
@@ -92,7 +96,7 @@ class AgentConfig:
 
     def agent_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments of :class:`~hwaml_gcn_rl_circuit.ddpg.GCNRLAgent`."""
-        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "updates_per_trial"}
+        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("updates_per_trial", "state_sizes")}
         kw["reward_norm"] = reward_norm_mode(self.reward_norm)
         return kw
 
@@ -242,6 +246,10 @@ class GCNRLSearcher:
     # -- learning from history -----------------------------------------------------
 
     def state(self, config: Optional[Dict[str, float]] = None) -> np.ndarray:
+        """The vertex features the agent sees: the static circuit graph (the paper's state), with
+        the best design's sizes (or ``config``'s) only under ``agent.state_sizes``."""
+        if not self.agent_config.state_sizes:
+            return self._graph.features()
         return self._graph.features(config if config is not None else self._best_config)
 
     def _reward(self, trial: Trial, name: str, sign: float) -> Optional[float]:

@@ -50,6 +50,13 @@ class Bin:
     wmax: float
     text: str  # the card, model name already replaced by a ``{name}`` placeholder
 
+    @functools.cached_property
+    def compact(self) -> str:
+        """The card on one line (continuation lines joined): what ngspice's reader makes of it,
+        and ~250 fewer lines to hand over per card."""
+        head, *rest = self.text.splitlines()
+        return " ".join([head] + [l.strip()[1:].strip() for l in rest])
+
     def contains(self, l: float, w: float) -> bool:
         return self.lmin <= l < self.lmax and self.wmin <= w < self.wmax
 
@@ -136,14 +143,16 @@ class Technology:
                 return b
         raise TechnologyError(f"technology {self.name}: no {kind} bin for L={l:.4g} W={w:.4g} (finger)")
 
-    def model_cards(self, used: Mapping[str, Iterable[int]], corner: str = "tt") -> str:
-        """The ``.model nch.<i>`` / ``.model pch.<i>`` cards of the bins in ``used`` ({kind: indices})."""
+    def model_cards(self, used: Mapping[str, Iterable[int]], corner: str = "tt", compact: bool = False) -> str:
+        """The ``.model nch.<i>`` / ``.model pch.<i>`` cards of the bins in ``used`` ({kind: indices});
+        ``compact``: each card on one line (what the simulator loads; decks for people keep the
+        PDK's one parameter per line)."""
         out = [f"* {self.title} BSIM4 models, corner {corner}: {sum(len(set(v)) for v in used.values())} bins"]
         for kind, alias in (("nmos", "nch"), ("pmos", "pch")):
             want = set(used.get(kind, ()))
             for b in self.bins(kind, corner):
                 if b.index in want:
-                    out.append(b.text.replace("{name}", f"{alias}.{b.index}"))
+                    out.append((b.compact if compact else b.text).replace("{name}", f"{alias}.{b.index}"))
         return "\n".join(out)
 
     # -- geometry ------------------------------------------------------------------
