@@ -98,3 +98,51 @@ def test_backend_costs_another_plugins_network(tmp_path, tiny_checkpoint):
     cfg = ctx.space.sample(__import__("numpy").random.default_rng(0))
     rep = ctx.cost_fn(Candidate(cfg))
     assert rep.metrics["latency_ms"] > 0 and rep.metrics["energy_mj"] > 0
+
+
+def test_cost_table_gives_the_backends_costs_without_building_networks(tmp_path, synthetic_joint):
+    import numpy as np
+
+    from hwaml_apq.costmodel import CostModelMismatch, JointCostTable
+
+    ev = synthetic_joint()
+    ctx = make_context(tmp_path, evaluator=ev, backends={"bitfusion": BitFusionBackend()})
+    table = JointCostTable(ev.arch, ev.res)
+    rng = np.random.default_rng(7)
+    configs = [ev.space.sample(rng) for _ in range(4)] + [extreme_config(ev.space, "max", bits=8), extreme_config(ev.space, "min", bits=4)]
+    for cfg in configs:
+        net = quantize_subnet(build_untrained(ev.arch, cfg, ev.res), ev.arch, inplace=True)
+        assert table.layers(cfg) == network_layers(net, (3, ev.res, ev.res))
+    table.check(configs, ctx.cost_fn, ["latency_ms", "energy_mj"], rel_tol=1e-12)
+    other = JointCostTable(ev.arch, ev.res, BitFusionConfig(frequency_mhz=250))
+    with pytest.raises(CostModelMismatch, match="searcher.hardware"):
+        other.check(configs[:1], ctx.cost_fn, ["latency_ms"])
+    with pytest.raises(CostModelMismatch, match="macs_m"):
+        table.check(configs[:1], ctx.cost_fn, ["macs_m"])
+
+
+def test_evolution_with_the_table_ends_at_the_budget(tmp_path, synthetic_joint):
+    """The evolution's best sits within 5% below a latency budget that half the
+    random configurations meet, when accuracy grows with capacity."""
+    import numpy as np
+
+    from hwaml_apq.evolution import EvolutionConfig, evolve, make_feasibility
+
+    ev = synthetic_joint()
+    ctx = make_context(tmp_path, evaluator=ev, backends={"bitfusion": BitFusionBackend()})
+    rng = np.random.default_rng(0)
+    feasible = make_feasibility(ev.space, ctx, {"latency_ms": 1.0}, "table", None, "test")
+    lat = [feasible.table.cost(ev.space.sample(rng))["latency_ms"] for _ in range(50)]
+    budget = float(np.median(lat))
+    feasible = make_feasibility(ev.space, ctx, {"latency_ms": budget}, "table", None, "test")
+    cfg = EvolutionConfig(population=40, parents=10, mutations=20, crossovers=20, generations=25)
+    from hwaml_apq.space import BIT_KEYS, stage_blocks
+
+    def capacity(c):  # grows with every width, kernel and bit (the synthetic accuracy without its cap)
+        return sum(b["width"] / 8 + b["kernel"] + sum(b[k] for k in BIT_KEYS) for st in ev.space.meta["apq"]["stages"] for b in stage_blocks(c, st["name"]))
+
+    res = evolve(ev.space, lambda cs: np.array([capacity(c) for c in cs], dtype=float), rng, cfg, feasible)
+    best = feasible.table.cost(res.best)["latency_ms"] / budget
+    assert 0.95 <= best <= 1.0, best
+    with pytest.raises(Exception, match="cost_model=backend"):
+        make_feasibility(ev.space, ctx, {"macs_m": 1.0}, "table", None, "test")

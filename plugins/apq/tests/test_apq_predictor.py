@@ -59,3 +59,17 @@ def test_nan_targets_are_refused_and_files_round_trip(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(ValueError, match="not a predictor"):
         load_predictor(tmp_path / "bad.pt")
+
+
+def test_transfer_restandardised_on_the_quantized_targets_keeps_the_fp_ranking():
+    rng = np.random.default_rng(2)
+    A, Q, y_fp, y_q = _data(60, rng)
+    fp = fit_fp_predictor(A, y_fp, PredictorTraining(epochs=20, hidden=32), seed=0)
+    targets = y_q[:10] - 0.2  # quantized accuracies: lower and more spread than fp32
+    q0 = transfer(fp, Q.shape[1], targets)
+    z = (fp.predict(A) - float(fp.y_mean)) / float(fp.y_std)
+    assert np.allclose(q0.predict(A, Q), np.mean(targets) + max(np.std(targets), 1e-3) * z, atol=1e-5)
+    # the default fine-tuning recipe re-standardises; restandardise=False keeps fp32's scale
+    a = fit_quant_predictor(A[:10], Q[:10], targets, init=fp, training=PredictorTraining(epochs=0, hidden=32))
+    b = fit_quant_predictor(A[:10], Q[:10], targets, init=fp, training=PredictorTraining(epochs=0, hidden=32), restandardise=False)
+    assert np.allclose(a.predict(A, Q), q0.predict(A, Q), atol=1e-5) and np.allclose(b.predict(A, Q), fp.predict(A), atol=1e-5)

@@ -62,11 +62,20 @@ def _encoder(arch: str, overrides: Optional[str], space_cfg: Optional[str]):
 
 
 def sample_efficiency(
-    enc: Any, fp: Tuple[List[Dict[str, Any]], np.ndarray], quant: Tuple[List[Dict[str, Any]], np.ndarray], counts: Sequence[int], seeds: Sequence[int], test_size: int, epochs: int
+    enc: Any,
+    fp: Tuple[List[Dict[str, Any]], np.ndarray],
+    quant: Tuple[List[Dict[str, Any]], np.ndarray],
+    counts: Sequence[int],
+    seeds: Sequence[int],
+    test_size: int,
+    epochs: int,
+    fp_scale_transfer: bool = False,
 ) -> List[Dict[str, Any]]:
     """RMSE and pairwise ranking accuracy on held-out quantized samples of the
     transferred and the from-scratch quantization-aware predictors, per count
-    of quantized training samples and seed."""
+    of quantized training samples and seed; with ``fp_scale_transfer`` also the
+    transfer that keeps the full-precision predictor's output scale (``how``:
+    ``transfer_fp_scale``)."""
     from .predictor import PredictorTraining, fit_fp_predictor, fit_quant_predictor, pairwise_ranking_accuracy, rmse
 
     t = PredictorTraining(epochs=epochs)
@@ -84,8 +93,9 @@ def sample_efficiency(
             idx = pool[:n]
             A, Q = Xq[idx, : enc.n_arch], Xq[idx, enc.n_arch :]
             At, Qt = Xq[test, : enc.n_arch], Xq[test, enc.n_arch :]
-            for how, init in (("transfer", fp_model), ("scratch", None)):
-                m = fit_quant_predictor(A, Q, yq[idx], init=init, training=t, seed=seed)
+            kinds = [("transfer", fp_model, True), ("scratch", None, True)] + ([("transfer_fp_scale", fp_model, False)] if fp_scale_transfer else [])
+            for how, init, restd in kinds:
+                m = fit_quant_predictor(A, Q, yq[idx], init=init, training=t, seed=seed, restandardise=restd)
                 p = m.predict(At, Qt)
                 rows.append({"seed": seed, "samples": int(n), "how": how, "rmse": rmse(p, yq[test]), "rank_acc": pairwise_ranking_accuracy(p, yq[test])})
     return rows
@@ -121,13 +131,22 @@ def _cmd_predictor(args: argparse.Namespace) -> int:
 
 
 def format_efficiency(rows: List[Dict[str, Any]], n_fp: int, test_size: int) -> str:
-    lines = [f"quantization-aware predictor on {test_size} held-out quantized samples (fp32 predictor: {n_fp} samples); mean over seeds", "", "| quantized samples | RMSE transfer | RMSE scratch | ranking acc. transfer | ranking acc. scratch |", "| ---: | ---: | ---: | ---: | ---: |"]
+    hows = [h for h in ("transfer", "scratch", "transfer_fp_scale") if any(r["how"] == h for r in rows)]
+    names = {"transfer": "transfer", "scratch": "scratch", "transfer_fp_scale": "transfer, fp32 scale"}
+    head = " | ".join([f"RMSE {names[h]}" for h in hows] + [f"ranking acc. {names[h]}" for h in hows])
+    lines = [
+        f"quantization-aware predictor on {test_size} held-out quantized samples (fp32 predictor: {n_fp} samples); mean over seeds",
+        "",
+        f"| quantized samples | {head} |",
+        "| ---: |" + " ---: |" * (2 * len(hows)),
+    ]
     for n in sorted({r["samples"] for r in rows}):
         def mean(how, key):
             v = [r[key] for r in rows if r["samples"] == n and r["how"] == how]
             return float(np.nanmean(v))
 
-        lines.append(f"| {n} | {mean('transfer', 'rmse'):.4f} | {mean('scratch', 'rmse'):.4f} | {mean('transfer', 'rank_acc'):.3f} | {mean('scratch', 'rank_acc'):.3f} |")
+        cells = [f"{mean(h, 'rmse'):.4f}" for h in hows] + [f"{mean(h, 'rank_acc'):.3f}" for h in hows]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -37,7 +37,12 @@ from .space import JointEncoder
 
 log = logging.getLogger("hwaml.apq")
 
-__all__ = ["EvolutionConfig", "evolve", "APQEvolutionSearcher", "encoder_for", "feasibility", "config_key", "NoFeasibleConfig"]
+__all__ = ["EvolutionConfig", "evolve", "APQEvolutionSearcher", "encoder_for", "feasibility", "table_feasibility", "config_key", "NoFeasibleConfig", "COST_MODELS"]
+
+#: how an evolution checks its children against the constraints: ``table``, APQ's
+#: look-up table of the BitFusion model (verified against the run's backend), or
+#: ``backend``, the run's ``ctx.cost_fn`` on every child's built network
+COST_MODELS = ("table", "backend")
 
 
 class NoFeasibleConfig(RuntimeError):
@@ -102,6 +107,47 @@ def feasibility(ctx: RunContext, constraints: Optional[Mapping[str, Any]] = None
         return memo[k]
 
     return ok
+
+
+def table_feasibility(space: SearchSpace, ctx: RunContext, bounds: Mapping[str, Any], hardware: Optional[Mapping[str, Any]], who: str, n_check: int = 3):
+    """``config -> bool`` from APQ's look-up table (:class:`hwaml_apq.costmodel.JointCostTable`)
+    of the BitFusion model with ``hardware`` parameters, after checking on ``n_check``
+    random configurations that it gives the run's backend costs (``ctx.cost_fn``);
+    raises when it does not, or when a constraint is on a metric the table lacks."""
+    from hwaml.config import as_config
+    from hwaml_ofa_nas.supernet import supernet_config
+
+    from .costmodel import TABLE_METRICS, JointCostTable
+    from .hardware import BitFusionConfig
+
+    norm = normalise_constraints(bounds)
+    other = sorted(set(norm) - set(TABLE_METRICS))
+    if other:
+        raise PluginError(f"{who}: cost_model=table models {list(TABLE_METRICS)} of the BitFusion backend, not {other}; set cost_model=backend")
+    if ctx.cost_fn is None:
+        raise PluginError(f"{who}: the run has constraints {sorted(norm)} but no cost backend to check the look-up table against; add backend=[bitfusion]")
+    table = JointCostTable(supernet_config(space.meta["arch"]), int(space.meta["apq"]["resolution"]), as_config(BitFusionConfig, hardware, "hardware"))
+    rng = np.random.default_rng(12345)
+    table.check([space.sample(rng) for _ in range(n_check)], ctx.cost_fn, sorted(norm))
+    memo: Dict[str, bool] = {}
+
+    def ok(cfg: Mapping[str, Any]) -> bool:
+        k = config_key(cfg)
+        if k not in memo:
+            memo[k] = bool(is_feasible(table.cost(cfg), norm, only_present=False))
+        return memo[k]
+
+    ok.table = table  # type: ignore[attr-defined]
+    return ok
+
+
+def make_feasibility(space: SearchSpace, ctx: RunContext, bounds: Mapping[str, Any], cost_model: str, hardware: Optional[Mapping[str, Any]], who: str):
+    """The constraint check of an evolution's children (``None`` without constraints)."""
+    if not bounds:
+        return None
+    if cost_model == "table":
+        return table_feasibility(space, ctx, bounds, hardware, who)
+    return feasibility(ctx, bounds)
 
 
 @dataclass
@@ -179,6 +225,12 @@ class APQEvolutionSearcher:
     :param warmup_trials: random feasible trials before a history-fitted predictor.
     :param predictor_epochs: epochs of a history-fitted predictor.
     :param metric: the metric predicted and maximised.
+    :param cost_model: how children are checked against the constraints: ``table``
+        (APQ's look-up table of the BitFusion model, checked against the run's backend
+        at start; microseconds per child) or ``backend`` (``ctx.cost_fn`` on every
+        child's built network, ~0.2 s each; any backend and metric).
+    :param hardware: the table's :class:`~hwaml_apq.hardware.BitFusionConfig` fields
+        (those of the run's ``backend=bitfusion``).
     """
 
     def __init__(
@@ -190,6 +242,8 @@ class APQEvolutionSearcher:
         predictor_epochs: int = 200,
         metric: str = "accuracy",
         progress: bool = False,
+        cost_model: str = "table",
+        hardware: Optional[Mapping[str, Any]] = None,
     ):
         from hwaml.config import as_config
 
@@ -200,6 +254,11 @@ class APQEvolutionSearcher:
         self.predictor_epochs = int(predictor_epochs)
         self.metric = metric
         self.progress = progress
+        if cost_model not in COST_MODELS:
+            raise ValueError(f"cost_model: {cost_model!r} is not one of {COST_MODELS}")
+        self.cost_model = cost_model
+        self.hardware = dict(hardware) if hardware else None
+        self._feasible: Any = None
         self.last_result: Optional[EvolutionResult] = None
         self._loaded: Any = None
 
@@ -236,7 +295,9 @@ class APQEvolutionSearcher:
     def propose(self, space: SearchSpace, history: Sequence[Trial], n: int, ctx: RunContext) -> List[Candidate]:
         encoder = encoder_for(space, "apq_evolution")
         rng = ctx.rng
-        feasible = feasibility(ctx) if ctx.constraints else None
+        if self._feasible is None:
+            self._feasible = (make_feasibility(space, ctx, ctx.constraints, self.cost_model, self.hardware, "apq_evolution"),)
+        feasible = self._feasible[0]
         seen = {config_key(t.config) for t in history}
         predict, how = self.predictor(encoder, history, ctx)
         out: List[Candidate] = []

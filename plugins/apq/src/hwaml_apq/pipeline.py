@@ -34,7 +34,7 @@ from hwaml import Candidate, RunContext, SearchSpace, Trial, hookimpl
 from hwaml.config import as_config
 
 from .agents import AMCSearcher, HAQSearcher, _scaled_constraints
-from .evolution import EvolutionConfig, config_key, encoder_for, evolve
+from .evolution import COST_MODELS, EvolutionConfig, config_key, encoder_for, evolve, make_feasibility
 from .space import BIT_KEYS
 
 __all__ = ["SeparatePipelineSearcher"]
@@ -97,6 +97,8 @@ class SeparatePipelineSearcher:
     :param nas_budget_scale / amc_budget_scale: budget multipliers of the first two stages.
     :param evolution: the NAS stage's :class:`~hwaml_apq.evolution.EvolutionConfig`.
     :param amc_agent / haq_agent: DDPG settings to change.
+    :param cost_model / hardware: the NAS evolution's constraint check, as
+        :class:`~hwaml_apq.evolution.APQEvolutionSearcher`'s (the same for both searches).
     """
 
     def __init__(
@@ -112,7 +114,14 @@ class SeparatePipelineSearcher:
         amc_agent: Optional[Mapping[str, Any]] = None,
         haq_agent: Optional[Mapping[str, Any]] = None,
         metric: str = "accuracy",
+        cost_model: str = "table",
+        hardware: Optional[Mapping[str, Any]] = None,
     ):
+        if cost_model not in COST_MODELS:
+            raise ValueError(f"cost_model: {cost_model!r} is not one of {COST_MODELS}")
+        self.cost_model = cost_model
+        self.hardware = dict(hardware) if hardware else None
+        self._nas_feasible: Any = None
         self.nas_trials = int(nas_trials)
         self.nas_warmup = int(nas_warmup)
         self.nas_budget_scale = float(nas_budget_scale)
@@ -135,7 +144,9 @@ class SeparatePipelineSearcher:
         encoder = encoder_for(space, "nas_amc_haq")
         project = _fixed(space, 8)
         bounds = _scaled_constraints(ctx.constraints, self.nas_budget_scale) if ctx.constraints else {}
-        feasible = (lambda c: bool(is_feasible(ctx.cost_fn(Candidate(dict(c))), bounds))) if (bounds and ctx.cost_fn) else None
+        if self._nas_feasible is None:
+            self._nas_feasible = (make_feasibility(space, ctx, bounds, self.cost_model, self.hardware, "nas_amc_haq") if (bounds and ctx.cost_fn) else None,)
+        feasible = self._nas_feasible[0]
         seen = {config_key(t.config) for t in history}
         mine = [t for t in history if t.candidate.meta.get("stage") == "nas" and t.ok]
         predict = None

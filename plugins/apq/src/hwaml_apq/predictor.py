@@ -123,15 +123,26 @@ class QuantAwarePredictor(FullPrecisionPredictor):
         return self.trunk(self.first(arch) + self.quant_branch(quant))
 
 
-def transfer(fp: FullPrecisionPredictor, n_quant: int) -> QuantAwarePredictor:
+def transfer(fp: FullPrecisionPredictor, n_quant: int, targets: Optional[np.ndarray] = None) -> QuantAwarePredictor:
     """A quantization-aware predictor initialised from ``fp`` (quantization branch
-    at zero: it starts out predicting what ``fp`` predicts)."""
+    at zero: it starts out ranking as ``fp`` ranks).
+
+    With ``targets`` (the quantized samples' accuracies) the output scale is
+    re-standardised on them: the network's normalised output is kept and read
+    in the quantized samples' mean and spread, so it starts as ``fp``'s ranking
+    placed on the quantized accuracies' range instead of predicting
+    full-precision accuracies (quantization lowers them and widens their
+    spread, which the fine-tuning would otherwise first have to learn as a
+    large offset of a few samples). Without: ``fp``'s own scale (it starts out
+    predicting exactly what ``fp`` predicts)."""
     q = QuantAwarePredictor(fp.n_arch, n_quant, fp.hidden, fp.layers)
     missing, unexpected = q.load_state_dict(fp.state_dict(), strict=False)
     if unexpected or set(missing) != {"quant_branch.weight"}:
         raise RuntimeError(f"predictor transfer: unexpected parameter mismatch (missing {missing}, unexpected {unexpected})")
     with torch.no_grad():
         q.quant_branch.weight.zero_()
+    if targets is not None:
+        q.set_scale(np.asarray(targets, dtype=float))
     return q
 
 
@@ -175,13 +186,21 @@ def fit_fp_predictor(arch: np.ndarray, y: np.ndarray, training: Optional[Predict
 
 
 def fit_quant_predictor(
-    arch: np.ndarray, quant: np.ndarray, y: np.ndarray, init: Optional[FullPrecisionPredictor] = None, training: Optional[PredictorTraining] = None, seed: int = 0
+    arch: np.ndarray,
+    quant: np.ndarray,
+    y: np.ndarray,
+    init: Optional[FullPrecisionPredictor] = None,
+    training: Optional[PredictorTraining] = None,
+    seed: int = 0,
+    restandardise: bool = True,
 ) -> QuantAwarePredictor:
-    """Train the quantization-aware predictor: transferred from ``init`` (APQ), or from scratch (``init=None``)."""
+    """Train the quantization-aware predictor: transferred from ``init`` (APQ), or
+    from scratch (``init=None``); ``restandardise`` (transfer only): read the
+    transferred output in the quantized targets' mean and spread (:func:`transfer`)."""
     t = training or PredictorTraining()
     torch.manual_seed(seed)
     if init is not None:
-        model = transfer(init, quant.shape[1])
+        model = transfer(init, quant.shape[1], y if restandardise else None)
     else:
         model = QuantAwarePredictor(arch.shape[1], quant.shape[1], t.hidden, t.layers)
         model.set_scale(y)
