@@ -51,6 +51,7 @@ class JointCostTable:
         self.hw = hw or BitFusionConfig()
         self._table: Dict[Tuple[Any, ...], LayerCost] = {}
         self._fixed: Optional[Tuple[List[LayerShape], List[LayerShape]]] = None
+        self._blocks: Dict[Tuple[Any, ...], List[Tuple[Any, ...]]] = {}
 
     # -- layers -----------------------------------------------------------------
     def _fixed_parts(self, config: Mapping[str, Any]) -> Tuple[List[LayerShape], List[LayerShape]]:
@@ -74,26 +75,41 @@ class JointCostTable:
             self._fixed = (layers[:n_front], layers[len(layers) - n_head :])
         return self._fixed
 
+    def _block_rows(self, b: Any) -> List[Tuple[Any, ...]]:
+        """One searched block's layers (point-wise expand, depth-wise, squeeze-excite,
+        point-wise project) as tuples of :class:`LayerShape`'s fields up to the input bits, plus the input width."""
+        from .network import _se_mid
+
+        d = self.hw.default_bits
+        pw_w, pw_a, dw_w, dw_a = b.bits
+        size, k = b.size, b.kernel
+        rows: List[Tuple[Any, ...]] = []
+        if b.mid != b.cin:
+            rows.append((b.cin, b.mid, size, 1, 1, 0, 1, pw_w, pw_a, size))
+        rows.append((b.mid, b.mid, size, k, b.stride, k // 2, b.mid, dw_w, dw_a, size))
+        out = (size + 2 * (k // 2) - k) // b.stride + 1
+        if b.se:
+            se = _se_mid(self.arch, b.mid)
+            rows.append((b.mid, se, 1, 1, 1, 0, 1, d, d, 1))
+            rows.append((se, b.mid, 1, 1, 1, 0, 1, d, d, 1))
+        rows.append((b.mid, b.cout, out, 1, 1, 0, 1, pw_w, pw_a, out))
+        return rows
+
     def _rows(self, config: Mapping[str, Any]) -> List[Tuple[Any, ...]]:
         """The layers of ``config`` as tuples of :class:`LayerShape`'s fields in its order
         (cin, cout, input size, kernel, stride, padding, groups, w bits, a bits, out bits, input width)."""
-        from .network import _se_mid
+        from .space import BIT_KEYS, stage_blocks
 
         front, head = self._fixed_parts(config)
         d = self.hw.default_bits
         seq: List[Tuple[Any, ...]] = [(s.cin, s.cout, s.input_size, s.kernel, s.stride, s.padding, s.groups, s.w_bits, s.a_bits, s.input_w) for s in front]
-        for b in joint_blocks(self.arch, config, self.resolution):
-            pw_w, pw_a, dw_w, dw_a = b.bits
-            size, k = b.size, b.kernel
-            if b.mid != b.cin:
-                seq.append((b.cin, b.mid, size, 1, 1, 0, 1, pw_w, pw_a, size))
-            seq.append((b.mid, b.mid, size, k, b.stride, k // 2, b.mid, dw_w, dw_a, size))
-            out = (size + 2 * (k // 2) - k) // b.stride + 1
-            if b.se:
-                se = _se_mid(self.arch, b.mid)
-                seq.append((b.mid, se, 1, 1, 1, 0, 1, d, d, 1))
-                seq.append((se, b.mid, 1, 1, 1, 0, 1, d, d, 1))
-            seq.append((b.mid, b.cout, out, 1, 1, 0, 1, pw_w, pw_a, out))
+        # a block's shapes follow from its place (stage, index: input width and size, stride) and its own genes
+        keys = [(name, i, int(b["kernel"]), int(b["width"])) + tuple(int(b[k]) for k in BIT_KEYS) for name in self.arch.stage_names for i, b in enumerate(stage_blocks(config, name))]
+        if any(k not in self._blocks for k in keys):
+            for k, b in zip(keys, joint_blocks(self.arch, config, self.resolution)):
+                self._blocks.setdefault(k, self._block_rows(b))
+        for k in keys:
+            seq += self._blocks[k]
         seq += [(s.cin, s.cout, s.input_size, s.kernel, s.stride, s.padding, s.groups, s.w_bits, s.a_bits, s.input_w) for s in head]
         # every layer's output is stored at the next layer's input bits (the last at the default)
         n = len(seq)
