@@ -181,7 +181,7 @@ def main() -> None:
                 }
                 table.append(row)
                 print(json.dumps(row), flush=True)
-    (out / "search.json").write_text(json.dumps(table))
+    (out / f"search_s{args.search_seeds.replace(',', '_')}.json").write_text(json.dumps(table))
     print()
     print("| budget | seed | method | quantized accuracy (validation) | test accuracy of that model | best cost / budget | fine-tuned evaluations | evaluation s | search wall s |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
