@@ -137,6 +137,9 @@ def main() -> None:
             "seconds": time.perf_counter() - t_m,
         }
         rows.append(row)
+        if args.json:  # after every matrix, so that a run cut short keeps what it finished
+            with open(args.json, "w") as fh:
+                json.dump({"scale": args.scale, "seed": args.seed, "arch": arch, "rows": rows}, fh, indent=1, default=float)
         print(_line(row), flush=True)
     print("-" * len(hdr))
     f_cond = geomean([r["mb"]["pipelined"] / r["mb"]["+condensed"] for r in rows])
