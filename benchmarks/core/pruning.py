@@ -20,6 +20,16 @@ validation accuracy within that budget, and the CPU time each variant needed
 to reach TPE-alone's best of the same seed and budget (``-``: not reached).
 
     python benchmarks/core/pruning.py [--seeds 100 101 102 103 104] [--cpu-seconds 60] [--epochs 8]
+
+``--problem tinytl`` runs the same three searches on a space whose candidates
+differ much more: TinyTL transfer (hwaml-tinytl, the backbone pretrained on
+Fashion-MNIST classes 0-4 and cached by ``hwaml-tinytl pretrain``) to classes
+5-9 with 20 training and 50 validation images per class, the method (the six
+of the paper: FT-Full, FT-Last, FT-Norm+Last, TinyTL-B/L/L+B), the learning
+rate and the lite residual placement searched; every trial trains ``--epochs``
+epochs and reports validation accuracy after each:
+
+    python benchmarks/core/pruning.py --problem tinytl --cpu-seconds 150 --epochs 10
 """
 
 from __future__ import annotations
@@ -40,7 +50,21 @@ import torch
 DATA = {"dataset": "fashion_mnist", "train_images": 1500, "val_images": 1000, "test_images": 500}
 
 
+TINYTL_LRS = [3e-4, 1.5e-3, 4e-3, 1.2e-2, 3e-2]
+TINYTL_METHODS = ["ft_full", "ft_last", "ft_norm_last", "tinytl_b", "tinytl_l", "tinytl_lb"]
+PROBLEM = "tinynas"
+
+
 def evaluator(epochs: int):
+    if PROBLEM == "tinytl":
+        from hwaml_tinytl.evaluator import TinyTLEvaluator
+
+        return TinyTLEvaluator(
+            data={"n_train": 20, "n_val": 50, "n_test": 50},
+            training={"epochs": epochs},
+            search={"methods": list(TINYTL_METHODS), "lrs": list(TINYTL_LRS)},
+            progress=False,
+        )
     from hwaml_tinynas.evaluator import TinyNASDigits
 
     return TinyNASDigits(
@@ -97,7 +121,8 @@ def run(variant: str, seed: int, budget: float, epochs: int, template: Path, wor
     from hwaml.loop import SearchLoop
 
     run_dir = work / f"{variant}_{seed}"
-    shutil.copytree(template / "tinynas", run_dir / "tinynas")
+    if (template / "tinynas").is_dir():
+        shutil.copytree(template / "tinynas", run_dir / "tinynas")
     searcher = RandomSearch() if variant == "random+sh" else OptunaSearcher("tpe")
     pruner = {"tpe": None, "tpe+hyperband": optuna.pruners.HyperbandPruner(), "random+sh": optuna.pruners.SuccessiveHalvingPruner()}[variant]
     clock = _CpuClock(budget)
@@ -127,7 +152,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
     ap.add_argument("--cpu-seconds", type=float, default=60.0, help="CPU seconds per search")
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--problem", choices=["tinynas", "tinytl"], default="tinynas", help="tinynas: sub-network fine-tuning (narrow accuracy range); tinytl: transfer method x learning rate x lite residuals (wide range)")
     args = ap.parse_args()
+    global PROBLEM
+    PROBLEM = args.problem
     torch.set_num_threads(1)
     os.environ.setdefault("HWAML_PROGRESS", "0")
     variants = ["tpe", "tpe+hyperband", "random+sh"]
@@ -145,7 +173,7 @@ def main() -> None:
                 table[v].append({"seed": seed, "best": c[-1][1], "trials": len(c), "pruned": sum(s == "pruned" for _, _, s in c), "t_target": time_to(c, target), "t_total": budget})
             print(f"seed {seed}: CPU budget {budget:.0f} s; " + ", ".join(f"{v} {table[v][-1]['trials']} trials best {table[v][-1]['best']:.4f}" for v in variants), file=sys.stderr, flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load:.1f} at the end), torch {torch.__version__}, 1 thread; {args.cpu_seconds:g} CPU s per search, fine-tuning {args.epochs} epochs per trial; times are the search's CPU seconds")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load:.1f} at the end), torch {torch.__version__}, 1 thread; {args.cpu_seconds:g} CPU s per search, problem {args.problem}, {args.epochs} epochs per trial; times are the search's CPU seconds")
     print()
     print(f"{'variant':<15}{'seed':>6}{'budget s':>10}{'trials':>8}{'pruned':>8}{'best val acc':>14}{'t to TPE best (s)':>19}{'fraction':>10}")
     print("-" * 90)
