@@ -124,7 +124,7 @@ def main() -> None:
     if isinstance(cached, dict) and cached.get("key") == key:
         rows = cached["rows"]
     else:
-        rows = sample_efficiency(enc, fp, qd, counts, seeds, args.test, epochs=300, fp_scale_transfer=True)
+        rows = sample_efficiency(enc, fp, qd, counts, seeds, args.test, epochs=300, compare_restandardised=True)
         eff.write_text(json.dumps({"key": key, "rows": rows}))
     print()
     print(format_efficiency(rows, len(fp[1]), args.test))

@@ -69,13 +69,13 @@ def sample_efficiency(
     seeds: Sequence[int],
     test_size: int,
     epochs: int,
-    fp_scale_transfer: bool = False,
+    compare_restandardised: bool = False,
 ) -> List[Dict[str, Any]]:
     """RMSE and pairwise ranking accuracy on held-out quantized samples of the
     transferred and the from-scratch quantization-aware predictors, per count
-    of quantized training samples and seed; with ``fp_scale_transfer`` also the
-    transfer that keeps the full-precision predictor's output scale (``how``:
-    ``transfer_fp_scale``)."""
+    of quantized training samples and seed (``transfer``: the default recipe, which keeps
+    the full-precision predictor's output scale); with ``compare_restandardised`` also the
+    transfer re-standardised on the quantized targets (``how``: ``transfer_restandardised``)."""
     from .predictor import PredictorTraining, fit_fp_predictor, fit_quant_predictor, pairwise_ranking_accuracy, rmse
 
     t = PredictorTraining(epochs=epochs)
@@ -93,7 +93,7 @@ def sample_efficiency(
             idx = pool[:n]
             A, Q = Xq[idx, : enc.n_arch], Xq[idx, enc.n_arch :]
             At, Qt = Xq[test, : enc.n_arch], Xq[test, enc.n_arch :]
-            kinds = [("transfer", fp_model, True), ("scratch", None, True)] + ([("transfer_fp_scale", fp_model, False)] if fp_scale_transfer else [])
+            kinds = [("transfer", fp_model, False), ("scratch", None, False)] + ([("transfer_restandardised", fp_model, True)] if compare_restandardised else [])
             for how, init, restd in kinds:
                 m = fit_quant_predictor(A, Q, yq[idx], init=init, training=t, seed=seed, restandardise=restd)
                 p = m.predict(At, Qt)
@@ -131,8 +131,8 @@ def _cmd_predictor(args: argparse.Namespace) -> int:
 
 
 def format_efficiency(rows: List[Dict[str, Any]], n_fp: int, test_size: int) -> str:
-    hows = [h for h in ("transfer", "scratch", "transfer_fp_scale") if any(r["how"] == h for r in rows)]
-    names = {"transfer": "transfer", "scratch": "scratch", "transfer_fp_scale": "transfer, fp32 scale"}
+    hows = [h for h in ("transfer", "scratch", "transfer_restandardised", "transfer_fp_scale") if any(r["how"] == h for r in rows)]
+    names = {"transfer": "transfer", "scratch": "scratch", "transfer_restandardised": "transfer, re-standardised", "transfer_fp_scale": "transfer, fp32 scale"}
     head = " | ".join([f"RMSE {names[h]}" for h in hows] + [f"ranking acc. {names[h]}" for h in hows])
     lines = [
         f"quantization-aware predictor on {test_size} held-out quantized samples (fp32 predictor: {n_fp} samples); mean over seeds",
