@@ -159,6 +159,8 @@ SPECIALISED = {
     "nas_amc_haq": {"works_with": [], "plugin_tests": ["apq_digits"], "refuses": "analytic", "needs": "the APQ joint space"},
     # the published evolution's sizes with budget rejection: it works on any space
     "gan_evolution": {"works_with": ["gan_paired", "analytic"], "refuses": None, "needs": "nothing"},
+    # 3D-NAS evolution: the spvnas plugin's end-to-end `hwaml run` test runs it (experiment=spvnas_procedural)
+    "spvnas_evolution": {"works_with": [], "plugin_tests": ["spvnas_lidar"], "refuses": "analytic", "needs": "the SPVNAS space"},
 }
 
 
