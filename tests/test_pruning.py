@@ -306,7 +306,13 @@ def test_an_interrupted_run_tells_observers_what_finished(tmp_path):
             assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            # a hang after Ctrl-C: hwaml dumps every thread's stack on SIGUSR1; show it
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(2)
+            raise AssertionError("the run did not exit within 60 s of SIGINT; its log and stacks:\n" + (tmp_path / "run.log").read_text()[-6000:]) from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
