@@ -22,6 +22,13 @@ from hwaml.pruning import JOURNAL, STUDY, Reporter
 from hwaml.testing import make_context
 
 
+def _default_sigint() -> None:
+    """Popen preexec: the child gets Ctrl-C's default action even when this test runs in
+    a shell's background job (which starts with SIGINT ignored, inherited by children,
+    and then Python installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _loop(tmp_path, name="run", pruner=None, searcher=None, trials=24, executor=None, enqueue=None, cfg=None, steps=8, **ev):
     evaluator = AnalyticEvaluator(fidelity_steps=steps, **ev)
     return SearchLoop(
@@ -298,7 +305,7 @@ def test_an_interrupted_run_tells_observers_what_finished(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "hwaml.cli", "run", "evaluator=analytic", "evaluator.sleep_s=0.2", "budget.trials=10000",
          f"+observer={{rec: {{_target_: hwaml.testing.RecordingObserver, path: {log}}}}}", f"hydra.run.dir={tmp_path / 'r'}", "plots=false"],
-        stdout=open(tmp_path / "run.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=open(tmp_path / "run.log", "w"), stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 120

@@ -18,6 +18,13 @@ import optuna
 from hwaml_optuna_dashboard.journal import open_storage
 
 
+def _default_sigint() -> None:
+    """Popen preexec: the child gets Ctrl-C's default action even when this test runs in
+    a shell's background job (which starts with SIGINT ignored, inherited by children,
+    and then Python installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +78,7 @@ def test_dashboard_in_chromium_shows_a_running_search(tmp_path):
         [sys.executable, "-m", "hwaml.cli", "run", "evaluator=analytic", "evaluator.sleep_s=0.25", "evaluator.fidelity_steps=3",
          "searcher=optuna_tpe", "budget.trials=5000", "+observer=optuna_journal", "name=live", f"hydra.run.dir={run_dir}", "plots=false"],
         # output to files, not pipes nobody reads while the test waits: a full pipe would block the process
-        cwd=tmp_path, env=env, stdout=open(tmp_path / "search.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=tmp_path, env=env, stdout=open(tmp_path / "search.log", "w"), stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint,
     )
     port = free_port()
     dashboard = None

@@ -1,6 +1,7 @@
 """The journal mirror: what optuna-dashboard will read, read back with Optuna itself."""
 
 import json
+import signal
 import sqlite3
 
 import numpy as np
@@ -15,6 +16,13 @@ from hwaml.cli import main as hwaml_main
 from hwaml.testing import make_context
 from hwaml_optuna_dashboard import OptunaJournalObserver
 from hwaml_optuna_dashboard.journal import constraint_values, open_storage
+
+
+def _default_sigint() -> None:
+    """Popen preexec: the child gets Ctrl-C's default action even when this test runs in
+    a shell's background job (which starts with SIGINT ignored, inherited by children,
+    and then Python installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _load(path):
@@ -202,7 +210,7 @@ def test_ctrl_c_with_a_writer_process_closes_the_mirror_with_its_counts(tmp_path
         [sys.executable, "-m", "hwaml.cli", "run", "evaluator=analytic", "evaluator.sleep_s=0.05", "searcher=random", "budget.trials=100000",
          "+observer=optuna_journal", "observer.optuna_journal.writer=process", "observer.optuna_journal.batch_window_s=0.05",
          "name=live", f"hydra.run.dir={run_dir}", "plots=false"],
-        cwd=tmp_path, env={**os.environ, "MPLBACKEND": "Agg"}, stdout=open(tmp_path / "search.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=tmp_path, env={**os.environ, "MPLBACKEND": "Agg"}, stdout=open(tmp_path / "search.log", "w"), stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 120
