@@ -283,7 +283,13 @@ def _pop(hk, hv, size):
     size -= 1
     hk[0] = hk[size]
     hv[0] = hv[size]
-    i = 0
+    _sift_down(hk, hv, 0, size)
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(hk, hv, i, size):
+    """Move entry ``i`` of the min-heap ``hk[:size]`` (values ``hv``) down to its place."""
     while True:
         l = 2 * i + 1
         if l >= size:
@@ -297,7 +303,6 @@ def _pop(hk, hv, size):
         hk[m], hk[i] = hk[i], hk[m]
         hv[m], hv[i] = hv[i], hv[m]
         i = m
-    return size
 
 
 @njit(cache=True, nogil=True)
@@ -399,21 +404,8 @@ def _compact(hk, hv, size, st, unseen, visible):
             hk[m] = key
             hv[m] = x
             m += 1
-    for start in range(m // 2 - 1, -1, -1):  # sift down (heapify)
-        i = start
-        while True:
-            l = 2 * i + 1
-            if l >= m:
-                break
-            r = l + 1
-            c = l
-            if r < m and hk[r] < hk[l]:
-                c = r
-            if hk[i] <= hk[c]:
-                break
-            hk[c], hk[i] = hk[i], hk[c]
-            hv[c], hv[i] = hv[i], hv[c]
-            i = c
+    for start in range(m // 2 - 1, -1, -1):  # heapify
+        _sift_down(hk, hv, start, m)
     return m
 
 
