@@ -26,6 +26,60 @@
 #endif
 #define TE_KK_ (TE_K * TE_K)
 #define TE_KP_ (TE_K / 2) /* weight pairs per row */
+#define TE_DIRECT_ TE_CAT_(TE_FN, _direct)
+/* The direct path, for a call whose input window lies inside the tensor (no
+ * padding: the interior tiles of the patch stage, or a layer without padding):
+ * each output reads its K x K taps straight from the int8 NHWC input (one LDRSB
+ * and one multiply-accumulate per tap: on DSP cores SMLABB/SMLABT against the
+ * channel's weights packed in int16 pairs, which stay in registers), with no
+ * ring to gather, so a small tile does not pay for a window of (w - 1) S + K
+ * columns per channel and row. In place (out == in), output (i, j) of channel c
+ * is written straight over the input once computed: the caller checks that it
+ * lands before the first tap of output (i, j + 1), so no tap still to be read
+ * is overwritten (true for every buffer the planner lays out: the output tile
+ * starts where its input window does). */
+TE_KERNEL void TE_DIRECT_(const int8_t *in, int8_t *out, const int16_t *win) {
+    TE_WIN_HEAD
+    const int iby = win[7], ibx = win[8], ibw = win[9];
+    const int ow = ox1 - ox0, oh = oy1 - oy0;
+    const int rs = ibw * TE_C; /* input row stride */
+    const int8_t *const src0 = in + ((oy0 * TE_S - TE_P - iby) * ibw + (ox0 * TE_S - TE_P - ibx)) * TE_C;
+    int8_t *const dst0 = out + ((oy0 - oby) * obw + (ox0 - obx)) * TE_C;
+    const int dskip = (obw - ow) * TE_C;
+    int c, i, t;
+    for (c = 0; c < TE_C; c++) {
+        const int32_t bias = TE_BIAS[c];
+        const te_rqc q = te_rqc_of(TE_MULT[c], TE_SHIFT[c], TE_ZPOUT, TE_RQ);
+#if TE_DSP
+        int32_t wq[(TE_KK_ + 1) / 2]; /* taps 2i, 2i + 1 as an int16 pair */
+        TE_UNROLL_ALL
+        for (t = 0; t < TE_KK_; t += 2)
+            wq[t / 2] = (int32_t)((uint32_t)(uint16_t)TE_WEIGHT[t * TE_C + c] | (t + 1 < TE_KK_ ? (uint32_t)(uint16_t)TE_WEIGHT[(t + 1) * TE_C + c] << 16 : 0u));
+#else
+        int32_t wk[TE_KK_];
+        TE_UNROLL_ALL
+        for (t = 0; t < TE_KK_; t++) wk[t] = TE_WEIGHT[t * TE_C + c];
+#endif
+        int8_t *d = dst0 + c;
+        for (i = 0; i < oh; i++, d += dskip) {
+            const int8_t *s = src0 + i * TE_S * rs + c;
+            int8_t *const dend = d + ow * TE_C;
+            for (; d < dend; d += TE_C, s += TE_S * TE_C) {
+                int32_t acc = bias;
+                TE_UNROLL_ALL
+                for (t = 0; t < TE_KK_; t++) {
+                    const int32_t x = s[(t / TE_K) * rs + (t % TE_K) * TE_C];
+#if TE_DSP
+                    acc = (t & 1) ? __smlabt(x, wq[t / 2], acc) : __smlabb(x, wq[t / 2], acc);
+#else
+                    acc += x * wk[t];
+#endif
+                }
+                *d = TE_OUT_(te_rq(acc, q, TE_RQ));
+            }
+        }
+    }
+}
 TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *win) {
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
@@ -37,6 +91,13 @@ TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *
     const int jlo = ix0 < 0 ? -ix0 : 0, jhi = TE_IW - ix0 < rl ? TE_IW - ix0 : rl;
     const int iyf = oy0 * TE_S - TE_P; /* the first input row of the call */
     int oy, ky, kx, c, j, t;
+    /* a window inside the tensor (an interior tile of the patch stage) needs no
+     * padding: the direct path reads the taps from the input (see below) */
+    if (iyf >= 0 && (oy1 - 1) * TE_S - TE_P + TE_K <= TE_IH && ix0 >= 0 && ix0 + rl <= TE_IW &&
+        (!TE_INPLACE || ((oy0 - oby) * obw + (ox0 - obx) < (iyf - iby) * ibw + ix0 + TE_S - ibx && obw <= TE_S * ibw))) {
+        TE_DIRECT_(in, out, win);
+        return;
+    }
     /* the padding: the ZPIN row, and the ring's columns outside the tensor */
     for (j = 0; j < rl; j++) pad[j] = TE_ZPIN;
     for (t = 0; t < TE_K; t++) {
@@ -141,3 +202,4 @@ TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *
 #undef TE_OUT_
 #undef TE_KK_
 #undef TE_KP_
+#undef TE_DIRECT_

@@ -80,6 +80,10 @@ static inline int32_t te_requant(int32_t acc, int32_t mult, int shift) {
 #define TE_KERNEL static
 #endif
 
+/* token pasting after expansion (a kernel's helper named after its TE_FN) */
+#define TE_CAT2_(a, b) a##b
+#define TE_CAT_(a, b) TE_CAT2_(a, b)
+
 /* loop unrolling hints (GCC); the generator makes every trip count a literal */
 #if defined(__GNUC__) && !defined(__clang__)
 #define TE_UNROLL_ALL _Pragma("GCC unroll 64")
