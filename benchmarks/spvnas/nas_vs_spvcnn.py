@@ -3,6 +3,8 @@
     python benchmarks/spvnas/nas_vs_spvcnn.py supernet                     # train the supernet once (cached)
     python benchmarks/spvnas/nas_vs_spvcnn.py search --ratio 0.5           # 3D-NAS evolution under SPVCNN x0.5's MACs
     python benchmarks/spvnas/nas_vs_spvcnn.py train --ratio 0.5 --models spvcnn_scratch nas_finetune --seeds 1 2 3
+    python benchmarks/spvnas/nas_vs_spvcnn.py search --budget-m 400       # an explicit budget (below SPVCNN x0.5, the space's smallest SPVCNN)
+    python benchmarks/spvnas/nas_vs_spvcnn.py train --budget-m 400 --models nas_finetune --seeds 1
     python benchmarks/spvnas/nas_vs_spvcnn.py report                       # the table from every stored result
 
 (the stages are separate invocations so that each stays under ~10 minutes on a loaded 2-core machine;
@@ -104,8 +106,14 @@ def cmd_supernet(a) -> None:
     print(f"supernet {final} trained ({time.time() - t0:.0f}s for the last {end - start} epochs)")
 
 
-def search_path(ratio: float) -> Path:
-    return S.CACHE / f"search_r{ratio}.json"
+def label(a) -> str:
+    """Where a budget's results live: ``r<ratio>`` (SPVCNN's MACs at that ratio) or ``m<budget>`` (an explicit
+    budget in M MACs, for budgets below SPVCNN's smallest in the space, x0.5)."""
+    return f"m{a.budget_m:g}" if getattr(a, "budget_m", None) else f"r{a.ratio}"
+
+
+def search_path(lab: str) -> Path:
+    return S.CACHE / f"search_{lab}.json"
 
 
 def cmd_search(a) -> None:
@@ -121,7 +129,7 @@ def cmd_search(a) -> None:
     mm = MacsModel.fit(lambda arch: sup.subnet(arch), probe, [lambda: PointTensor(z.F, z.C)], num_classes=ev.num_classes,
                        shortcuts=sup.spec["shortcuts"])
     spv_cfg = design.spvcnn_config(a.ratio)
-    budget = mm.macs(design.arch_from_config(spv_cfg)) / 1e6
+    budget = a.budget_m if a.budget_m else mm.macs(design.arch_from_config(spv_cfg)) / 1e6
 
     def macs_of(cfg) -> float:
         return mm.macs(design.arch_from_config(cfg)) / 1e6
@@ -137,20 +145,20 @@ def cmd_search(a) -> None:
     res = evo.run(fitness, np.random.default_rng(a.seed), generations=a.generations, feasible=lambda c: macs_of(c) <= budget,
                   progress=lambda g, best: print(f"  generation {g}: best supernet mIoU {best:.4f} ({time.time() - t0:.0f}s)", flush=True))
     spv_fit = fitness(spv_cfg)
-    out = {"ratio": a.ratio, "budget_macs_m": budget, "best_config": res.best_config, "best_fitness": res.best_score,
+    out = {"ratio": a.ratio, "label": label(a), "budget_macs_m": budget, "best_config": res.best_config, "best_fitness": res.best_score,
            "spvcnn_config": spv_cfg, "spvcnn_fitness": spv_fit, "best_macs_m": macs_of(res.best_config),
            "best_per_generation": res.best_per_generation, "n_evaluated": res.n_evaluated, "n_rejected": res.n_rejected,
            "seconds": time.time() - t0, "population": a.population, "generations": a.generations, "parent_ratio": a.parent_ratio,
            "mutate_prob": a.mutate_prob, "seed": a.seed}
-    search_path(a.ratio).write_text(json.dumps(out, indent=1))
-    print(f"ratio {a.ratio}: budget {budget:.0f} M MACs; searched {out['best_macs_m']:.0f} M, "
+    search_path(label(a)).write_text(json.dumps(out, indent=1))
+    print(f"{label(a)}: budget {budget:.0f} M MACs; searched {out['best_macs_m']:.0f} M, "
           f"supernet mIoU {res.best_score:.4f} (SPVCNN x{a.ratio} in the supernet: {spv_fit:.4f}); "
           f"{res.n_evaluated} sub-networks scored, {res.n_rejected} rejected, {out['seconds']:.0f}s")
     print("  searched:", json.dumps(design.arch_from_config(res.best_config)))
 
 
-def result_path(ratio: float, model: str, seed: int) -> Path:
-    return S.CACHE / f"result_r{ratio}_{model}_s{seed}.json"
+def result_path(lab: str, model: str, seed: int) -> Path:
+    return S.CACHE / f"result_{lab}_{model}_s{seed}.json"
 
 
 def cmd_train(a) -> None:
@@ -159,10 +167,14 @@ def cmd_train(a) -> None:
     test = test_scans()
     vs = S.DATA["voxel_size"]
     design = ev.design
-    found = json.loads(search_path(a.ratio).read_text()) if search_path(a.ratio).exists() else None
+    lab = label(a)
+    found = json.loads(search_path(lab).read_text()) if search_path(lab).exists() else None
     for model in a.models:
         if model.startswith("nas") and found is None:
-            raise SystemExit(f"no search result for ratio {a.ratio}: run `search --ratio {a.ratio}` first")
+            how = f"--budget-m {a.budget_m:g}" if a.budget_m else f"--ratio {a.ratio}"
+            raise SystemExit(f"no search result for {lab}: run `search {how}` first")
+        if model.startswith("spvcnn") and a.budget_m:
+            raise SystemExit("--budget-m is for the searched models; SPVCNN's size is set by --ratio")
         cfg = found["best_config"] if model.startswith("nas") else design.spvcnn_config(a.ratio)
         arch = design.arch_from_config(cfg)
         for seed in a.seeds:
@@ -180,11 +192,11 @@ def cmd_train(a) -> None:
                 tr.train_epoch(e)
             cm = evaluate_scans(net, test, vs, ev.num_classes)
             small = [c for c in SMALL_CLASSES if c in cm.per_class()]
-            r = {"ratio": a.ratio, "model": model, "seed": seed, "miou": cm.miou(), "small_miou": cm.miou(small), "macs_m": macs_m(net, test, vs),
+            r = {"ratio": a.ratio, "label": lab, "model": model, "seed": seed, "miou": cm.miou(), "small_miou": cm.miou(small), "macs_m": macs_m(net, test, vs),
                  "per_class": cm.per_class(), "arch": arch, "seconds": time.time() - t0}
-            result_path(a.ratio, model, seed).write_text(json.dumps(r, indent=1))
+            result_path(lab, model, seed).write_text(json.dumps(r, indent=1))
             per = ", ".join(f"{c} {v:.3f}" for c, v in cm.per_class().items())
-            print(f"ratio {a.ratio} {model} seed {seed}: mIoU {r['miou']:.4f} small {r['small_miou']:.4f} MACs {r['macs_m']:.0f} M ({per}) {r['seconds']:.0f}s", flush=True)
+            print(f"{lab} {model} seed {seed}: mIoU {r['miou']:.4f} small {r['small_miou']:.4f} MACs {r['macs_m']:.0f} M ({per}) {r['seconds']:.0f}s", flush=True)
 
 
 def cmd_report(a) -> None:
@@ -193,23 +205,30 @@ def cmd_report(a) -> None:
           f"{S.TEST_SCANS} test (seed {S.TEST_SEED}), {d['columns']} columns x 64 beams, voxel {d['voxel_size']} m; "
           f"space width multiplier {S.SPACE['width_multiplier']}, granularity {S.SPACE['granularity']}; supernet {S.SUPERNET['epochs']} epochs; "
           f"every network {S.TRAIN['epochs']} epochs (scratch lr {S.TRAIN['lr']}, fine-tune lr {S.FINETUNE_LR})")
-    for f in sorted(S.CACHE.glob("search_r*.json")):
+    for f in sorted(S.CACHE.glob("search_*.json"), key=lambda f: json.loads(f.read_text())["budget_macs_m"]):
         s = json.loads(f.read_text())
-        print(f"search ratio {s['ratio']}: budget {s['budget_macs_m']:.0f} M MACs, population {s['population']} x {s['generations']} generations "
+        print(f"search {s.get('label', 'r' + str(s['ratio']))}: budget {s['budget_macs_m']:.0f} M MACs, population {s['population']} x {s['generations']} generations "
               f"(parents {s['parent_ratio']}, mutate {s['mutate_prob']}), {s['n_evaluated']} scored / {s['n_rejected']} rejected in {s['seconds']:.0f}s; "
               f"supernet mIoU searched {s['best_fitness']:.4f} at {s['best_macs_m']:.0f} M vs SPVCNN x{s['ratio']} {s['spvcnn_fitness']:.4f}; "
               f"best per generation {[round(x, 4) for x in s['best_per_generation']]}")
     rows = {}
-    for f in sorted(S.CACHE.glob("result_r*.json")):
+    for f in sorted(S.CACHE.glob("result_*.json")):
         r = json.loads(f.read_text())
-        rows.setdefault((r["ratio"], r["model"]), []).append(r)
-    print(f"{'ratio':<7}{'model':<17}{'seeds':<9}{'mIoU':>15}{'small-object mIoU':>22}{'MACs (M)':>10}")
+        rows.setdefault((r.get("label", f"r{r['ratio']}"), r["model"]), []).append(r)
+    print(f"{'budget':<8}{'model':<17}{'seeds':<9}{'mIoU':>15}{'small-object mIoU':>22}{'MACs (M)':>10}")
     sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
-    for (ratio, model), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], MODELS.index(kv[0][1]) if kv[0][1] in MODELS else 9)):
+    budgets = {json.loads(f.read_text()).get("label", f.stem[len("search_"):]): json.loads(f.read_text())["budget_macs_m"]
+               for f in S.CACHE.glob("search_*.json")}
+
+    def order(kv):  # by budget (a label without a search: its networks' MACs), then model
+        lab, model = kv[0]
+        return (budgets.get(lab, min(r["macs_m"] for r in kv[1])), MODELS.index(model) if model in MODELS else 9)
+
+    for (lab, model), rs in sorted(rows.items(), key=order):
         rs = sorted(rs, key=lambda r: r["seed"])
         mi, sm = [r["miou"] for r in rs], [r["small_miou"] for r in rs]
         seeds = ",".join(str(r["seed"]) for r in rs)
-        print(f"{ratio:<7}{model:<17}{seeds:<9}{statistics.mean(mi):>9.4f} ±{sd(mi):.3f}{statistics.mean(sm):>16.4f} ±{sd(sm):.3f}{statistics.mean(r['macs_m'] for r in rs):>10.0f}")
+        print(f"{lab:<8}{model:<17}{seeds:<9}{statistics.mean(mi):>9.4f} ±{sd(mi):.3f}{statistics.mean(sm):>16.4f} ±{sd(sm):.3f}{statistics.mean(r['macs_m'] for r in rs):>10.0f}")
 
 
 def main() -> None:
@@ -225,8 +244,10 @@ def main() -> None:
     p.add_argument("--parent-ratio", type=float, default=0.25)
     p.add_argument("--mutate-prob", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget-m", type=float, default=None, help="an explicit MACs budget (M) instead of SPVCNN's at --ratio")
     p = sub.add_parser("train")
     p.add_argument("--ratio", type=float, default=0.5)
+    p.add_argument("--budget-m", type=float, default=None, help="train the searched model of `search --budget-m`")
     p.add_argument("--models", nargs="+", default=["spvcnn_scratch", "nas_finetune"], choices=MODELS)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--progress", action="store_true")
