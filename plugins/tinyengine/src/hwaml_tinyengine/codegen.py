@@ -220,6 +220,24 @@ def requant_form(qg: nx.DiGraph, n: str) -> str:
     return "TE_RQ_FAST" if fast else "TE_RQ_EXACT"
 
 
+def _check_dw_direct(qg: nx.DiGraph, n: str, row: Sequence[int]) -> None:
+    """te_dwconv.h takes its direct path (taps read straight from the input) when
+    the call's input window lies inside the tensor; in place it also needs each
+    output to land before the first tap of the next one (its write-order check,
+    else it falls back to the padded ring). The latency model's features assume
+    the check passes: the planner's buffers start where the input window does,
+    so it always does; this makes a layout that breaks it an error here."""
+    d = qg.nodes[n]
+    k, s, p = d["kernel"], d["stride"], d["padding"]
+    _, ih, iw = qg.nodes[inputs_of(qg, n)[0]]["shape"]
+    oy0, oy1, ox0, ox1, oby, obx, obw, iby, ibx, ibw = row[:10]
+    iyf, ix0 = oy0 * s - p, ox0 * s - p
+    if not (iyf >= 0 and (oy1 - 1) * s - p + k <= ih and ix0 >= 0 and (ox1 - 1) * s - p + k <= iw):
+        return
+    if not ((oy0 - oby) * obw + (ox0 - obx) < (iyf - iby) * ibw + ix0 + s - ibx and obw <= s * ibw):
+        raise RuntimeError(f"{n}: in-place depthwise buffers {tuple(row)} break the direct path's write order (planner layout changed?)")
+
+
 def _window_rows(plan: MemoryPlan, n: str, patch: int) -> List[int]:
     g = plan.graph
     stage = plan.patch is not None and n in plan.patch.layers
@@ -404,6 +422,9 @@ def generate_model_sources(qg: nx.DiGraph, plan: MemoryPlan, prefix: str = "mode
         funcs.append(_layer_code(qg, plan, n, fn, cid))
         if n in stage:
             rows = [_window_rows(plan, n, p) for p in range(npatch)]
+            if qg.nodes[n]["op"] == "dwconv" and n in plan.inplace:
+                for r in rows:
+                    _check_dw_direct(qg, n, r)
             width = len(rows[0])
             flat = [v for r in rows for v in r]
             tables.append(_c_array("int16_t", f"{cid}_win", flat, per_line=width, attr=at))

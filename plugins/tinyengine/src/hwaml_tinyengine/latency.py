@@ -18,9 +18,13 @@ Features (summed over a layer's calls, i.e. over patches in the patch stage):
 ``conv``      SIMD steps (4 MACs), tail MACs, outputs (requantised), column entries (im2col), pixels, calls
 ``pwconv``    SIMD steps (2 pixels x 1 channel x 4 inputs), tail MACs, outputs, pixel pairs,
               column steps (4 inputs of a pixel pair widened to int16), calls
-``dwconv``    taps (every output runs the whole K x K window on the padded ring), outputs,
-              channel rows (output rows x channels), gathered rows and gathered entries
-              (input rows and values copied into the ring, per channel), channels, calls
+``dwconv``    calls whose input window needs padding (te_dwconv.h's ring path): taps (every
+              output runs the whole K x K window on the padded ring), outputs, channel rows
+              (output rows x channels), gathered rows and gathered entries (input rows and
+              values copied into the ring, per channel), channels; calls whose window lies
+              inside the tensor (the direct path: the interior tiles of the patch stage):
+              direct taps, direct weight reloads (taps past the 10 packed in registers, per
+              pair), direct outputs, direct channel rows, direct channels; calls
 ``linear``    SIMD steps (2 outputs x 4 inputs), tail MACs, outputs, calls
 others        output elements, input elements, calls
 """
@@ -45,7 +49,8 @@ FIT_FILE = "latency_fit.json"
 FEATURES: Dict[str, Tuple[str, ...]] = {
     "conv": ("simd_steps", "tail_macs", "outputs", "columns", "pixels", "calls"),
     "pwconv": ("simd_steps", "tail_macs", "outputs", "pixel_pairs", "column_steps", "calls"),
-    "dwconv": ("taps", "outputs", "channel_rows", "gathered_rows", "gathered", "channels", "calls"),
+    "dwconv": ("taps", "outputs", "channel_rows", "gathered_rows", "gathered", "channels",
+               "direct_taps", "direct_reloads", "direct_outputs", "direct_channel_rows", "direct_channels", "calls"),
     "linear": ("simd_steps", "tail_macs", "outputs", "calls"),
     "other": ("out_elements", "in_elements", "calls"),
 }
@@ -90,6 +95,15 @@ def layer_features(g: nx.DiGraph, n: str, regions: Sequence[Tuple[int, int, int,
             f["column_steps"] += pairs * (cin // 4)
         elif op == "dwconv":
             k, s, p = d["kernel"], d["stride"], d["padding"]
+            if y0 * s - p >= 0 and (y1 - 1) * s - p + k <= ih and x0 * s - p >= 0 and (x1 - 1) * s - p + k <= iw:
+                # the window is inside the tensor: te_dwconv.h's direct path (the planner's in-place
+                # buffers always pass its write-order check: codegen._check_dw_direct)
+                f["direct_taps"] += pix * c * k * k
+                f["direct_reloads"] += pix * c * max(0, (k * k + 1) // 2 - 5)
+                f["direct_outputs"] += pix * c
+                f["direct_channel_rows"] += c * (y1 - y0)
+                f["direct_channels"] += c
+                continue
             # the input rows and columns of the window that lie inside the tensor (te_dwconv.h's ring)
             rows = max(0, min(ih, (y1 - 1) * s - p + k) - max(0, y0 * s - p))
             ix0, rl = x0 * s - p, (x1 - x0 - 1) * s + k

@@ -135,13 +135,15 @@ TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *
                 if (next >= 0 && next < TE_IH) {
                     const int8_t *sp = src;
                     int16_t *r = slot + jlo, *const rend = slot + jhi;
-                    if ((jhi - jlo) & 1) {
+                    for (t = (jhi - jlo) & 3; t > 0; t--) {
                         *r++ = *sp;
                         sp += TE_C;
                     }
-                    for (; r < rend; r += 2, sp += 2 * TE_C) { /* two entries per step */
+                    for (; r < rend; r += 4, sp += 4 * TE_C) { /* four entries per step */
                         r[0] = sp[0];
                         r[1] = sp[TE_C];
+                        r[2] = sp[2 * TE_C];
+                        r[3] = sp[3 * TE_C];
                     }
                 }
                 src += ibw * TE_C;

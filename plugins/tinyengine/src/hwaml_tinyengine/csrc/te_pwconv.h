@@ -76,7 +76,11 @@ TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t 
     TE_WIN_HEAD
     const int iby = win[7], ibx = win[8], ibw = win[9];
     const int ow = ox1 - ox0, npix = (oy1 - oy0) * ow;
-    int p, co, c, ya = oy0, xa = ox0;
+    /* the pixel walk on offsets: the next pixel is TE_S inputs / one output on,
+     * plus the rest of the buffer row after the window's last column */
+    const int srow = (TE_S * ibw - TE_S * ow) * TE_CIN, drow = (obw - ow) * TE_COUT;
+    int p, co, c, xa = 0;
+    int ia = ((oy0 * TE_S - iby) * ibw + (ox0 * TE_S - ibx)) * TE_CIN, oa = ((oy0 - oby) * obw + (ox0 - obx)) * TE_COUT;
 #if TE_DSP
     te_word *const cw = (te_word *)(void *)col;
 #else
@@ -84,19 +88,18 @@ TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t 
 #endif
     for (p = 0; p < npix; p += 2) {
         const int two = p + 1 < npix;
-        int yb = ya, xb = xa + 1;
-        if (xb == ox1) {
-            xb = ox0;
-            yb++;
+        int ib = ia + TE_S * TE_CIN, ob = oa + TE_COUT, xb = xa + 1;
+        if (xb == ow) {
+            xb = 0;
+            ib += srow;
+            ob += drow;
         }
-        if (!two) {
-            yb = ya;
-            xb = xa;
+        if (!two) { /* a single last pixel: b is a */
+            ib = ia;
+            ob = oa;
         }
-        const int8_t *sa = in + ((ya * TE_S - iby) * ibw + (xa * TE_S - ibx)) * TE_CIN;
-        const int8_t *sb = in + ((yb * TE_S - iby) * ibw + (xb * TE_S - ibx)) * TE_CIN;
-        int8_t *da = out + ((ya - oby) * obw + (xa - obx)) * TE_COUT;
-        int8_t *db = out + ((yb - oby) * obw + (xb - obx)) * TE_COUT;
+        const int8_t *const sa = in + ia, *const sb = in + ib;
+        int8_t *const da = out + oa, *const db = out + ob;
         const int8_t *w0 = TE_WEIGHT;
 #if TE_DSP
         for (c = 0; c < TE_C4_; c++) {
@@ -159,14 +162,15 @@ TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int16_t *col, const int16_t 
                 if (two) db[TE_COUT - 1] = TE_Q_(b0, q0);
             }
         }
-        if (two) { /* the next pair starts after pixel b */
-            ya = yb;
-            xa = xb;
+        /* the next pair starts after pixel b */
+        ia = ib + TE_S * TE_CIN;
+        oa = ob + TE_COUT;
+        if (++xb == ow) {
+            xb = 0;
+            ia += srow;
+            oa += drow;
         }
-        if (++xa == ox1) {
-            xa = ox0;
-            ya++;
-        }
+        xa = xb;
     }
 }
 #undef TE_FN
