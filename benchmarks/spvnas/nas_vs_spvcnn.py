@@ -3,7 +3,7 @@
     python benchmarks/spvnas/nas_vs_spvcnn.py supernet                     # train the supernet once (cached)
     python benchmarks/spvnas/nas_vs_spvcnn.py search --ratio 0.5           # 3D-NAS evolution under SPVCNN x0.5's MACs
     python benchmarks/spvnas/nas_vs_spvcnn.py train --ratio 0.5 --models spvcnn_scratch nas_finetune --seeds 1 2 3
-    python benchmarks/spvnas/nas_vs_spvcnn.py search --budget-m 400       # an explicit budget (below SPVCNN x0.5, the space's smallest SPVCNN)
+    python benchmarks/spvnas/nas_vs_spvcnn.py search --budget-m 400 --max-resample 100000   # an explicit budget (below SPVCNN x0.5, the space's smallest SPVCNN)
     python benchmarks/spvnas/nas_vs_spvcnn.py train --budget-m 400 --models nas_finetune --seeds 1
     python benchmarks/spvnas/nas_vs_spvcnn.py report                       # the table from every stored result
 
@@ -140,7 +140,8 @@ def cmd_search(a) -> None:
         return evaluate_scans(net, val, vs, ev.num_classes).miou()
 
     evo = ThreeDNASEvolution(genes_of(design.search_space()), population_size=a.population, parent_ratio=a.parent_ratio,
-                             mutation_ratio=0.5, mutate_prob=a.mutate_prob)
+                             mutation_ratio=0.5, mutate_prob=a.mutate_prob,
+                             max_resample=a.max_resample)
     t0 = time.time()
     res = evo.run(fitness, np.random.default_rng(a.seed), generations=a.generations, feasible=lambda c: macs_of(c) <= budget,
                   progress=lambda g, best: print(f"  generation {g}: best supernet mIoU {best:.4f} ({time.time() - t0:.0f}s)", flush=True))
@@ -149,7 +150,7 @@ def cmd_search(a) -> None:
            "spvcnn_config": spv_cfg, "spvcnn_fitness": spv_fit, "best_macs_m": macs_of(res.best_config),
            "best_per_generation": res.best_per_generation, "n_evaluated": res.n_evaluated, "n_rejected": res.n_rejected,
            "seconds": time.time() - t0, "population": a.population, "generations": a.generations, "parent_ratio": a.parent_ratio,
-           "mutate_prob": a.mutate_prob, "seed": a.seed}
+           "mutate_prob": a.mutate_prob, "max_resample": a.max_resample, "seed": a.seed}
     search_path(label(a)).write_text(json.dumps(out, indent=1))
     print(f"{label(a)}: budget {budget:.0f} M MACs; searched {out['best_macs_m']:.0f} M, "
           f"supernet mIoU {res.best_score:.4f} (SPVCNN x{a.ratio} in the supernet: {spv_fit:.4f}); "
@@ -245,6 +246,7 @@ def main() -> None:
     p.add_argument("--mutate-prob", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget-m", type=float, default=None, help="an explicit MACs budget (M) instead of SPVCNN's at --ratio")
+    p.add_argument("--max-resample", type=int, default=1000, help="draws per candidate before the budget is declared too tight")
     p = sub.add_parser("train")
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--budget-m", type=float, default=None, help="train the searched model of `search --budget-m`")
