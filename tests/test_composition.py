@@ -309,6 +309,13 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("hwaml_cache")
 
 
+def _shrunk(evaluator: str, cache_dir: Path) -> List[str]:
+    """The evaluator's test overrides; tinynas keeps stage 1 and its supernet in the module's cache
+    (neither depends on the backend, searcher or pruner), so the matrix trains one per worker."""
+    extra = [f"evaluator.state_dir={cache_dir / 'tinynas_state'}"] if evaluator == "tinynas_digits" else []
+    return [*NN_EVALUATORS[evaluator], *extra]
+
+
 def _check_runs(sweep: Path, want: int) -> List[dict]:
     stores = sorted(sweep.rglob("trials.sqlite"))
     assert len(stores) == want, f"{len(stores)} runs under {sweep}, expected {want}"
@@ -326,6 +333,7 @@ def _check_runs(sweep: Path, want: int) -> List[dict]:
 @pytest.mark.parametrize("evaluator", list(NN_EVALUATORS))
 def test_nn_evaluator_with_every_nn_backend(evaluator, cli, tmp_path, cache_dir):
     env = {"HWAML_CACHE_DIR": str(cache_dir)}
+    overrides = _shrunk(evaluator, cache_dir)
     plain = [b for b in NN_BACKENDS if not NN_BACKENDS[b] and (evaluator, b) not in REFUSED]
     sweep = tmp_path / "sweep"
     out = cli(
@@ -337,7 +345,7 @@ def test_nn_evaluator_with_every_nn_backend(evaluator, cli, tmp_path, cache_dir)
         "budget.trials=2",
         "plots=false",
         f"hydra.sweep.dir={sweep}",
-        *NN_EVALUATORS[evaluator],
+        *overrides,
         env=env,
         timeout=900,
     )
@@ -346,14 +354,14 @@ def test_nn_evaluator_with_every_nn_backend(evaluator, cli, tmp_path, cache_dir)
     assert all(c for c in costs)
     for b in (b for b in NN_BACKENDS if NN_BACKENDS[b] and (evaluator, b) not in REFUSED):
         run = tmp_path / b
-        out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=2", "plots=false", f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *NN_BACKENDS[b], env=env, timeout=900)
+        out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=2", "plots=false", f"hydra.run.dir={run}", *overrides, *NN_BACKENDS[b], env=env, timeout=900)
         assert out.returncode == 0, out.stderr[-3000:]
         assert all(c.get("latency_ms", 0) > 0 for c in _check_runs(run, 1))
     # a refused cell: every trial fails with the backend's clear reason, and the run says so
     refused = [b for b in NN_BACKENDS if (evaluator, b) in REFUSED][:1]  # the MCU profiles share one code path
     for b in refused:
         run = tmp_path / f"refused_{b}"
-        out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=1", "plots=false", f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], env=env, timeout=900)
+        out = cli("run", f"evaluator={evaluator}", f"backend=[{b}]", "searcher=random", "budget.trials=1", "plots=false", f"hydra.run.dir={run}", *overrides, env=env, timeout=900)
         assert out.returncode == 1, out.stdout + out.stderr[-3000:]
         assert re.search(REFUSED[(evaluator, b)], out.stderr), out.stderr[-3000:]
 
@@ -403,7 +411,7 @@ def test_nn_evaluator_with_hyperband_and_every_tracker(evaluator, cli, tmp_path,
         "run", f"evaluator={evaluator}", "searcher=random", "budget.trials=3", "plots=false", "pruner=hyperband",
         "+observer=[mlflow,tensorboard,optuna_journal]", f"observer.mlflow.tracking_uri=sqlite:///{mlflow_db}", f"observer.mlflow.experiment={evaluator}",
         "observer.tensorboard.hparams=false", "name=tracked",
-        f"hydra.run.dir={run}", *NN_EVALUATORS[evaluator], *overrides, env={"HWAML_CACHE_DIR": str(cache_dir)}, timeout=900,
+        f"hydra.run.dir={run}", *_shrunk(evaluator, cache_dir), *overrides, env={"HWAML_CACHE_DIR": str(cache_dir)}, timeout=900,
         cwd=tmp_path,  # MLflow's artifact store of a SQLite tracking URI is ./mlruns
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -453,7 +461,7 @@ def test_backend_macs_equal_the_evaluators_count(evaluator, tmp_path, cache_dir,
     from hwaml.testing import compose_config, make_context
 
     monkeypatch.setenv("HWAML_CACHE_DIR", str(cache_dir))
-    cfg = compose_config([f"evaluator={evaluator}", "backend=[" + ",".join(MACS_BACKENDS) + "]", *NN_EVALUATORS[evaluator]])
+    cfg = compose_config([f"evaluator={evaluator}", "backend=[" + ",".join(MACS_BACKENDS) + "]", *_shrunk(evaluator, cache_dir)])
     ev = instantiate(cfg.evaluator, _convert_="all")
     for b in MACS_BACKENDS:
         backend = instantiate(cfg.backend[b], _convert_="all")
@@ -498,7 +506,7 @@ def test_every_searcher_runs_with_the_evaluator(evaluator, tmp_path, cache_dir, 
     from hwaml.testing import run_search
 
     monkeypatch.setenv("HWAML_CACHE_DIR", str(cache_dir))
-    ev = _evaluator(evaluator, tmp_path / "state")
+    ev = _evaluator(evaluator, cache_dir / "tinynas_state")
     searchers = HEAVY_SEARCHERS.get(evaluator, GENERIC_SEARCHERS) + [s for s, spec in SPECIALISED.items() if evaluator in spec["works_with"]]
     for s in searchers:
         res = run_search({"searcher": _searcher(s), "evaluator": ev}, tmp_path / s, trials=2)

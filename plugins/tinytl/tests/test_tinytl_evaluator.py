@@ -71,6 +71,18 @@ def test_space_and_published_default(shared_evaluator):
     assert cfg["block1"]["kernel"] == 3 and cfg["block3"]["kernel"] == 1
     ev_b = TinyTLEvaluator(method="tinytl_b", arch="test", progress=False)
     assert [d.name for d in ev_b.space().dims] == ["method", "lr"]
+    # searching methods with and without lite residuals: the blocks' choices exist only with the former
+    ev_mix = TinyTLEvaluator(arch="test", progress=False, search={"methods": ["ft_full", "ft_last", "tinytl_lb"]})
+    mixed = ev_mix.space()
+    rng = np.random.default_rng(0)
+    samples = [mixed.sample(rng) for _ in range(40)]
+    for c in samples:
+        blocks = sorted(k for k in c if k.startswith("block"))
+        assert blocks == ([] if c["method"] != "tinytl_lb" else [f"block{i}" for i in range(len(ev_mix.blocks()))]), c
+        assert mixed.validate(c) == c
+    assert {c["method"] for c in samples} == {"ft_full", "ft_last", "tinytl_lb"}
+    with pytest.raises(ValueError, match="block0"):
+        mixed.validate({"method": "ft_full", "lr": ev_mix.training.lr, "block0": {"lite": True, "kernel": 3, "groups": 2}})
 
 
 def test_reports_each_epoch_and_stops_when_pruned(shared_evaluator, tmp_path):

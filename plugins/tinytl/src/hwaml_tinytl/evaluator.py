@@ -217,10 +217,14 @@ class TinyTLEvaluator:
         methods = list(self.search.methods) or [self.method]
         dims.append(Categorical("method", methods))
         dims.append(Categorical("lr", list(self.search.lrs) or [self.training.lr]))
-        if any(uses_lite_residual(m) for m in methods):
+        lite_methods = [m for m in methods if uses_lite_residual(m)]
+        if lite_methods:
+            # the blocks' choices exist only where the method trains lite residuals: FT-Full,
+            # FT-Last and FT-Norm+Last ignore them (otherwise a search re-trains identical networks)
+            when = {"method": lite_methods} if len(lite_methods) < len(methods) else None
             for b in self.blocks():
                 kernels, groups = self._block_choices(b)
-                dims.append(Group(f"block{b.index}", [Categorical("lite", [False, True]), Categorical("kernel", kernels), Categorical("groups", groups)]))
+                dims.append(Group(f"block{b.index}", [Categorical("lite", [False, True]), Categorical("kernel", kernels), Categorical("groups", groups)], when=when))
         return SearchSpace(dims, meta={"blocks": [asdict(b) for b in self.blocks()]}, name=self.name)
 
     def default_config(self) -> Dict[str, Any]:
