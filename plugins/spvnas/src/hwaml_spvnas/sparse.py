@@ -251,12 +251,14 @@ DENSE_INDEX_CELLS = 1 << 26
 def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """``rows[k, j]``: the row of ``coords`` at ``base[j] + offsets[k]``, or -1.
 
-    Two strategies with the same answers. For the usual LiDAR extent: a dense table
-    over the (batch, x, y) columns of the bounding box (padded by the offsets, so no
-    bounds checks), pointing into a dense (column, z) table: a look-up is two
-    gathers, and an offset is a constant added to the base's table position. For
-    extents whose tables would exceed ``DENSE_INDEX_CELLS``: binary search
-    (``searchsorted``) of the packed keys, an offset again a constant key increment.
+    Two strategies with the same answers. Usually: the occupied (batch, x, y)
+    columns are found by ``unique`` of column keys over the bounding box (padded by
+    the offsets, so an (x, y) offset is a constant key step), a neighbouring column
+    by ``searchsorted`` of the (few) distinct query columns, and a voxel by one
+    gather from a compact table holding, per occupied column, the rows of its
+    z-span; offsets differing only in z share their column look-up. When the
+    z-spans add up to more than ``DENSE_INDEX_CELLS`` cells: binary search
+    (``searchsorted``) of the packed voxel keys, an offset a constant key increment.
     """
     K, n = offsets.shape[0], base.shape[0]
     if coords.shape[0] == 0 or n == 0 or K == 0:
@@ -264,33 +266,51 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
     off_lo, off_hi = offsets.min(0).values, offsets.max(0).values
     lo = torch.minimum(coords[:, 1:].min(0).values, base[:, 1:].min(0).values + off_lo)
     hi = torch.maximum(coords[:, 1:].max(0).values, base[:, 1:].max(0).values + off_hi)
-    nb = int(max(coords[:, 0].max(), base[:, 0].max())) + 1
     ext = (hi - lo + 1).tolist()
-    X, Y, Z = int(ext[0]), int(ext[1]), int(ext[2])
-    if nb * X * Y <= DENSE_INDEX_CELLS:
-        rel = coords[:, 1:] - lo
-        col_key = (coords[:, 0] * X + rel[:, 0]) * Y + rel[:, 1]
-        cols, col_of = torch.unique(col_key, return_inverse=True)
-        if cols.numel() * Z <= DENSE_INDEX_CELLS:
-            col_table = torch.full((nb * X * Y,), -1, dtype=torch.long)
-            col_table[cols] = torch.arange(cols.numel())
-            z_table = torch.full((cols.numel() * Z,), -1, dtype=torch.long)
-            z_table[col_of * Z + rel[:, 2]] = torch.arange(coords.shape[0])
+    X, Y = int(ext[0]), int(ext[1])
+    rel = coords[:, 1:] - lo
+    col_key = (coords[:, 0] * X + rel[:, 0]) * Y + rel[:, 1]
+    cols, col_of = torch.unique(col_key, return_inverse=True)
+    nc = cols.numel()
+    z = rel[:, 2]
+    # per occupied column: its z-span [zlo, zhi] and where that span starts in the table;
+    # entry nc is a sentinel column with an empty span (missing neighbour columns)
+    zlo = torch.full((nc + 1,), 1 << 40, dtype=torch.long).scatter_reduce_(0, col_of, z, "amin")
+    zhi = torch.full((nc + 1,), -(1 << 40), dtype=torch.long).scatter_reduce_(0, col_of, z, "amax")
+    span = (zhi[:nc] - zlo[:nc] + 1)
+    total = int(span.sum())
+    if total <= DENSE_INDEX_CELLS:
+        start = torch.zeros(nc + 1, dtype=torch.long)
+        torch.cumsum(span, 0, out=start[1:])
+        shift = start - zlo  # table position of (column, z) = shift[column] + z
+        shift[nc] = 0
+        table = torch.full((total + 1,), -1, dtype=torch.long)  # entry `total`: not found
+        table[shift.index_select(0, col_of) + z] = torch.arange(coords.shape[0])
+        if base is coords:
+            qcols, qcol_of, bz = cols, col_of, z
+        else:
             brel = base[:, 1:] - lo
-            bcol = (base[:, 0] * X + brel[:, 0]) * Y + brel[:, 1]
+            qcols, qcol_of = torch.unique((base[:, 0] * X + brel[:, 0]) * Y + brel[:, 1], return_inverse=True)
             bz = brel[:, 2]
-            col_step = offsets[:, 0] * Y + offsets[:, 1]
-            out = torch.empty(K, n, dtype=torch.long)
-            col_cache: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
-            for k in range(K):
-                step = int(col_step[k])
-                if step not in col_cache:  # offsets differing only in z share their column look-up
-                    # index_select: much faster on CPU than advanced indexing
-                    col = col_table.index_select(0, bcol + step)
-                    col_cache[step] = (col.clamp(min=0) * Z + bz, col < 0)
-                pos, missing = col_cache[step]
-                out[k] = z_table.index_select(0, pos + int(offsets[k, 2])).masked_fill_(missing, -1)
-            return out
+        col_step = (offsets[:, 0] * Y + offsets[:, 1]).tolist()
+        dzs = offsets[:, 2].tolist()
+        out = torch.empty(K, n, dtype=torch.long)
+        col_cache: Dict[int, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for k in range(K):
+            step = col_step[k]
+            if step not in col_cache:  # offsets differing only in z share their column look-up
+                if step == 0 and qcols is cols:
+                    ncol = col_of
+                else:
+                    q = qcols + step
+                    pos = torch.searchsorted(cols, q).clamp_(max=nc - 1)
+                    ncol = torch.where(cols.index_select(0, pos) == q, pos, nc).index_select(0, qcol_of)
+                col_cache[step] = (shift.index_select(0, ncol), zlo.index_select(0, ncol), zhi.index_select(0, ncol))
+            sh, zl, zh = col_cache[step]
+            zq = bz + dzs[k]
+            found = (zq >= zl) & (zq <= zh)
+            torch.index_select(table, 0, torch.where(found, sh + zq, total), out=out[k])
+        return out
     _check_margin(base, int(offsets.min()), int(offsets.max()))
     sorted_keys, order = torch.sort(hash_coords(coords))
     queries = hash_coords(base).unsqueeze(0) + _offset_keys(offsets).unsqueeze(1)
@@ -302,11 +322,11 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
 def _query_all(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
     """For each offset: (output rows o, input rows i) where ``base[o] + offset`` is input row i."""
     rows = neighbour_rows(coords, base, offsets)
-    outs, ins = [], []
-    for k in range(len(offsets)):
-        o = (rows[k] >= 0).nonzero().squeeze(1)
-        outs.append(o)
-        ins.append(rows[k, o])
+    found = rows >= 0
+    counts = found.sum(1).tolist()
+    # one nonzero over all offsets: (offset, row) pairs, offsets in order, rows ascending within each
+    outs = list(torch.split(found.nonzero()[:, 1], counts))
+    ins = list(torch.split(rows[found], counts))
     return outs, ins
 
 
