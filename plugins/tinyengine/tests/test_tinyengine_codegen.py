@@ -6,6 +6,7 @@ import torch
 
 from hwaml_tinyengine.codegen import build_and_run, build_project, generate_project, run_test_harness
 from hwaml_tinyengine.ir import import_model
+from hwaml_tinyengine.latency import plan_features
 from hwaml_tinyengine.memory_planner import patch_candidates, plan_memory
 from hwaml_tinyengine.quantize import quantize_graph, quantize_input, run_int8
 
@@ -32,6 +33,9 @@ def test_branchy_net_bit_exact_with_patches(branchy, tmp_path):
     plan, proj, out, ref = _compile_and_compare(branchy, dict(patch=True, split="add", n_patches=3), tmp_path)
     assert plan.patch is not None and plan.patch.n == 3 and plan.patch.recompute_macs > 0
     assert plan.inplace, "the block's depthwise layer should run in place"
+    # the centre tile's window is inside the tensor (te_dwconv.h's direct path), the border tiles pad (the ring)
+    dw = [f for _, op, f in plan_features(plan) if op == "dwconv"]
+    assert any(f["direct_outputs"] > 0 and f["outputs"] > 0 for f in dw)
     np.testing.assert_array_equal(out, ref)
     assert len(np.unique(ref)) > 3  # not a degenerate constant output
     harness = run_test_harness(proj)

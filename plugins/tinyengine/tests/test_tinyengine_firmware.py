@@ -8,22 +8,26 @@ from hwaml_tinyengine.codegen import generate_project
 from hwaml_tinyengine.device import load_profile
 from hwaml_tinyengine.firmware import build_firmware, firmware_target, linker_script, run_qemu, section_sizes
 from hwaml_tinyengine.ir import import_model
+from hwaml_tinyengine.latency import plan_features
 from hwaml_tinyengine.memory_planner import plan_memory
 from hwaml_tinyengine.quantize import quantize_graph, quantize_input
 
 
-def _project(model, path, profile, prefix="model", n=3, patch=True):
+def _project(model, path, profile, prefix="model", n=3, patch=True, **plan_kwargs):
     g = import_model(model, model.input_shape)
     x = torch.randn(8, *model.input_shape, generator=torch.Generator().manual_seed(2))
     qg = quantize_graph(g, x)
-    plan = plan_memory(qg, patch=patch)
+    plan = plan_memory(qg, patch=patch, **plan_kwargs)
     return generate_project(qg, plan, path, quantize_input(qg, x[:n]), profile=profile, prefix=prefix), plan
 
 
 def test_every_op_runs_bit_exactly_on_cortex_m4_in_qemu_and_two_models_link_into_one_firmware(branchy, mbv3, tmp_path):
     # branchy: conv, depthwise (in place), pointwise, add, concat, avgpool, relu, linear;
     # mbv3: h-swish / h-sigmoid tables, squeeze-and-excite scaling. DSP kernels on the M4.
-    a, plan = _project(branchy, tmp_path / "a", "stm32f412", prefix="branchy")
+    # 3 x 3 patches: the depthwise layer's centre tile takes the direct path, the border tiles the padded ring
+    a, plan = _project(branchy, tmp_path / "a", "stm32f412", prefix="branchy", split="add", n_patches=3)
+    dw = [f for _, op, f in plan_features(plan) if op == "dwconv"]
+    assert any(f["direct_outputs"] > 0 and f["outputs"] > 0 for f in dw)
     b, _ = _project(mbv3, tmp_path / "b", "stm32f412", prefix="mbv3")
     assert (a.path / "branchy.h").is_file() and "void branchy_run(void);" in (a.path / "branchy.h").read_text()
     assert "#define BRANCHY_ARENA_BYTES" in (a.path / "branchy_config.h").read_text()
