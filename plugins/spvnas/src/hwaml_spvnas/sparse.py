@@ -275,16 +275,21 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
     z = rel[:, 2]
     # per occupied column: its z-span [zlo, zhi] and where that span starts in the table;
     # entry nc is a sentinel column with an empty span (missing neighbour columns)
+    # per occupied column: its z-span [zlo, zhi], stored in the table padded by one
+    # empty (-1) cell at each end, so a z outside the span is clamped onto a pad cell
     zlo = torch.full((nc + 1,), 1 << 40, dtype=torch.long).scatter_reduce_(0, col_of, z, "amin")
     zhi = torch.full((nc + 1,), -(1 << 40), dtype=torch.long).scatter_reduce_(0, col_of, z, "amax")
-    span = (zhi[:nc] - zlo[:nc] + 1)
+    span = zhi[:nc] - zlo[:nc] + 3
     total = int(span.sum())
     if total <= DENSE_INDEX_CELLS:
         start = torch.zeros(nc + 1, dtype=torch.long)
         torch.cumsum(span, 0, out=start[1:])
-        shift = start - zlo  # table position of (column, z) = shift[column] + z
-        shift[nc] = 0
-        table = torch.full((total + 1,), -1, dtype=torch.long)  # entry `total`: not found
+        zlo -= 1
+        zhi += 1
+        shift = start - zlo  # table position of (column, z) = shift[column] + clamp(z, zlo - 1, zhi + 1)
+        # entry nc: a sentinel column (missing neighbours) whose only cell is the table's last, empty one
+        shift[nc], zlo[nc], zhi[nc] = total, 0, 0
+        table = torch.full((total + 1,), -1, dtype=torch.long)
         table[shift.index_select(0, col_of) + z] = torch.arange(coords.shape[0])
         if base is coords:
             qcols, qcol_of, bz = cols, col_of, z
@@ -296,20 +301,28 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
         dzs = offsets[:, 2].tolist()
         out = torch.empty(K, n, dtype=torch.long)
         col_cache: Dict[int, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        # first index of cols >= qcols + step, per step; cols_end has a sentinel past every key
+        first: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
+        cols_end = torch.cat([cols, cols.new_full((1,), 1 << 62)])
         for k in range(K):
             step = col_step[k]
             if step not in col_cache:  # offsets differing only in z share their column look-up
                 if step == 0 and qcols is cols:
                     ncol = col_of
+                    first[0] = (torch.arange(nc), torch.ones(nc, dtype=torch.long))
                 else:
                     q = qcols + step
-                    pos = torch.searchsorted(cols, q).clamp_(max=nc - 1)
-                    ncol = torch.where(cols.index_select(0, pos) == q, pos, nc).index_select(0, qcol_of)
+                    if step - 1 in first:  # keys are distinct integers: step's first index follows from step - 1's
+                        p, hit = first[step - 1]
+                        pos = p + hit
+                    else:
+                        pos = torch.searchsorted(cols, q)
+                    hit = cols_end.index_select(0, pos) == q
+                    first[step] = (pos, hit.long())
+                    ncol = torch.where(hit, pos, nc).index_select(0, qcol_of)
                 col_cache[step] = (shift.index_select(0, ncol), zlo.index_select(0, ncol), zhi.index_select(0, ncol))
             sh, zl, zh = col_cache[step]
-            zq = bz + dzs[k]
-            found = (zq >= zl) & (zq <= zh)
-            torch.index_select(table, 0, torch.where(found, sh + zq, total), out=out[k])
+            torch.index_select(table, 0, sh + torch.clamp(bz + dzs[k], zl, zh), out=out[k])
         return out
     _check_margin(base, int(offsets.min()), int(offsets.max()))
     sorted_keys, order = torch.sort(hash_coords(coords))
@@ -326,7 +339,7 @@ def _query_all(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tensor) 
     counts = found.sum(1).tolist()
     # one nonzero over all offsets: (offset, row) pairs, offsets in order, rows ascending within each
     outs = list(torch.split(found.nonzero()[:, 1], counts))
-    ins = list(torch.split(rows[found], counts))
+    ins = list(torch.split(rows.masked_select(found), counts))
     return outs, ins
 
 
