@@ -131,10 +131,24 @@ class KernelMap:
     def transposed(self) -> "KernelMap":
         t = KernelMap(self.out_idx, self.in_idx, self.n_out, self.n_in, self.kernel_size, self.stride)
         t.single_source = self.tiles_inputs
+        t.derived = self.derived  # shared, so every transposed use reuses what the first one derived
         return t
 
     #: every output row receives exactly one pair (the transpose of a tiling map)
     single_source: bool = False
+    #: index arrays derived from the map once and reused by later convolutions
+    derived: Dict[str, Tuple] = field(default_factory=dict, repr=False, compare=False)
+
+    def single_source_layout(self) -> Tuple[torch.Tensor, torch.Tensor, List[int]]:
+        """For a single-source map: every pair's input row in offset order, the
+        position of each output row's pair in that order, and the pairs per offset."""
+        got = self.derived.get("single_source")
+        if got is None:
+            ins, outs = torch.cat(self.in_idx), torch.cat(self.out_idx)
+            rank = torch.empty(self.n_out, dtype=torch.long)
+            rank[outs] = torch.arange(outs.numel())
+            got = self.derived["single_source"] = (ins, rank, [int(t.numel()) for t in self.in_idx])
+        return got
 
 
 @dataclass
@@ -453,12 +467,17 @@ class _GatherMatmulScatter(torch.autograd.Function):
         ctx.save_for_backward(feats, weight)
         identity = kmap.identity_offset()
         if kmap.single_source:
-            # each output row has one source: write, do not accumulate
-            out = feats.new_empty(kmap.n_out, weight.shape[2])
-            for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
-                if i.numel():
-                    out.index_copy_(0, o, feats.index_select(0, i) @ weight[k])
-            return out
+            # each output row has one source: one gather of every pair's input (in offset
+            # order), one matmul per offset into its slice, one gather into output order
+            ins, rank, counts = kmap.single_source_layout()
+            gathered = feats.index_select(0, ins)
+            res = feats.new_empty(ins.numel(), weight.shape[2])
+            a = 0
+            for k, c in enumerate(counts):
+                if c:
+                    torch.mm(gathered[a : a + c], weight[k], out=res[a : a + c])
+                a += c
+            return res.index_select(0, rank)
         out = feats @ weight[identity] if identity is not None else feats.new_zeros(kmap.n_out, weight.shape[2])
         for k, (i, o) in enumerate(zip(kmap.in_idx, kmap.out_idx)):
             if k != identity and i.numel():
