@@ -13,7 +13,8 @@
  * row it lands on has been gathered (rows up to oy S - P + K - 1: the output
  * tile is no wider than the input window), and only over channel c, so no
  * temporary channel buffer is needed. The ring starts TE_TMPB bytes into the
- * scratch.
+ * scratch. A call whose input window needs no padding (an interior tile of the
+ * patch stage) takes the direct path instead (TE_DIRECT_: no ring).
  * Define before including: TE_FN; TE_WEIGHT (kh x kw x C), TE_BIAS, TE_MULT,
  * TE_SHIFT; TE_K, TE_S, TE_P; TE_C; TE_IH, TE_IW; TE_ZPIN, TE_ZPOUT; TE_QMIN,
  * TE_QMAX; TE_INPLACE (0 or 1); TE_TMPB; TE_RQ (TE_RQ_FAST or TE_RQ_EXACT).
@@ -92,7 +93,7 @@ TE_KERNEL void TE_FN(const int8_t *in, int8_t *out, int8_t *tmp, const int16_t *
     const int iyf = oy0 * TE_S - TE_P; /* the first input row of the call */
     int oy, ky, kx, c, j, t;
     /* a window inside the tensor (an interior tile of the patch stage) needs no
-     * padding: the direct path reads the taps from the input (see below) */
+     * padding: the direct path reads the taps from the input (TE_DIRECT_ above) */
     if (iyf >= 0 && (oy1 - 1) * TE_S - TE_P + TE_K <= TE_IH && ix0 >= 0 && ix0 + rl <= TE_IW &&
         (!TE_INPLACE || ((oy0 - oby) * obw + (ox0 - obx) < (iyf - iby) * ibw + ix0 + TE_S - ibx && obw <= TE_S * ibw))) {
         TE_DIRECT_(in, out, win);
