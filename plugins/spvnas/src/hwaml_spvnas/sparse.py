@@ -278,13 +278,18 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
     if coords.shape[0] == 0 or n == 0 or K == 0:
         return torch.full((K, n), -1, dtype=torch.long)
     off_lo, off_hi = offsets.min(0).values, offsets.max(0).values
-    lo = torch.minimum(coords[:, 1:].min(0).values, base[:, 1:].min(0).values + off_lo)
-    hi = torch.maximum(coords[:, 1:].max(0).values, base[:, 1:].max(0).values + off_hi)
+    c_lo, c_hi = torch.aminmax(coords[:, 1:], dim=0)
+    b_lo, b_hi = (c_lo, c_hi) if base is coords else torch.aminmax(base[:, 1:], dim=0)
+    lo = torch.minimum(c_lo, b_lo + off_lo)
+    hi = torch.maximum(c_hi, b_hi + off_hi)
     ext = (hi - lo + 1).tolist()
     X, Y = int(ext[0]), int(ext[1])
     rel = coords[:, 1:] - lo
     col_key = (coords[:, 0] * X + rel[:, 0]) * Y + rel[:, 1]
-    cols, col_of = torch.unique(col_key, return_inverse=True)
+    if bool((col_key[1:] >= col_key[:-1]).all()):  # coordinates in key order (as voxelised): no sort
+        cols, col_of = torch.unique_consecutive(col_key, return_inverse=True)
+    else:
+        cols, col_of = torch.unique(col_key, return_inverse=True)
     nc = cols.numel()
     z = rel[:, 2]
     # per occupied column: its z-span [zlo, zhi] and where that span starts in the table;
@@ -329,6 +334,9 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
                     if step - 1 in first:  # keys are distinct integers: step's first index follows from step - 1's
                         p, hit = first[step - 1]
                         pos = p + hit
+                    elif step == -1 and qcols is cols:  # the first key >= c - 1 is c's predecessor or c itself
+                        pos = torch.arange(nc)
+                        pos[1:] -= (cols[:-1] == cols[1:] - 1).long()
                     else:
                         pos = torch.searchsorted(cols, q)
                     hit = cols_end.index_select(0, pos) == q
@@ -349,11 +357,13 @@ def neighbour_rows(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tens
 def _query_all(coords: torch.Tensor, base: torch.Tensor, offsets: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
     """For each offset: (output rows o, input rows i) where ``base[o] + offset`` is input row i."""
     rows = neighbour_rows(coords, base, offsets)
-    found = rows >= 0
-    counts = found.sum(1).tolist()
-    # one nonzero over all offsets: (offset, row) pairs, offsets in order, rows ascending within each
-    outs = list(torch.split(found.nonzero()[:, 1], counts))
-    ins = list(torch.split(rows.masked_select(found), counts))
+    n = rows.shape[1]
+    found = rows.view(-1) >= 0
+    counts = torch.count_nonzero(found.view(rows.shape), dim=1).tolist()
+    # one nonzero over all offsets: flat (offset, row) positions, offsets in order, rows ascending within each
+    flat = found.nonzero().squeeze(1)
+    ins = list(torch.split(rows.view(-1).index_select(0, flat), counts))
+    outs = [f - k * n if k else f for k, f in enumerate(torch.split(flat, counts))]
     return outs, ins
 
 
