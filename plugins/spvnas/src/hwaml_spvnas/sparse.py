@@ -9,9 +9,9 @@ textbook one:
   stride level (a tensor at stride 4 holds ``floor(c / 4)``), are packed into one
   order-preserving int64 key each; ``unique`` of the keys voxelises and
   downsamples (hashing by sort/unique instead of a GPU hash table). Neighbours
-  are found through dense (batch, x, y)-column and (column, z) tables over the
-  scan's bounding box, or by ``searchsorted`` over the sorted keys when the
-  extent is too large for tables (:func:`neighbour_rows`);
+  are found through the occupied (batch, x, y) columns and a compact table of
+  each column's z-span, or by ``searchsorted`` over the sorted keys when the
+  spans are too large for the table (:func:`neighbour_rows`);
 * a *kernel map* lists, for every kernel offset, the (input row, output row)
   pairs it connects; a convolution is gather -> matmul -> scatter-add over the
   offsets, so autograd differentiates it exactly;
