@@ -4,7 +4,8 @@
 # `--resolution lowest-direct` (every dependency that a pyproject.toml names
 # directly at the lowest version its floor admits; what those pull in at the
 # newest), then runs a fast contract subset there: registration and contract
-# suites, config checks, the loop, resume, and one end-to-end run per plugin.
+# suites, config checks, the loop, one resume, and one tracker run per observer
+# plugin (the subset is spelled out below).
 # A floor that is too low fails here; the full suite (newest versions) runs in
 # .venv, from scripts/setup.sh.
 #
